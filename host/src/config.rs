@@ -1,0 +1,485 @@
+//! The configuration file: TOML read with serde (`deny_unknown_fields`), then validated into the
+//! typed [`Config`] the rest of the host uses. Every error carries the file, line and column.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::matchers::{Matchers, MatchersConfig};
+
+/// Default bytes kept while detecting.
+pub const DEFAULT_PREVIEW_LIMIT: usize = 16 * 1024;
+/// Largest preview a user may configure: previews are held per connection before routing.
+pub const MAX_PREVIEW_LIMIT: usize = 1024 * 1024;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Folder holding plugin libraries (relative paths resolved against the config file's folder).
+    pub plugin_dir: PathBuf,
+    /// Listening sockets.
+    pub listeners: Vec<ListenerConfig>,
+    /// How connections are routed.
+    pub routing: Routing,
+    /// Backends, in the order they are asked.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    /// Name used in logs and handed to plugins (its address when not set).
+    pub name: String,
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// Whether to listen on TCP.
+    pub tcp: bool,
+    /// Whether to listen on UDP.
+    pub udp: bool,
+    /// Strategy for this listener (overrides `routing.strategy`).
+    pub strategy: Option<Strategy>,
+}
+
+/// How a backend is picked among those that match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The first matching backend in configuration order (within the best tier).
+    #[default]
+    FirstAvailable,
+    /// The matching backend with the fewest live connections (within the best tier).
+    LeastRequests,
+}
+
+/// Priority tiers: a lower tier serves only when no backend of a higher tier matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Priority {
+    /// Last resort.
+    Fallback,
+    /// Used when no normal or vip backend matches.
+    Standby,
+    /// The default tier.
+    #[default]
+    Normal,
+    /// Preferred over every other tier.
+    Vip,
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Priority::Fallback => "fallback",
+            Priority::Standby => "standby",
+            Priority::Normal => "normal",
+            Priority::Vip => "vip",
+        })
+    }
+}
+
+/// The `[routing]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    /// Default strategy.
+    pub strategy: Strategy,
+    /// How long to wait for the bytes that decide a connection.
+    pub probe_timeout: Duration,
+    /// Most bytes kept while detecting.
+    pub preview_limit: usize,
+    /// Backend for clients that send nothing within `probe_timeout`.
+    pub on_timeout: Option<String>,
+    /// How long a forward may take to connect to its target.
+    pub connect_timeout: Duration,
+    /// On shutdown, how long open connections may take to finish.
+    pub drain_timeout: Duration,
+}
+
+/// One `[[backend]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// Unique name.
+    pub name: String,
+    /// Protocol: built-in `pass` / `noop`, or one a loaded plugin provides.
+    pub protocol: String,
+    /// Where `forward` goes, as `host:port`.
+    pub target: Option<String>,
+    /// Tier.
+    pub priority: Priority,
+    /// Host-side matchers, checked before the plugin is asked.
+    pub matchers: Matchers,
+    /// `[backend.params]`, as TOML text for the plugin.
+    pub params_toml: String,
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// Each problem, in file order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+/// One problem, at a line and column when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// 1-based line, 0 when the problem has no single place.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            if issue.line > 0 {
+                write!(f, "{}:{}:{}: {}", self.path.display(), issue.line, issue.column, issue.message)?;
+            } else {
+                write!(f, "{}: {}", self.path.display(), issue.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_plugin_dir")]
+    plugin_dir: PathBuf,
+    #[serde(default, rename = "listener")]
+    listeners: Vec<RawListener>,
+    #[serde(default)]
+    routing: RawRouting,
+    #[serde(default, rename = "backend")]
+    backends: Vec<RawBackend>,
+}
+
+fn default_plugin_dir() -> PathBuf {
+    PathBuf::from("plugins")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    address: Spanned<String>,
+    name: Option<String>,
+    #[serde(default = "default_transport")]
+    transport: Spanned<Vec<String>>,
+    strategy: Option<Strategy>,
+}
+
+fn default_transport() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["tcp".to_owned()])
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRouting {
+    strategy: Strategy,
+    probe_timeout_ms: u64,
+    preview_limit: Spanned<usize>,
+    on_timeout: Option<Spanned<String>>,
+    connect_timeout_ms: u64,
+    drain_timeout_ms: u64,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        RawRouting {
+            strategy: Strategy::FirstAvailable,
+            probe_timeout_ms: 3000,
+            preview_limit: Spanned::new(0..0, DEFAULT_PREVIEW_LIMIT),
+            on_timeout: None,
+            connect_timeout_ms: 5000,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Spanned<String>,
+    protocol: Spanned<String>,
+    target: Option<Spanned<String>>,
+    #[serde(default)]
+    priority: Priority,
+    #[serde(default, rename = "match")]
+    matchers: MatchersConfig,
+    #[serde(default)]
+    params: toml::Table,
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        issues: vec![ConfigIssue { line: 0, column: 0, message: format!("cannot read: {e}") }],
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates configuration text; `path` names it in errors and anchors `plugin_dir`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let locate = |span: Option<Range<usize>>, message: String| {
+        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        ConfigIssue { line, column, message }
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        issues: vec![locate(e.span(), e.message().to_owned())],
+    })?;
+    let mut issues = Vec::new();
+    let config = validate(path, raw, &mut |span, msg| issues.push(locate(span, msg)));
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        issues.sort_by_key(|i| (i.line, i.column));
+        Err(ConfigError { path: path.to_owned(), issues })
+    }
+}
+
+type Report<'a> = dyn FnMut(Option<Range<usize>>, String) + 'a;
+
+fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    let plugin_dir = if raw.plugin_dir.is_absolute() { raw.plugin_dir } else { base.join(raw.plugin_dir) };
+
+    if raw.listeners.is_empty() {
+        report(None, "no [[listener]]: pmmux needs at least one address to listen on".into());
+    }
+    let mut listeners = Vec::new();
+    let mut seen_addr = HashSet::new();
+    for l in raw.listeners {
+        let span = Some(l.address.span());
+        let address = match l.address.get_ref().parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                report(span, format!("listener address `{}` is not IP:PORT (IPv6 as [::1]:PORT)", l.address.get_ref()));
+                continue;
+            }
+        };
+        let (mut tcp, mut udp) = (false, false);
+        for t in l.transport.get_ref() {
+            match t.as_str() {
+                "tcp" => tcp = true,
+                "udp" => udp = true,
+                other => report(Some(l.transport.span()), format!("unknown transport `{other}` (expected \"tcp\" or \"udp\")")),
+            }
+        }
+        if !tcp && !udp && !l.transport.get_ref().is_empty() {
+            continue;
+        }
+        if l.transport.get_ref().is_empty() {
+            report(Some(l.transport.span()), "transport must name \"tcp\" and/or \"udp\"".into());
+        }
+        if udp {
+            // UDP flows arrive with the connectionless backends; refuse rather than half-listen.
+            report(Some(l.transport.span()), "transport \"udp\" is not supported by this version of pmmux yet".into());
+        }
+        for (proto, on) in [("tcp", tcp), ("udp", udp)] {
+            if on && !seen_addr.insert((address, proto)) {
+                report(span.clone(), format!("two listeners on {address}/{proto}"));
+            }
+        }
+        let name = l.name.unwrap_or_else(|| address.to_string());
+        listeners.push(ListenerConfig { name, address, tcp, udp, strategy: l.strategy });
+    }
+
+    let r = raw.routing;
+    let preview_limit = *r.preview_limit.get_ref();
+    if preview_limit == 0 || preview_limit > MAX_PREVIEW_LIMIT {
+        report(Some(r.preview_limit.span()), format!("preview_limit must be 1..={MAX_PREVIEW_LIMIT} bytes"));
+    }
+    if r.probe_timeout_ms == 0 {
+        report(None, "routing.probe_timeout_ms must be above 0".into());
+    }
+
+    let mut backends = Vec::new();
+    let mut names = HashSet::new();
+    for b in raw.backends {
+        let name = b.name.get_ref().clone();
+        if name.is_empty() {
+            report(Some(b.name.span()), "backend name must not be empty".into());
+        } else if !names.insert(name.clone()) {
+            report(Some(b.name.span()), format!("backend name `{name}` is used twice"));
+        }
+        let protocol = b.protocol.get_ref().clone();
+        if protocol.is_empty() {
+            report(Some(b.protocol.span()), format!("backend `{name}`: protocol must not be empty"));
+        }
+        if let Some(t) = &b.target {
+            if let Err(why) = check_target(t.get_ref()) {
+                report(Some(t.span()), format!("backend `{name}`: target `{}` {why}", t.get_ref()));
+            }
+        } else if protocol == "pass" {
+            report(Some(b.protocol.span()), format!("backend `{name}`: protocol `pass` needs a target"));
+        }
+        let matchers = match Matchers::from_config(&b.matchers) {
+            Ok(m) => m,
+            Err((span, msg)) => {
+                report(span, format!("backend `{name}`: {msg}"));
+                Matchers::default()
+            }
+        };
+        let params_toml = toml::to_string(&b.params).unwrap_or_default();
+        backends.push(BackendConfig {
+            name,
+            protocol,
+            target: b.target.map(Spanned::into_inner),
+            priority: b.priority,
+            matchers,
+            params_toml,
+        });
+    }
+    if let Some(t) = &r.on_timeout {
+        if !names.contains(t.get_ref()) {
+            report(Some(t.span()), format!("routing.on_timeout names `{}`, which is not a backend", t.get_ref()));
+        }
+    }
+
+    Config {
+        path: path.to_owned(),
+        plugin_dir,
+        listeners,
+        routing: Routing {
+            strategy: r.strategy,
+            probe_timeout: Duration::from_millis(r.probe_timeout_ms),
+            preview_limit,
+            on_timeout: r.on_timeout.map(Spanned::into_inner),
+            connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
+            drain_timeout: Duration::from_millis(r.drain_timeout_ms),
+        },
+        backends,
+    }
+}
+
+/// Checks a `host:port` target (host a name, an IPv4 address or a bracketed IPv6 address).
+pub fn check_target(target: &str) -> Result<(), &'static str> {
+    if target.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = target.rsplit_once(':').ok_or("is not host:port")?;
+    port.parse::<u16>().map_err(|_| "has no valid port")?;
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+    if name_ok {
+        Ok(())
+    } else {
+        Err("is not host:port (IPv6 as [::1]:PORT)")
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/pmmux/pmmux.toml"), text)
+    }
+
+    const MINIMAL: &str = "[[listener]]\naddress = \"127.0.0.1:8443\"\n[[backend]]\nname = \"all\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:22\"\n";
+
+    #[test]
+    fn one_listener_and_one_pass_backend_is_valid() {
+        let c = parse_str(MINIMAL).expect("valid");
+        assert_eq!(c.plugin_dir, PathBuf::from("/etc/pmmux/plugins"));
+        assert_eq!(c.listeners[0].name, "127.0.0.1:8443");
+        assert!(c.listeners[0].tcp && !c.listeners[0].udp);
+        assert_eq!(c.routing.preview_limit, DEFAULT_PREVIEW_LIMIT);
+        assert_eq!(c.backends[0].priority, Priority::Normal);
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let text = r#"
+plugin_dir = "plugins"
+[[listener]]
+address = "127.0.0.1:8443"
+transport = ["tcp"]
+[[listener]]
+address = "[::1]:8443"
+[routing]
+strategy = "first-available"
+probe_timeout_ms = 3000
+preview_limit = 16384
+on_timeout = "web"
+[[backend]]
+name = "web"
+protocol = "http"
+target = "127.0.0.1:8080"
+priority = "normal"
+[backend.match]
+remote_ip = ["127.0.0.0/8", "!127.0.0.2/32"]
+local_port = [8443, "9000-9100"]
+[backend.params]
+host = "www.example"
+"#;
+        let c = parse_str(text).expect("valid");
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.routing.on_timeout.as_deref(), Some("web"));
+        assert!(c.backends[0].params_toml.contains("host = \"www.example\""));
+    }
+
+    #[test]
+    fn unknown_field_is_reported_with_line_and_column() {
+        let err = parse_str("[[listener]]\naddress = \"127.0.0.1:1\"\nadress = 1\n").unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("/etc/pmmux/pmmux.toml:3:1: unknown field `adress`"), "{shown}");
+    }
+
+    #[test]
+    fn every_validation_error_is_reported_in_file_order() {
+        let text = "[[listener]]\naddress = \"localhost:1\"\n[routing]\non_timeout = \"nope\"\n[[backend]]\nname = \"a\"\nprotocol = \"pass\"\ntarget = \"x:y\"\n[[backend]]\nname = \"a\"\nprotocol = \"noop\"\n";
+        let err = parse_str(text).unwrap_err();
+        let lines: Vec<_> = err.issues.iter().map(|i| (i.line, i.message.clone())).collect();
+        assert_eq!(lines.len(), 4, "{err}");
+        assert_eq!(lines[0].0, 2);
+        assert!(lines[0].1.contains("not IP:PORT"));
+        assert_eq!(lines[1].0, 4);
+        assert_eq!(lines[2].0, 8);
+        assert!(lines[2].1.contains("no valid port"));
+        assert_eq!(lines[3].0, 10);
+        assert!(lines[3].1.contains("used twice"));
+    }
+
+    #[test]
+    fn targets() {
+        assert!(check_target("127.0.0.1:80").is_ok());
+        assert!(check_target("[::1]:80").is_ok());
+        assert!(check_target("backend.internal:8080").is_ok());
+        assert!(check_target("::1:80").is_err());
+        assert!(check_target("host").is_err());
+        assert!(check_target("host:99999").is_err());
+    }
+
+    #[test]
+    fn preview_limit_is_bounded() {
+        let text = format!("{MINIMAL}[routing]\npreview_limit = 0\n");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.issues[0].line, 8);
+    }
+}

@@ -1,0 +1,157 @@
+//! One TCP connection from accept to close: preview and route, then forward or serve, inside one
+//! `tracing` span (peer, listener, backend, plugin) that ends with one close line.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
+use arc_swap::ArcSwap;
+use pmmux_plugin_api::ffi::TcpAction;
+use pmmux_plugin_api::Property;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tracing::{field::Empty, Instrument};
+
+use crate::config::Strategy;
+use crate::preview::{self, Outcome};
+use crate::registry::{Backend, BackendKind, Registry};
+use crate::relay::{self, Transferred};
+use crate::router::{Decision, Router};
+use crate::serve;
+
+/// What every connection of one listener shares.
+pub struct ListenerContext {
+    /// The listener's name.
+    pub name: Arc<str>,
+    /// The current routing snapshot.
+    pub registry: Arc<ArcSwap<Registry>>,
+    /// The listener's own strategy, if it overrides `routing.strategy`.
+    pub strategy: Option<Strategy>,
+}
+
+/// Handles one accepted connection to the end.
+pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+    let span = tracing::info_span!("conn", %peer, listener = %ctx.name, backend = Empty, plugin = Empty);
+    handle_inner(stream, peer, ctx).instrument(span).await
+}
+
+async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+    let started = Instant::now();
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(e) => return tracing::debug!(error = %e, "connection gone before routing"),
+    };
+    let registry = ctx.registry.load_full();
+    let strategy = ctx.strategy.unwrap_or(registry.routing.strategy);
+    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
+    let mut preview = Vec::new();
+    let (index, properties) = match preview::run(&stream, &mut router, &mut preview).await {
+        Err(e) => return tracing::debug!(error = %e, "client error while previewing"),
+        Ok(Outcome::Closed) => return tracing::debug!("client closed before sending anything"),
+        Ok(Outcome::Silent) => match registry.on_timeout {
+            Some(i) => (i, RVec::new()),
+            None => {
+                let ms = registry.routing.probe_timeout.as_millis();
+                return tracing::info!(timeout_ms = ms, "client sent nothing within the probe timeout and no on_timeout backend is set; closed");
+            }
+        },
+        Ok(Outcome::Routed(Decision::Route { index, properties })) => (index, properties),
+        Ok(Outcome::Routed(_)) => {
+            let asked = router.asked();
+            return tracing::info!(?asked, preview_bytes = preview.len(), "no backend matched; closed");
+        }
+    };
+    let backend = Arc::clone(&registry.backends[index]);
+    let span = tracing::Span::current();
+    span.record("backend", backend.name());
+    span.record("plugin", backend.plugin_label().as_str());
+    if !properties.is_empty() {
+        tracing::debug!(properties = %show(&properties), "routed");
+    }
+    let _live = LiveGuard::new(&backend);
+    let result = dispatch(&mut stream, &router, &backend, &properties, &preview).await;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    match result {
+        Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms, "connection closed"),
+        Err(e) => tracing::warn!(error = %e, ms, "connection failed"),
+    }
+}
+
+/// Why a routed connection failed.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error(transparent)]
+    Relay(#[from] relay::RelayError),
+    #[error(transparent)]
+    Serve(#[from] serve::ServeError),
+    #[error("plugin hook `open` failed: {0}")]
+    Plugin(String),
+    #[error("backend has no target to forward to")]
+    NoTarget,
+    #[error("client I/O error: {0}")]
+    Client(#[from] std::io::Error),
+}
+
+async fn dispatch(
+    stream: &mut TcpStream,
+    router: &Router,
+    backend: &Backend,
+    properties: &[Property],
+    preview: &[u8],
+) -> Result<Transferred, ConnError> {
+    let target = match &backend.kind {
+        BackendKind::Pass => backend.config.target.clone(),
+        BackendKind::Noop => return discard(stream, preview.len() as u64).await,
+        BackendKind::Plugin(object) => {
+            let conn = router.conn_info(properties);
+            match object.open_tcp(&conn, RSlice::from_slice(preview)) {
+                RResult::ROk(TcpAction::Forward(ROption::RSome(t))) => Some(t.into()),
+                RResult::ROk(TcpAction::Forward(ROption::RNone)) => backend.config.target.clone(),
+                RResult::ROk(TcpAction::Serve(session)) => return Ok(serve::serve(stream, session, preview).await?),
+                RResult::RErr(e) => {
+                    backend.plugin_error("open", e.as_str());
+                    return Err(ConnError::Plugin(e.into()));
+                }
+            }
+        }
+    };
+    let target = target.ok_or(ConnError::NoTarget)?;
+    let timeout = router.registry().routing.connect_timeout;
+    let mut upstream = relay::connect(&target, timeout).await?;
+    Ok(relay::relay(stream, &mut upstream, preview, &target).await?)
+}
+
+/// The built-in `noop`: read and drop everything until the client closes.
+async fn discard(stream: &mut TcpStream, already: u64) -> Result<Transferred, ConnError> {
+    let mut buf = [0u8; 4096];
+    let mut up = already;
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(Transferred { up, down: 0 }),
+            n => up += n as u64,
+        }
+    }
+}
+
+fn show(props: &[Property]) -> String {
+    props.iter().map(|p| format!("{}={}", p.key, p.value)).collect::<Vec<_>>().join(" ")
+}
+
+/// Counts a connection as live on its backend while it exists.
+struct LiveGuard<'a>(&'a Backend);
+
+impl<'a> LiveGuard<'a> {
+    fn new(backend: &'a Backend) -> Self {
+        backend.stats.live.fetch_add(1, Ordering::Relaxed);
+        backend.stats.routed.fetch_add(1, Ordering::Relaxed);
+        LiveGuard(backend)
+    }
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.stats.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}

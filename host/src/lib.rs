@@ -1,0 +1,18 @@
+//! pmmux: a port multiplexer whose backends are plugins.
+//!
+//! The data path, one module per stage: [`listener`] accepts, [`preview`] reads the first bytes,
+//! [`router`] asks the backends and picks one, [`relay`] forwards or [`serve`] answers, all driven
+//! per connection by [`connection`]. Plugins are loaded by [`plugin`] into the [`registry`] snapshot;
+//! [`config`] and [`matchers`] read the configuration; [`server`] runs the whole.
+
+pub mod config;
+pub mod connection;
+pub mod listener;
+pub mod matchers;
+pub mod plugin;
+pub mod preview;
+pub mod registry;
+pub mod relay;
+pub mod router;
+pub mod serve;
+pub mod server;

@@ -1,0 +1,151 @@
+//! The `pmmux` command line: run the service, check a configuration, or inspect a plugin file.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pmmux::config;
+use pmmux::plugin::Loader;
+use pmmux::registry::{self, Registry};
+use pmmux::server::Server;
+use tracing_subscriber::EnvFilter;
+
+/// A port multiplexer whose backends are plugins.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, default_value = "pmmux.toml", global = true)]
+    config: PathBuf,
+    /// Log level (error, warn, info, debug, trace) or a full filter; RUST_LOG wins when set.
+    #[arg(long, default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Run,
+    /// Validate a configuration: syntax, names, and that every backend builds with the plugins in
+    /// its plugin folder. Exits 1 and lists every problem when anything is wrong.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Load one plugin file and print its ABI version, name, version and protocols, or exactly why
+    /// it cannot be loaded.
+    InspectPlugin {
+        /// The plugin library.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    let result = match &cli.command {
+        None | Some(Command::Run) => run(&cli.config),
+        Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::InspectPlugin { file }) => inspect_plugin(file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pmmux: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = config::load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config)?;
+        server.run(shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
+    // Connections past the drain timeout are cut here, with the runtime.
+    runtime.shutdown_background();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            tracing::error!("cannot install signal handlers; stop pmmux with SIGKILL");
+            return std::future::pending().await;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutdown requested");
+}
+
+fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let loader = Loader::new().context("creating the plugin shadow folder")?;
+    let (plugins, mut issues) = registry::load_dir(&loader, &config.plugin_dir);
+    let plugin_count = plugins.len();
+    let (registry, build_issues) = Registry::build(&config, plugins, &Default::default());
+    issues.extend(build_issues);
+    for issue in &issues {
+        eprintln!("{}: {issue}", path.display());
+    }
+    if issues.is_empty() {
+        println!(
+            "{}: ok: {} listener(s), {} backend(s), {} plugin(s) from {}",
+            path.display(),
+            config.listeners.len(),
+            registry.backends.len(),
+            plugin_count,
+            config.plugin_dir.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn inspect_plugin(file: &Path) -> anyhow::Result<ExitCode> {
+    let loader = Loader::new().context("creating the plugin shadow folder")?;
+    match loader.load(file) {
+        Ok(p) => {
+            println!("file:       {}", file.display());
+            println!("plugin:     {} {}", p.name, p.version);
+            println!("plugin-api: {} (ABI revision {})", p.api_version, p.abi_version);
+            println!("host ABI:   plugin-api {} (ABI revision {})", <pmmux_plugin_api::PluginModRef as abi_stable::library::RootModule>::VERSION_STRINGS.version, pmmux_plugin_api::ABI_VERSION);
+            println!("protocols:  {}", p.protocols.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: cannot load: {e}", file.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

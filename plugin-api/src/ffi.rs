@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
-    package_version_strings, sabi_trait,
+    sabi_trait,
     sabi_types::VersionStrings,
     std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
@@ -303,7 +303,7 @@ impl RootModule for PluginModRef {
     const BASE_NAME: &'static str = "pmmux_plugin";
     const NAME: &'static str = "pmmux_plugin";
     #[cfg(not(feature = "test-abi-major2"))]
-    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    const VERSION_STRINGS: VersionStrings = abi_stable::package_version_strings!();
     #[cfg(feature = "test-abi-major2")]
     const VERSION_STRINGS: VersionStrings = VersionStrings::new("2.0.0");
 }

@@ -244,7 +244,7 @@ impl Loader {
         }
         // SAFETY: the layout was checked just above, in whichever direction is the older one.
         let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }.map_err(|e| match e {
-            LibraryError::RootModule { .. } => LoadError::Constructor(e.to_string()),
+            LibraryError::RootModule { .. } => LoadError::Constructor(root_module_error(&e.to_string())),
             other => layout_error(other.to_string()),
         })?;
         (module.set_logger())(host_logger());
@@ -260,6 +260,12 @@ impl Drop for Loader {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.shadow_dir);
     }
+}
+
+/// abi_stable reports a failed constructor over several lines; keep what follows "the error:".
+fn root_module_error(text: &str) -> String {
+    let tail = text.split_once("the error:").map_or(text, |(_, rest)| rest);
+    tail.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn first_line(text: &str) -> String {

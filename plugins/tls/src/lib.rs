@@ -1,0 +1,110 @@
+//! pmmux plugin `tls`: matches a client whose first bytes are a TLS ClientHello, optionally only for
+//! some server names (SNI) or ALPN protocols. Detection only: the plugin never terminates TLS, the
+//! host forwards the client's bytes untouched.
+//!
+//! Params (both optional, see [`matcher`]):
+//!
+//! ```toml
+//! [backend.params]
+//! sni = ["example.com", "*.example.com"]   # or one string; `*.` matches exactly one label
+//! alpn = "h2"                              # or a list; matches when the client offers any
+//! ```
+//!
+//! Properties on a match:
+//! * `tls.sni`: the server name, lowercase, without a trailing dot (absent when the client sent none);
+//! * `tls.alpn`: the protocols the client offers, comma-separated, in its order (absent without ALPN;
+//!   bytes outside printable ASCII, `,` and `\` are written `\xNN`);
+//! * `tls.version`: `1.3` when `supported_versions` offers it, else `1.2`, `1.1` or `1.0`.
+//!
+//! A ClientHello may arrive over several TCP segments and several TLS records, and be larger than
+//! 4 KiB (post-quantum key shares, padding): the backend answers `NeedMore` until it is whole, within
+//! the host's preview limit (default 16 KiB). Anything that cannot be a ClientHello is `NoMatch`,
+//! usually from its first byte; so are SSL 2.0-format and SSL 3.0 ClientHellos and malformed ones
+//! (bad lengths, duplicate extensions, a server name that is not printable ASCII).
+
+pub mod client_hello;
+pub mod matcher;
+
+use abi_stable::std_types::RVec;
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+
+use client_hello::{parse_records, ClientHello, Parse};
+use matcher::{normalize_host, Matcher, Params};
+
+/// A `tls` backend.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    matcher: Matcher,
+}
+
+impl Tls {
+    /// Builds the backend from its params; the error tells the user what is wrong with them.
+    pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
+        let params: Params = spec.params()?;
+        Ok(Tls {
+            matcher: Matcher::from_params(params)?,
+        })
+    }
+
+    /// The detection itself, over the bytes previewed so far.
+    pub fn detect_preview(&self, preview: &[u8]) -> Detection {
+        match parse_records(preview) {
+            Parse::Incomplete => Detection::NeedMore,
+            Parse::Invalid(_) => Detection::NoMatch,
+            Parse::Complete(hello) if self.matcher.matches(&hello) => {
+                Detection::Match(properties(&hello))
+            }
+            Parse::Complete(_) => Detection::NoMatch,
+        }
+    }
+}
+
+impl Backend for Tls {
+    fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
+        self.detect_preview(preview)
+    }
+}
+
+/// The `tls.*` properties of a ClientHello.
+pub fn properties(hello: &ClientHello) -> RVec<Property> {
+    let mut props = RVec::new();
+    if let Some(name) = &hello.server_name {
+        props.push(Property::new("tls.sni", normalize_host(name)));
+    }
+    if !hello.alpn.is_empty() {
+        let names: Vec<String> = hello.alpn.iter().map(|p| escape(p)).collect();
+        props.push(Property::new("tls.alpn", names.join(",")));
+    }
+    props.push(Property::new("tls.version", hello.version()));
+    props
+}
+
+/// Printable ASCII as is, except `,` (the list separator) and `\`; other bytes as `\xNN`.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_graphic() && b != b',' && b != b'\\' || b == b' ' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+export_plugin! {
+    name: "tls",
+    version: env!("CARGO_PKG_VERSION"),
+    protocols: { "tls" => Tls::new },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_names_are_escaped_for_the_property() {
+        assert_eq!(escape(b"http/1.1"), "http/1.1");
+        assert_eq!(escape(b"a,b\\c\n\xff"), "a\\x2cb\\x5cc\\x0a\\xff");
+    }
+}

@@ -1,0 +1,144 @@
+//! The `sni` and `alpn` params, end to end: from TOML params to a verdict on real and synthetic
+//! ClientHellos, and the messages for bad params.
+
+mod common;
+
+use common::*;
+use pmmux_plugin_api::Detection;
+
+fn matches(params: &str, stream: &[u8]) -> bool {
+    match tls(params).detect_preview(stream) {
+        Detection::Match(_) => true,
+        Detection::NoMatch => false,
+        Detection::NeedMore => panic!("{params}: a whole ClientHello needs no more"),
+    }
+}
+
+#[test]
+fn no_params_match_any_client_hello() {
+    for (name, capture) in CAPTURES {
+        assert!(matches("", capture), "{name}");
+    }
+}
+
+#[test]
+fn sni_exact_and_case_insensitive() {
+    assert!(matches(r#"sni = "a.example""#, OPENSSL_TLS13));
+    assert!(matches(r#"sni = "A.Example""#, OPENSSL_TLS13));
+    assert!(matches(r#"sni = "a.example.""#, OPENSSL_TLS13));
+    assert!(!matches(r#"sni = "b.example""#, OPENSSL_TLS13));
+    assert!(!matches(r#"sni = "example""#, OPENSSL_TLS13));
+    // The client's spelling does not matter either, and the property is normalized.
+    let stream = HelloBuilder::sni("WWW.Example.COM.").record();
+    assert!(matches(r#"sni = "www.example.com""#, &stream));
+    let found = props(tls("").detect_preview(&stream));
+    assert_eq!(
+        found[0],
+        ("tls.sni".to_string(), "www.example.com".to_string())
+    );
+}
+
+#[test]
+fn sni_wildcard_matches_one_label_only() {
+    let wildcard = r#"sni = "*.example.com""#;
+    assert!(matches(
+        wildcard,
+        &HelloBuilder::sni("a.example.com").record()
+    ));
+    assert!(matches(
+        wildcard,
+        &HelloBuilder::sni("A.EXAMPLE.com").record()
+    ));
+    assert!(!matches(
+        wildcard,
+        &HelloBuilder::sni("a.b.example.com").record()
+    ));
+    assert!(!matches(
+        wildcard,
+        &HelloBuilder::sni("example.com").record()
+    ));
+    assert!(!matches(
+        wildcard,
+        &HelloBuilder::sni("a.example.org").record()
+    ));
+    assert!(!matches(
+        wildcard,
+        &HelloBuilder::sni("aexample.com").record()
+    ));
+    assert!(matches(r#"sni = "*.example""#, CURL));
+}
+
+#[test]
+fn sni_list_matches_any_entry() {
+    let list = r#"sni = ["x.example", "*.other.test", "b.example"]"#;
+    assert!(matches(list, CURL));
+    assert!(!matches(list, OPENSSL_TLS13));
+    assert!(matches(
+        list,
+        &HelloBuilder::sni("mail.other.test").record()
+    ));
+}
+
+#[test]
+fn sni_set_but_client_sent_none_is_no_match() {
+    assert!(!matches(r#"sni = "a.example""#, OPENSSL_NOSNI));
+    assert!(!matches(r#"sni = "*.example""#, OPENSSL_NOSNI));
+    assert!(matches(
+        r#"alpn = "h2""#,
+        &HelloBuilder {
+            sni: None,
+            ..Default::default()
+        }
+        .record()
+    ));
+}
+
+#[test]
+fn alpn_matches_when_any_offered_protocol_is_wanted() {
+    assert!(matches(r#"alpn = "h2""#, OPENSSL_TLS13));
+    assert!(matches(r#"alpn = "http/1.1""#, CURL));
+    assert!(matches(r#"alpn = ["h3", "http/1.1"]"#, OPENSSL_TLS12));
+    assert!(!matches(r#"alpn = "h2""#, OPENSSL_TLS12));
+    assert!(!matches(r#"alpn = "h3""#, CURL));
+    // Names compare exactly (RFC 7301).
+    assert!(!matches(r#"alpn = "H2""#, OPENSSL_TLS13));
+    // No ALPN offered at all.
+    assert!(!matches(r#"alpn = "http/1.1""#, OPENSSL_TLS11));
+}
+
+#[test]
+fn sni_and_alpn_must_both_match() {
+    assert!(matches("sni = \"a.example\"\nalpn = \"h2\"", OPENSSL_TLS13));
+    assert!(!matches(
+        "sni = \"a.example\"\nalpn = \"h3\"",
+        OPENSSL_TLS13
+    ));
+    assert!(!matches(
+        "sni = \"b.example\"\nalpn = \"h2\"",
+        OPENSSL_TLS13
+    ));
+}
+
+#[test]
+fn bad_params_are_refused_with_a_clear_message() {
+    for (params, says) in [
+        ("sni = []", "params.sni: the list is empty"),
+        ("alpn = []", "params.alpn: the list is empty"),
+        (
+            r#"sni = "a.*.com""#,
+            "a wildcard is only allowed as the whole leftmost label",
+        ),
+        (r#"sni = ["ok.example", "*.*.example"]"#, "`*.*.example`"),
+        (r#"sni = "*""#, "omit `sni`"),
+        (r#"sni = "a b""#, "not a valid host name"),
+        (r#"alpn = """#, "1 to 255 bytes"),
+        ("sni = 5", "`sni`: a host name or a list of host names"),
+        ("alpn = [1]", "in the `alpn` list: invalid type"),
+        ("snii = \"a.example\"", "unknown field `snii`"),
+    ] {
+        match backend(params) {
+            Ok(_) => panic!("{params}: accepted"),
+            Err(err) => assert!(err.contains(says), "{params}: {err}"),
+        }
+    }
+}

@@ -72,7 +72,8 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
     }
     let _live = LiveGuard::new(&backend);
     let result = dispatch(&mut stream, &router, &backend, &properties, &preview).await;
-    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1e3);
+    let ms = ms.as_str();
     match result {
         Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms, "connection closed"),
         Err(e) => tracing::warn!(error = %e, ms, "connection failed"),

@@ -74,6 +74,7 @@ fn init_logging(level: &str) {
 
 fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = config::load(path)?;
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config)?;
@@ -83,6 +84,20 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     // Connections past the drain timeout are cut here, with the runtime.
     runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each relayed connection holds two descriptors; lift the soft limit to the hard one, as proxies do.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                tracing::debug!(from = lim.rlim_cur, to = lim.rlim_max, "raised the open-file limit");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -100,6 +100,8 @@ impl Router {
     fn ask(&self, backend: &Backend, preview: &[u8]) -> State {
         let object = match &backend.kind {
             BackendKind::Pass | BackendKind::Noop => return State::Matched(RVec::new()),
+            // Plugins are never asked about zero bytes: nothing to detect yet.
+            BackendKind::Plugin(_) if preview.is_empty() => return State::Pending,
             BackendKind::Plugin(object) => object,
         };
         let conn = self.conn_info(&[]);

@@ -19,7 +19,8 @@ use crate::ffi::{
 /// Hooks are synchronous and must not block or do I/O: the host owns every socket and timer.
 /// Only [`Backend::detect`] is required; the defaults forward TCP to the target and ignore UDP.
 pub trait Backend: Send + Sync + 'static {
-    /// Is this TCP connection ours, given the bytes previewed so far?
+    /// Is this TCP connection ours, given the bytes previewed so far? `preview` always holds at
+    /// least one byte, and grows by what arrived since the previous call (up to the preview limit).
     fn detect(&self, conn: &ConnInfo<'_>, preview: &[u8]) -> Detection;
 
     /// After a match: forward to the target (the default) or serve the client.

@@ -1,0 +1,161 @@
+//! A real HTTP server (nginx, single process, foreground) on a free loopback port, serving a folder tests can drop files into.
+//!
+//! Which server answered is told by the body of [`crate::IDENT_FILE`] (the server's name) and by
+//! the `X-Server-Name` header it adds to every response.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use crate::data::{random_bytes, sha256_hex, temp_dir, write_file_in};
+use crate::net::{loopback, with_free_port};
+use crate::paths::find_tool;
+use crate::process::ChildGuard;
+use crate::{IDENT_FILE, SERVER_START_TIMEOUT};
+
+/// The response header naming the server.
+pub const SERVER_NAME_HEADER: &str = "X-Server-Name";
+
+/// A running nginx; killed on drop.
+pub struct HttpServer {
+    guard: ChildGuard,
+    dir: TempDir,
+    name: String,
+    port: u16,
+}
+
+fn nginx_config(dir: &Path, port: u16, name: &str) -> String {
+    let d = dir.display();
+    format!(
+        "# pmmux-e2e test server {name}\n\
+         master_process off;\n\
+         worker_processes 1;\n\
+         pid {d}/nginx.pid;\n\
+         error_log stderr info;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n\
+         \x20   access_log {d}/access.log;\n\
+         \x20   client_body_temp_path {d}/tmp/client_body;\n\
+         \x20   proxy_temp_path {d}/tmp/proxy;\n\
+         \x20   fastcgi_temp_path {d}/tmp/fastcgi;\n\
+         \x20   uwsgi_temp_path {d}/tmp/uwsgi;\n\
+         \x20   scgi_temp_path {d}/tmp/scgi;\n\
+         \x20   default_type application/octet-stream;\n\
+         \x20   sendfile on;\n\
+         \x20   keepalive_timeout 15s;\n\
+         \x20   server {{\n\
+         \x20       listen 127.0.0.1:{port};\n\
+         \x20       server_name {name};\n\
+         \x20       root {d}/www;\n\
+         \x20       add_header {SERVER_NAME_HEADER} \"{name}\" always;\n\
+         \x20       location / {{ autoindex on; }}\n\
+         \x20   }}\n\
+         }}\n"
+    )
+}
+
+impl HttpServer {
+    /// Start nginx serving a fresh folder that holds [`IDENT_FILE`] with body `name`.
+    ///
+    /// # Panics
+    /// When nginx is missing or does not come up.
+    pub fn start(name: &str) -> HttpServer {
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)),
+            "server name {name:?}: use letters, digits, '-', '.', '_'"
+        );
+        let nginx = find_tool("nginx", "nginx-light");
+        let dir = temp_dir("http");
+        let d = dir.path();
+        fs::create_dir_all(d.join("tmp")).expect("create nginx temp folder");
+        write_file_in(&d.join("www"), IDENT_FILE, name.as_bytes());
+        let config = d.join("nginx.conf");
+        let (guard, port) = with_free_port("nginx", |port| {
+            fs::write(&config, nginx_config(d, port, name)).map_err(|e| e.to_string())?;
+            let mut cmd = Command::new(&nginx);
+            cmd.arg("-p")
+                .arg(d)
+                .arg("-e")
+                .arg("stderr") // the log before the config is read (default: /var/log/nginx)
+                .arg("-c")
+                .arg(&config)
+                .arg("-g")
+                .arg("daemon off;");
+            let mut guard = ChildGuard::spawn_logged("nginx", cmd, &d.join("nginx.log"))
+                .map_err(|e| format!("spawn {}: {e}", nginx.display()))?;
+            guard.wait_listening(loopback(port), SERVER_START_TIMEOUT)?;
+            Ok((guard, port))
+        });
+        HttpServer {
+            guard,
+            dir,
+            name: name.to_string(),
+            port,
+        }
+    }
+
+    /// The server's name (body of [`IDENT_FILE`], [`SERVER_NAME_HEADER`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// nginx's own port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        loopback(self.port)
+    }
+
+    /// The doc root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    /// Put a file in the doc root; returns its path.
+    pub fn add_file(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        write_file_in(&self.root(), rel, bytes)
+    }
+
+    /// Put `len` random bytes at `rel` in the doc root; returns their SHA-256 (hex).
+    pub fn add_random_file(&self, rel: &str, len: usize) -> String {
+        let data = random_bytes(len);
+        self.add_file(rel, &data);
+        sha256_hex(&data)
+    }
+
+    /// `http://127.0.0.1:<port>/<path>` on nginx's own port.
+    pub fn url(&self, path: &str) -> String {
+        self.url_via(self.port, path)
+    }
+
+    /// `http://127.0.0.1:<port>/<path>` for another port (a multiplexer in front of nginx).
+    pub fn url_via(&self, port: u16, path: &str) -> String {
+        format!("http://127.0.0.1:{port}/{}", path.trim_start_matches('/'))
+    }
+
+    /// nginx's error log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.guard.log()
+    }
+
+    /// The access log so far (one line per request).
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// nginx's pid.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// The temporary folder (config, logs, doc root).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}

@@ -1,0 +1,79 @@
+//! Harness for pmmux's end-to-end tests: real servers and real clients on loopback.
+//!
+//! Everything here starts real programs (OpenSSH's `sshd`, `openssl s_server`, nginx, the built
+//! `pmmux` host) or real sockets (the in-process TCP/UDP servers); nothing stands in for them.
+//!
+//! # Rules the harness keeps, and tests should too
+//! - Bind only 127.0.0.1 or [::1], on port 0 or on a port [`free_port`] just found. Servers
+//!   retry on a new port when their bind loses a race.
+//! - Every process is owned by a guard ([`ChildGuard`], [`Pmmux`], [`Sshd`], [`TlsServer`],
+//!   [`HttpServer`]) that kills it with its whole process tree and reaps it on drop, so a
+//!   panicking test leaves nothing behind; a guard dropped during a panic prints its log tail.
+//!   Keep guards in the test's locals: a guard in a `static` is never dropped.
+//! - Every wait is bounded; readiness is read from `/proc` (the process itself holds a listening
+//!   socket on the address), not guessed with sleeps.
+//! - `PMMUX_E2E_KEEP=1` keeps the temporary folders (configs, keys, logs) for inspection.
+//!
+//! # Example
+//! ```no_run
+//! use pmmux_e2e::*;
+//! use std::time::Duration;
+//!
+//! let web = HttpServer::start("web-a");
+//! let sum = web.add_random_file("big.bin", 1 << 20);
+//! let port = free_port();
+//! let pm = Pmmux::start(
+//!     &format!("plugin_dir = \"plugins\"\n# ... listener on 127.0.0.1:{port} -> {}\n", web.addr()),
+//!     &["http"],
+//! );
+//! pm.wait_listening(loopback(port));
+//! let out = run("curl", &["-sS", &web.url_via(port, "big.bin")], Duration::from_secs(30));
+//! assert_eq!(sha256_hex(&out.stdout), sum);
+//! ```
+//!
+//! # What must be installed
+//! Built artefacts: `cargo build --workspace` (debug) for `target/debug/pmmux` and the
+//! `libpmmux_*.so` plugins ([`artifact`] panics with that advice otherwise).
+//! Debian packages: `openssh-server` (`/usr/sbin/sshd`), `openssh-client` (`ssh`, `ssh-keygen`,
+//! `ssh-keyscan`), `openssl`, `nginx-light` (`/usr/sbin/nginx`), `curl`; and Linux (`/proc`,
+//! `PR_SET_CHILD_SUBREAPER`). sshd needs root (it creates `/run/sshd` if missing).
+//!
+//! # Modules
+//! - [`paths`]: workspace, target folder, built artefacts, external tools.
+//! - [`process`]: [`ChildGuard`], [`run`] with a timeout, process-tree helpers.
+//! - [`net`]: [`free_port`], [`wait_for_port`], socket ownership via `/proc`.
+//! - [`pmmux`]: the [`Pmmux`] host guard.
+//! - [`sshd`], [`tls`], [`http`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
+//! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
+
+use std::time::Duration;
+
+pub mod data;
+pub mod http;
+pub mod net;
+pub mod paths;
+pub mod pmmux;
+pub mod process;
+pub mod sshd;
+pub mod tcp;
+pub mod tls;
+
+pub use data::{random_bytes, sha256_file, sha256_hex, temp_dir, write_file_in};
+pub use http::{HttpServer, SERVER_NAME_HEADER};
+pub use net::{
+    free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_listens_tcp, tcp_listening, wait_for_port,
+};
+pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
+pub use pmmux::{Pmmux, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
+pub use process::{descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt};
+pub use sshd::{Sshd, HOST_KEY_ALIAS};
+pub use tcp::{tcp_roundtrip, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
+pub use tls::{self_signed_cert, TlsServer};
+
+/// How long a server started by the harness may take to listen.
+pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on helper tools the harness runs itself (ssh-keygen, openssl req, id).
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A file in the doc root of [`HttpServer`] and [`TlsServer`] whose body is the server's name,
+/// so a test can tell which server answered: `GET /whoami.txt`.
+pub const IDENT_FILE: &str = "whoami.txt";

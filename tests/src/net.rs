@@ -1,0 +1,194 @@
+//! Loopback ports: finding free ones, waiting for listeners, and telling which process owns a socket.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+///
+/// Another process may take it before it is used again; servers in this crate therefore retry
+/// with a new port when their bind fails (see the server modules).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind udp 127.0.0.1:0")
+        .port()
+}
+
+/// A TCP port on [::1] that was free a moment ago.
+pub fn free_port_v6() -> u16 {
+    TcpListener::bind("[::1]:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind [::1]:0 (is IPv6 loopback configured?)")
+        .port()
+}
+
+/// `127.0.0.1:port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Wait up to `timeout` until a TCP connection to `addr` succeeds (each attempt bounded too).
+///
+/// This connects, so the listener sees (and logs) a connection that closes at once; to wait for a
+/// process the harness started, prefer [`crate::ChildGuard::wait_listening`], which does not.
+pub fn wait_for_port(addr: impl ToSocketAddrs, timeout: Duration) -> bool {
+    let Some(addr) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let attempt = left.min(Duration::from_millis(500));
+        if !attempt.is_zero() && TcpStream::connect_timeout(&addr, attempt).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn parse_hex_addr(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    // The kernel prints the address as 32-bit words in host byte order.
+    let word =
+        |i: usize| -> Option<[u8; 4]> { Some(u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok()?.to_ne_bytes()) };
+    let ip = match ip.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Whether a socket bound to `local` serves `wanted` (same port; same address, a wildcard, or
+/// the IPv4-mapped form of it).
+fn covers(local: SocketAddr, wanted: SocketAddr) -> bool {
+    if local.port() != wanted.port() {
+        return false;
+    }
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    local.ip().is_unspecified() || canon(local.ip()) == canon(wanted.ip())
+}
+
+/// Socket inodes in `/proc/net/{proto}{,6}` that serve `addr`, restricted to state `state`
+/// (hex, e.g. "0A" = LISTEN) when given.
+fn socket_inodes(proto: &str, addr: SocketAddr, state: Option<&str>) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    for file in [format!("/proc/net/{proto}"), format!("/proc/net/{proto}6")] {
+        let Ok(table) = fs::read_to_string(&file) else {
+            continue;
+        };
+        for line in table.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || state.is_some_and(|s| f[3] != s) {
+                continue;
+            }
+            let Some(local) = parse_hex_addr(f[1]) else {
+                continue;
+            };
+            if covers(local, addr) {
+                if let Ok(inode) = f[9].parse::<u64>() {
+                    if inode != 0 {
+                        inodes.push(inode);
+                    }
+                }
+            }
+        }
+    }
+    inodes
+}
+
+fn pid_has_socket(pid: u32, inodes: &[u64]) -> bool {
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).ok().is_some_and(|target| {
+            let t = target.to_string_lossy();
+            t.strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| inodes.contains(&n))
+        })
+    })
+}
+
+/// Whether process `pid` holds a TCP socket listening on `addr` (or on its wildcard).
+pub fn pid_listens_tcp(pid: u32, addr: SocketAddr) -> bool {
+    pid_has_socket(pid, &socket_inodes("tcp", addr, Some("0A")))
+}
+
+/// Whether process `pid` holds a UDP socket bound to `addr` (or to its wildcard).
+pub fn pid_bound_udp(pid: u32, addr: SocketAddr) -> bool {
+    pid_has_socket(pid, &socket_inodes("udp", addr, None))
+}
+
+/// Whether any process listens on TCP `addr`, from `/proc/net` (no connection is made).
+pub fn tcp_listening(addr: SocketAddr) -> bool {
+    !socket_inodes("tcp", addr, Some("0A")).is_empty()
+}
+
+/// Try `attempt` on up to 5 fresh free ports; panic with every error if none works.
+pub(crate) fn with_free_port<T>(what: &str, mut attempt: impl FnMut(u16) -> Result<T, String>) -> T {
+    let mut errors = Vec::new();
+    for _ in 0..5 {
+        let port = free_port();
+        match attempt(port) {
+            Ok(server) => return server,
+            Err(e) => errors.push(format!("port {port}: {e}")),
+        }
+    }
+    panic!("could not start {what} after 5 attempts:\n{}", errors.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_addresses() {
+        let v4 = parse_hex_addr("0100007F:1F90").expect("v4");
+        if cfg!(target_endian = "little") {
+            assert_eq!(v4, "127.0.0.1:8080".parse().expect("addr"));
+            let v6 = parse_hex_addr("00000000000000000000000001000000:0016").expect("v6");
+            assert_eq!(v6, "[::1]:22".parse().expect("addr"));
+        }
+        assert!(covers(
+            "0.0.0.0:80".parse().expect("addr"),
+            "127.0.0.1:80".parse().expect("addr")
+        ));
+        assert!(covers(
+            "[::ffff:127.0.0.1]:80".parse().expect("addr"),
+            "127.0.0.1:80".parse().expect("addr")
+        ));
+        assert!(!covers(
+            "127.0.0.2:80".parse().expect("addr"),
+            "127.0.0.1:80".parse().expect("addr")
+        ));
+    }
+}

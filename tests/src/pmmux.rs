@@ -1,0 +1,217 @@
+//! The `Pmmux` guard: runs the built host binary with a config and plugins in a temporary folder.
+//!
+//! Layout of the folder ([`Pmmux::dir`]):
+//! ```text
+//! <tmp>/pmmux.toml     the config; {PLUGIN_DIR} and {DIR} in the given text are replaced by
+//!                      absolute paths (or write `plugin_dir = "plugins"`, relative to the config)
+//! <tmp>/plugins/       copies of the named plugin libraries (lib<name>.so), plus any extra
+//!                      files given to [`Pmmux::start_with_files`]
+//! <tmp>/pmmux.log      the host's stdout and stderr
+//! ```
+//! The host runs as `pmmux --config <tmp>/pmmux.toml --log-level debug`, with `<tmp>` as its
+//! working folder and `RUST_BACKTRACE=1`.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::data::{temp_dir, write_file_in};
+use crate::paths::{plugin_file_name, plugin_lib, pmmux_bin};
+use crate::process::ChildGuard;
+
+/// How long the host may take to open a listener.
+pub const PMMUX_START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long [`Pmmux::stop`] waits after SIGTERM before SIGKILL.
+pub const PMMUX_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
+pub struct Pmmux {
+    // Dropped first: the process dies before its folder is removed.
+    guard: Mutex<ChildGuard>,
+    dir: TempDir,
+}
+
+impl Pmmux {
+    /// Copy `plugins` (short names like `"ssh"`, see [`plugin_file_name`]) into `<tmp>/plugins/`,
+    /// write `config_toml` to `<tmp>/pmmux.toml` and start the host. Does not wait: call
+    /// [`Pmmux::wait_listening`] for each listener the test will use.
+    ///
+    /// # Panics
+    /// When the host or a plugin has not been built, or the host cannot be spawned.
+    pub fn start(config_toml: &str, plugins: &[&str]) -> Pmmux {
+        Self::start_with_args(config_toml, plugins, &[])
+    }
+
+    /// Like [`Pmmux::start`], with extra command-line arguments after the standard ones.
+    pub fn start_with_args(config_toml: &str, plugins: &[&str], extra_args: &[&str]) -> Pmmux {
+        Self::launch(config_toml, plugins, &[], extra_args)
+    }
+
+    /// Like [`Pmmux::start`], also writing `files` (`(file name, bytes)`) into the plugin folder
+    /// before the host starts: garbage, truncated or fixture libraries, dotfiles.
+    pub fn start_with_files(config_toml: &str, plugins: &[&str], files: &[(String, Vec<u8>)]) -> Pmmux {
+        Self::launch(config_toml, plugins, files, &[])
+    }
+
+    fn launch(config_toml: &str, plugins: &[&str], files: &[(String, Vec<u8>)], extra_args: &[&str]) -> Pmmux {
+        let bin = pmmux_bin();
+        let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
+        let dir = temp_dir("pmmux");
+        let plugin_dir = dir.path().join("plugins");
+        fs::create_dir_all(&plugin_dir).expect("create plugins folder");
+        for lib in &libs {
+            let name = lib.file_name().expect("library file name");
+            fs::copy(lib, plugin_dir.join(name)).unwrap_or_else(|e| panic!("copy {}: {e}", lib.display()));
+        }
+        for (name, bytes) in files {
+            write_file_in(&plugin_dir, name, bytes);
+        }
+        let config = dir.path().join("pmmux.toml");
+        fs::write(&config, expand(config_toml, dir.path())).expect("write pmmux.toml");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--log-level")
+            .arg("debug")
+            .args(extra_args)
+            .current_dir(dir.path())
+            .env("RUST_BACKTRACE", "1");
+        let guard = ChildGuard::spawn_logged("pmmux", cmd, &dir.path().join("pmmux.log"))
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        Pmmux {
+            guard: Mutex::new(guard),
+            dir,
+        }
+    }
+
+    fn guard(&self) -> MutexGuard<'_, ChildGuard> {
+        self.guard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The temporary folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<tmp>/plugins`.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// `<tmp>/pmmux.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("pmmux.toml")
+    }
+
+    /// `<tmp>/pmmux.log`.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("pmmux.log")
+    }
+
+    /// The host's pid.
+    pub fn pid(&self) -> u32 {
+        self.guard().pid()
+    }
+
+    /// Everything the host wrote so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        self.guard().log()
+    }
+
+    /// Wait up to `timeout` for `needle` to appear in the log.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        // Not holding the lock while waiting: other threads may use the guard meanwhile.
+        let path = self.log_path();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let text = fs::read(&path).unwrap_or_default();
+            if String::from_utf8_lossy(&text).contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Wait until the host itself listens on TCP `addr` (seen in `/proc`, no connection made).
+    ///
+    /// # Panics
+    /// With the log's tail, when the host exits first or [`PMMUX_START_TIMEOUT`] passes.
+    pub fn wait_listening(&self, addr: SocketAddr) {
+        if let Err(e) = self.try_wait_listening(addr, PMMUX_START_TIMEOUT) {
+            panic!("{e}");
+        }
+    }
+
+    /// Like [`Pmmux::wait_listening`], returning the failure instead of panicking.
+    pub fn try_wait_listening(&self, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+        self.guard().wait_listening(addr, timeout)
+    }
+
+    /// Wait until the host has a UDP socket bound to `addr`; panics like [`Pmmux::wait_listening`].
+    pub fn wait_udp_bound(&self, addr: SocketAddr) {
+        if let Err(e) = self.guard().wait_udp_bound(addr, PMMUX_START_TIMEOUT) {
+            panic!("{e}");
+        }
+    }
+
+    /// Copy a built plugin into the plugin folder atomically (copied to a dotfile, which the host
+    /// ignores, then renamed over the target), as a deployment would. Returns the new path.
+    pub fn install_plugin(&self, name: &str) -> PathBuf {
+        let lib = plugin_lib(name);
+        let file = plugin_file_name(name);
+        let staging = self.plugin_dir().join(format!(".{file}.tmp"));
+        let target = self.plugin_dir().join(&file);
+        fs::copy(&lib, &staging).unwrap_or_else(|e| panic!("copy {}: {e}", lib.display()));
+        fs::rename(&staging, &target).expect("rename plugin into place");
+        target
+    }
+
+    /// Remove a plugin library from the plugin folder.
+    pub fn remove_plugin(&self, name: &str) {
+        let path = self.plugin_dir().join(plugin_file_name(name));
+        fs::remove_file(&path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+    }
+
+    /// Replace the config file atomically (placeholders expanded as at start).
+    pub fn write_config(&self, config_toml: &str) {
+        let staging = self.dir.path().join(".pmmux.toml.tmp");
+        fs::write(&staging, expand(config_toml, self.dir.path())).expect("write config");
+        fs::rename(&staging, self.config_path()).expect("rename config into place");
+    }
+
+    /// Whether the host is still running.
+    pub fn is_running(&self) -> bool {
+        self.guard().is_running()
+    }
+
+    /// Wait up to `timeout` for the host to exit by itself.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        self.guard().wait_timeout(timeout)
+    }
+
+    /// Send a signal to the host, e.g. `libc::SIGHUP`.
+    pub fn signal(&self, sig: i32) {
+        self.guard().signal(sig)
+    }
+
+    /// SIGTERM, wait up to [`PMMUX_STOP_GRACE`], then SIGKILL. Returns the exit status (a
+    /// graceful stop is `Some(status)` with `status.success()`).
+    pub fn stop(&self) -> Option<ExitStatus> {
+        self.guard().terminate(PMMUX_STOP_GRACE)
+    }
+}
+
+/// Replace `{PLUGIN_DIR}` and `{DIR}` in a config text.
+fn expand(config: &str, dir: &Path) -> String {
+    config
+        .replace("{PLUGIN_DIR}", &dir.join("plugins").to_string_lossy())
+        .replace("{DIR}", &dir.to_string_lossy())
+}

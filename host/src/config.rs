@@ -31,6 +31,22 @@ pub struct Config {
     pub routing: Routing,
     /// Backends, in the order they are asked.
     pub backends: Vec<BackendConfig>,
+    /// How plugin and configuration changes are picked up.
+    pub reload: Reload,
+    /// The local status endpoint, off unless configured.
+    pub admin: Option<SocketAddr>,
+}
+
+/// The `[reload]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    /// After the last change seen in the plugin folder (or to the config file), wait this long
+    /// for writes to settle before reconciling.
+    pub quiet_period: Duration,
+    /// Rescan the plugin folder this often even without events (heals a missed event).
+    pub rescan_interval: Duration,
+    /// Whether a change to the configuration file reloads it (SIGHUP always does).
+    pub watch_config: bool,
 }
 
 /// One `[[listener]]`.
@@ -166,6 +182,29 @@ struct RawConfig {
     routing: RawRouting,
     #[serde(default, rename = "backend")]
     backends: Vec<RawBackend>,
+    #[serde(default)]
+    reload: RawReload,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawReload {
+    quiet_period_ms: u64,
+    rescan_interval_ms: u64,
+    watch_config: bool,
+}
+
+impl Default for RawReload {
+    fn default() -> Self {
+        RawReload { quiet_period_ms: 400, rescan_interval_ms: 10_000, watch_config: true }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    address: Spanned<String>,
 }
 
 fn default_plugin_dir() -> PathBuf {
@@ -352,6 +391,17 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
         }
     }
 
+    let admin = raw.admin.and_then(|a| match a.address.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            report(Some(a.address.span()), format!("admin address `{}` is not IP:PORT", a.address.get_ref()));
+            None
+        }
+    });
+    if raw.reload.rescan_interval_ms < 100 {
+        report(None, "reload.rescan_interval_ms must be at least 100".into());
+    }
+
     Config {
         path: path.to_owned(),
         plugin_dir,
@@ -365,6 +415,12 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             drain_timeout: Duration::from_millis(r.drain_timeout_ms),
         },
         backends,
+        reload: Reload {
+            quiet_period: Duration::from_millis(raw.reload.quiet_period_ms),
+            rescan_interval: Duration::from_millis(raw.reload.rescan_interval_ms.max(100)),
+            watch_config: raw.reload.watch_config,
+        },
+        admin,
     }
 }
 

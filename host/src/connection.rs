@@ -54,13 +54,19 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
             Some(i) => (i, RVec::new()),
             None => {
                 let ms = registry.routing.probe_timeout.as_millis();
-                return tracing::info!(timeout_ms = ms, "client sent nothing within the probe timeout and no on_timeout backend is set; closed");
+                tracing::info!(timeout_ms = ms, "client sent nothing within the probe timeout and no on_timeout backend is set; closed");
+                return close_gracefully(stream).await;
             }
         },
         Ok(Outcome::Routed(Decision::Route { index, properties })) => (index, properties),
         Ok(Outcome::Routed(_)) => {
             let asked = router.asked();
-            return tracing::info!(?asked, preview_bytes = preview.len(), "no backend matched; closed");
+            if registry.backends.is_empty() {
+                tracing::info!("no backend is in routing (no plugin loaded for any configured backend?); closed");
+            } else {
+                tracing::info!(?asked, preview_bytes = preview.len(), "no backend matched; closed");
+            }
+            return close_gracefully(stream).await;
         }
     };
     let backend = Arc::clone(&registry.backends[index]);
@@ -76,8 +82,35 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
     let ms = ms.as_str();
     match result {
         Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms, "connection closed"),
-        Err(e) => tracing::warn!(error = %e, ms, "connection failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, ms, "connection failed");
+            close_gracefully(stream).await;
+        }
     }
+}
+
+/// How much a refused client may still send while pmmux closes on it.
+const LINGER_BYTES: usize = 64 * 1024;
+/// How long pmmux waits for it.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Closes a connection pmmux refuses with a FIN rather than a reset: closing a socket with unread
+/// bytes makes the kernel send RST, so read and drop what the client still sends, bounded in bytes
+/// and time.
+async fn close_gracefully(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// Why a routed connection failed.

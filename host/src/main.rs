@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pmmux::config;
-use pmmux::plugin::Loader;
-use pmmux::registry::{self, Registry};
+use pmmux::plugin::{Loader, PluginSet};
+use pmmux::registry::Registry;
 use pmmux::server::Server;
+use pmmux::status::Status;
 use tracing_subscriber::EnvFilter;
 
 /// A port multiplexer whose backends are plugins.
@@ -42,6 +43,17 @@ enum Command {
         /// The plugin library.
         file: PathBuf,
     },
+    /// Show what a running pmmux has loaded: plugins and versions, old versions still mapped,
+    /// listeners, backends with live connections. Asks the admin endpoint (`[admin] address` of
+    /// the configuration, or --admin).
+    Status {
+        /// Admin address to ask, instead of the one in the configuration.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        /// Print the JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +63,7 @@ fn main() -> ExitCode {
         None | Some(Command::Run) => run(&cli.config),
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::InspectPlugin { file }) => inspect_plugin(file),
+        Some(Command::Status { admin, json }) => status(&cli.config, *admin, *json),
     };
     match result {
         Ok(code) => code,
@@ -77,7 +90,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(config)?;
+        let server = Server::bind(config).await?;
         server.run(shutdown_signal()).await;
         anyhow::Ok(())
     })?;
@@ -125,14 +138,18 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let loader = Loader::new().context("creating the plugin shadow folder")?;
-    let (plugins, mut issues) = registry::load_dir(&loader, &config.plugin_dir);
+    let mut set = PluginSet::default();
+    let refused = set.reconcile(&loader, &config.plugin_dir).refused;
+    let plugins = set.plugins();
     let plugin_count = plugins.len();
-    let (registry, build_issues) = Registry::build(&config, plugins, &Default::default());
-    issues.extend(build_issues);
+    let (registry, issues) = Registry::build(&config, plugins, None);
+    for r in &refused {
+        eprintln!("{}: plugin {} refused: {}", path.display(), r.file.display(), r.reason);
+    }
     for issue in &issues {
         eprintln!("{}: {issue}", path.display());
     }
-    if issues.is_empty() {
+    if issues.is_empty() && refused.is_empty() {
         println!(
             "{}: ok: {} listener(s), {} backend(s), {} plugin(s) from {}",
             path.display(),
@@ -163,4 +180,29 @@ fn inspect_plugin(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn status(config_path: &Path, admin: Option<std::net::SocketAddr>, json: bool) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    let address = match admin {
+        Some(a) => a,
+        None => config::load(config_path)?
+            .admin
+            .with_context(|| format!("{} has no [admin] address; pass --admin", config_path.display()))?,
+    };
+    let timeout = std::time::Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("cannot reach the admin endpoint at {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /status HTTP/1.0\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).context("malformed answer from the admin endpoint")?;
+    if json {
+        println!("{body}");
+    } else {
+        let status: Status = serde_json::from_str(body).context("unreadable status document")?;
+        print!("{}", status.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
 }

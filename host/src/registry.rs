@@ -1,8 +1,6 @@
 //! The registry: an immutable snapshot of loaded plugins and the backends built from the configuration,
 //! swapped whole behind an atomic pointer. A connection keeps the snapshot it started with.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -11,8 +9,7 @@ use pmmux_plugin_api::ffi::{BackendBox, BackendSpec};
 
 use crate::config::{BackendConfig, Config, Priority, Routing};
 use crate::matchers::Matchers;
-use crate::plugin::loader::is_library;
-use crate::plugin::{LoadedPlugin, Loader};
+use crate::plugin::LoadedPlugin;
 
 /// Consecutive plugin errors after which a backend is taken out of routing until the next reload.
 pub const MAX_CONSECUTIVE_PLUGIN_ERRORS: u32 = 16;
@@ -97,7 +94,7 @@ impl Backend {
         let n = self.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::warn!(backend = self.name(), plugin = %self.plugin_label(), hook, error, "plugin error, treated as no match");
         if n >= MAX_CONSECUTIVE_PLUGIN_ERRORS && !self.disabled.swap(true, Ordering::Relaxed) {
-            tracing::error!(backend = self.name(), plugin = %self.plugin_label(), errors = n, "backend disabled after repeated plugin errors; it returns on the next reload");
+            tracing::error!(backend = self.name(), plugin = %self.plugin_label(), errors = n, "backend disabled after repeated plugin errors; it returns when its plugin or configuration changes");
         }
     }
 }
@@ -114,7 +111,7 @@ pub enum BuildIssue {
         protocol: String,
     },
     /// The plugin refused the backend's configuration.
-    #[error("backend `{backend}`: plugin `{plugin}` ({file}) refused its configuration: {reason}")]
+    #[error("backend `{backend}`: plugin `{plugin}` ({file}) refused its configuration: {reason}{}", if *.kept_previous { "; the previous version keeps serving" } else { "" })]
     Refused {
         /// Backend name.
         backend: String,
@@ -124,14 +121,8 @@ pub enum BuildIssue {
         file: String,
         /// The plugin's message.
         reason: String,
-    },
-    /// A plugin file was refused.
-    #[error("plugin {file} refused: {reason}")]
-    PluginRefused {
-        /// The file.
-        file: String,
-        /// Why.
-        reason: String,
+        /// Whether the backend built before this change stays in routing.
+        kept_previous: bool,
     },
 }
 
@@ -148,17 +139,38 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Builds backends for `config` from `plugins`; `stats` carries counters over from a previous
-    /// snapshot. Backends that cannot be built are reported and left out.
+    /// A snapshot with no backends, in force until the plugins are loaded.
+    pub fn empty(config: &Config) -> Registry {
+        Registry { routing: config.routing.clone(), plugins: Vec::new(), backends: Vec::new(), on_timeout: None }
+    }
+
+    /// Builds backends for `config` from `plugins`. With a `previous` snapshot, a backend whose
+    /// configuration and plugin are unchanged is reused as is; one that fails to build keeps its
+    /// previous version serving; counters carry over by name. A backend whose protocol no plugin
+    /// provides any more leaves routing. Every problem is reported.
     pub fn build(
         config: &Config,
         plugins: Vec<Arc<LoadedPlugin>>,
-        stats: &HashMap<String, Arc<BackendStats>>,
+        previous: Option<&Registry>,
     ) -> (Registry, Vec<BuildIssue>) {
         let mut issues = Vec::new();
         let mut backends = Vec::new();
+        let before = |name: &str| previous.and_then(|r| r.backends.iter().find(|b| b.name() == name));
         for bc in &config.backends {
-            let provider = plugins.iter().find(|p| p.protocols.iter().any(|proto| *proto == bc.protocol));
+            let provider = plugins.iter().find(|p| p.protocols.contains(&bc.protocol));
+            let old = before(&bc.name);
+            if let Some(old) = old {
+                let same_plugin = match (&old.plugin, provider) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, _) => BUILTIN_PROTOCOLS.contains(&bc.protocol.as_str()),
+                    _ => false,
+                };
+                if same_plugin && old.config == *bc {
+                    backends.push(Arc::clone(old));
+                    continue;
+                }
+            }
+            let stats = old.map(|o| Arc::clone(&o.stats)).unwrap_or_default();
             let (kind, plugin) = match (bc.protocol.as_str(), provider) {
                 ("pass", _) => (BackendKind::Pass, None),
                 ("noop", _) => (BackendKind::Noop, None),
@@ -174,7 +186,11 @@ impl Registry {
                             plugin: format!("{}@{}", p.name, p.version),
                             file: p.file.display().to_string(),
                             reason,
+                            kept_previous: old.is_some(),
                         });
+                        if let Some(old) = old {
+                            backends.push(Arc::clone(old));
+                        }
                         continue;
                     }
                 },
@@ -183,18 +199,13 @@ impl Registry {
                 config: bc.clone(),
                 kind,
                 plugin,
-                stats: stats.get(&bc.name).cloned().unwrap_or_default(),
+                stats,
                 consecutive_errors: AtomicU32::new(0),
                 disabled: AtomicBool::new(false),
             }));
         }
         let on_timeout = config.routing.on_timeout.as_ref().and_then(|n| backends.iter().position(|b| b.name() == n));
         (Registry { routing: config.routing.clone(), plugins, backends, on_timeout }, issues)
-    }
-
-    /// Counters of this snapshot's backends, by name, to carry into the next one.
-    pub fn stats(&self) -> HashMap<String, Arc<BackendStats>> {
-        self.backends.iter().map(|b| (b.name().to_owned(), Arc::clone(&b.stats))).collect()
     }
 }
 
@@ -222,50 +233,4 @@ fn priority_name(p: Priority) -> &'static str {
         Priority::Standby => "standby",
         Priority::Fallback => "fallback",
     }
-}
-
-/// Loads every library in `dir` (sorted by file name). Refusals come back as issues; a protocol
-/// already provided by an earlier plugin refuses the later one.
-pub fn load_dir(loader: &Loader, dir: &Path) -> (Vec<Arc<LoadedPlugin>>, Vec<BuildIssue>) {
-    let mut issues = Vec::new();
-    let mut files: Vec<_> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_library(p)).collect(),
-        Err(e) => {
-            issues.push(BuildIssue::PluginRefused { file: dir.display().to_string(), reason: format!("cannot read the plugin folder: {e}") });
-            Vec::new()
-        }
-    };
-    files.sort();
-    let mut plugins: Vec<Arc<LoadedPlugin>> = Vec::new();
-    for file in files {
-        match loader.load(&file) {
-            Ok(p) => {
-                if let Some(clash) = clash(&plugins, &p) {
-                    issues.push(BuildIssue::PluginRefused { file: file.display().to_string(), reason: clash });
-                    continue;
-                }
-                tracing::info!(plugin = %p.name, version = %p.version, file = %file.display(), protocols = ?p.protocols, abi = p.abi_version, "plugin loaded");
-                plugins.push(Arc::new(p));
-            }
-            Err(e) => issues.push(BuildIssue::PluginRefused { file: file.display().to_string(), reason: e.to_string() }),
-        }
-    }
-    (plugins, issues)
-}
-
-/// Says which protocol of `p` is already provided by a plugin in `loaded` (or is built in).
-pub fn clash(loaded: &[Arc<LoadedPlugin>], p: &LoadedPlugin) -> Option<String> {
-    for proto in &p.protocols {
-        if BUILTIN_PROTOCOLS.contains(&proto.as_str()) {
-            return Some(format!("protocol `{proto}` is built into pmmux"));
-        }
-        if let Some(other) = loaded.iter().find(|o| o.protocols.contains(proto)) {
-            return Some(format!(
-                "protocol `{proto}` is already provided by plugin `{}` ({})",
-                other.name,
-                other.file.display()
-            ));
-        }
-    }
-    None
 }

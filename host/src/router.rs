@@ -182,7 +182,6 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::path::Path;
 
     /// A registry of built-in `pass` backends named after their tiers, e.g. `["vip", "normal"]`.
@@ -192,7 +191,7 @@ mod tests {
             text += &format!("[[backend]]\nname = \"b{i}\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:2\"\npriority = \"{t}\"\n");
         }
         let config = crate::config::parse(Path::new("/t.toml"), &text).expect("config");
-        let (reg, issues) = Registry::build(&config, Vec::new(), &HashMap::new());
+        let (reg, issues) = Registry::build(&config, Vec::new(), None);
         assert!(issues.is_empty());
         Arc::new(reg)
     }

@@ -1,22 +1,28 @@
-//! The service: loads plugins, builds the registry, binds the listeners, runs until the shutdown
-//! signal, then stops accepting and drains open connections up to the drain timeout.
+//! The service: loads plugins and builds the first registry, binds the listeners, starts the
+//! reloader (file watching, SIGHUP) and the admin endpoint, runs until the shutdown signal, then
+//! stops accepting and drains open connections up to the drain timeout.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::admin;
 use crate::config::Config;
-use crate::connection::ListenerContext;
-use crate::listener;
+use crate::listener::ListenerSet;
 use crate::plugin::Loader;
-use crate::registry::{self, BuildIssue, Registry};
+use crate::registry::Registry;
+use crate::reload::Reloader;
+use crate::status::StatusSource;
+use crate::watcher::Signal;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,75 +42,112 @@ pub enum StartError {
 
 /// A bound, ready service.
 pub struct Server {
-    config: Config,
-    registry: Arc<ArcSwap<Registry>>,
-    listeners: Vec<(TcpListener, Arc<ListenerContext>)>,
-    _loader: Loader,
-}
-
-/// Logs what went wrong while loading plugins or building backends.
-pub fn log_issues(issues: &[BuildIssue]) {
-    for issue in issues {
-        match issue {
-            BuildIssue::PluginRefused { file, reason } => tracing::error!(file = %file, reason = %reason, "plugin refused"),
-            other => tracing::error!("{other}"),
-        }
-    }
+    drain_timeout: Duration,
+    tracker: TaskTracker,
+    listeners: Arc<Mutex<ListenerSet>>,
+    reloader: Reloader,
+    signals: (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
+    admin: Option<TcpListener>,
+    status: StatusSource,
 }
 
 impl Server {
-    /// Loads the plugins and binds every listener. Plugin and backend problems are logged and
-    /// leave the rest serving; a listener that cannot bind is an error.
-    pub fn bind(config: Config) -> Result<Server, StartError> {
+    /// Loads the plugins and binds every listener (call inside the runtime). Plugin and backend
+    /// problems are logged and leave the rest serving; a listener that cannot bind is an error.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
         let loader = Loader::new().map_err(StartError::Shadow)?;
-        let (plugins, mut issues) = registry::load_dir(&loader, &config.plugin_dir);
-        let (registry, build_issues) = Registry::build(&config, plugins, &HashMap::new());
-        issues.extend(build_issues);
-        log_issues(&issues);
-        tracing::info!(plugins = registry.plugins.len(), backends = registry.backends.len(), configured = config.backends.len(), "registry ready");
-        let registry = Arc::new(ArcSwap::from_pointee(registry));
-        let mut listeners = Vec::new();
-        for lc in config.listeners.iter().filter(|l| l.tcp) {
-            let tcp = listener::bind_tcp(lc).map_err(|source| StartError::Bind { address: lc.address, source })?;
-            let ctx = ListenerContext { name: Arc::from(lc.name.as_str()), registry: Arc::clone(&registry), strategy: lc.strategy };
-            listeners.push((tcp, Arc::new(ctx)));
+        let registry = Arc::new(ArcSwap::from_pointee(Registry::empty(&config)));
+        let tracker = TaskTracker::new();
+        let listeners = Arc::new(Mutex::new(ListenerSet::new(Handle::current(), Arc::clone(&registry), tracker.clone())));
+        let signals = mpsc::channel();
+        let (drain_timeout, admin_addr, listener_configs) =
+            (config.routing.drain_timeout, config.admin, config.listeners.clone());
+        let reloader = Reloader::start(config, loader, Arc::clone(&listeners), Arc::clone(&registry), signals.0.clone());
+        {
+            let mut set = lock(&listeners);
+            for lc in listener_configs.iter().filter(|l| l.tcp) {
+                set.add(lc).map_err(|source| StartError::Bind { address: lc.address, source })?;
+            }
         }
-        Ok(Server { config, registry, listeners, _loader: loader })
+        let admin = match admin_addr {
+            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| StartError::Bind { address, source })?),
+            None => None,
+        };
+        if let Some(a) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
+            tracing::info!(address = %a, "admin endpoint listening: GET /status, /status.txt");
+        }
+        let status = StatusSource {
+            registry,
+            listeners: Arc::clone(&listeners),
+            mapped: reloader.mapped_counter(),
+            started: Instant::now(),
+        };
+        Ok(Server { drain_timeout, tracker, listeners, reloader, signals, admin, status })
     }
 
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+        lock(&self.listeners).local_addrs()
     }
 
-    /// The routing snapshot, swappable.
-    pub fn registry(&self) -> &Arc<ArcSwap<Registry>> {
-        &self.registry
+    /// A handle for reading the status while the server runs.
+    pub fn status(&self) -> StatusSource {
+        self.status.clone()
     }
 
-    /// Serves until `signal` completes, then drains.
-    pub async fn run(self, signal: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let tracker = TaskTracker::new();
-        let mut accept_tasks = Vec::new();
-        for (tcp, ctx) in self.listeners {
-            if let Ok(addr) = tcp.local_addr() {
-                tracing::info!(listener = %ctx.name, address = %addr, transport = "tcp", "listening");
-            }
-            accept_tasks.push(tokio::spawn(listener::accept_loop(tcp, ctx, stop_rx.clone(), tracker.clone())));
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server { drain_timeout, tracker, listeners, reloader, signals, admin, status } = self;
+        let (signal_tx, signal_rx) = signals;
+        let reload_thread = std::thread::Builder::new().name("pmmux-reload".into()).spawn(move || reloader.run(signal_rx));
+        if let Err(e) = &reload_thread {
+            tracing::error!(error = %e, "cannot start the reload thread; plugins and configuration stay as loaded");
         }
-        signal.await;
-        let _ = stop_tx.send(true);
+        let hup = tokio::spawn(forward_sighup(signal_tx.clone()));
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
+
+        shutdown.await;
+        let _ = signal_tx.send(Signal::Shutdown);
+        hup.abort();
+        let _ = admin_stop.send(true);
+        let accept_tasks = lock(&listeners).stop_all();
         for task in accept_tasks {
             let _ = task.await;
         }
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
         tracker.close();
-        let drain = self.config.routing.drain_timeout;
-        tracing::info!(open = tracker.len(), drain_timeout_ms = drain.as_millis(), "shutting down: draining open connections");
-        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        tracing::info!(open = tracker.len(), drain_timeout_ms = drain_timeout.as_millis(), "shutting down: draining open connections");
+        if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
             tracing::warn!(open = tracker.len(), "drain timeout reached; closing the remaining connections");
         } else {
             tracing::info!("all connections finished");
+        }
+        if let Ok(thread) = reload_thread {
+            // The reloader finishes what it is doing (a plugin load takes milliseconds), then stops
+            // and removes its shadow folder.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn lock(listeners: &Mutex<ListenerSet>) -> MutexGuard<'_, ListenerSet> {
+    listeners.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// SIGHUP reloads the configuration.
+async fn forward_sighup(signals: mpsc::Sender<Signal>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!(error = %e, "cannot install the SIGHUP handler; config reload on SIGHUP is off"),
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if signals.send(Signal::Reload).is_err() {
+            return;
         }
     }
 }

@@ -49,6 +49,7 @@
 use std::time::Duration;
 
 pub mod data;
+pub mod fixtures;
 pub mod http;
 pub mod net;
 pub mod paths;
@@ -59,6 +60,7 @@ pub mod tcp;
 pub mod tls;
 
 pub use data::{random_bytes, sha256_file, sha256_hex, temp_dir, write_file_in};
+pub use fixtures::{abi_fixture, build_fixture, versioned_fixture};
 pub use http::{HttpServer, SERVER_NAME_HEADER};
 pub use net::{
     free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_listens_tcp, tcp_listening, wait_for_port,

@@ -4,35 +4,11 @@
 //! cause, and the host still routes traffic (checked with checksums) to the plugins that loaded.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use pmmux_e2e::*;
 
 const T: Duration = Duration::from_secs(20);
-
-/// Builds `tests/fixtures/abi-changed` with one feature and returns a copy of the library named
-/// after the feature. The fixture is its own workspace (its test-only plugin-api features must
-/// never reach the real build), so it gets its own target folder. Serialised: both features write
-/// the same output file.
-fn abi_fixture(feature: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let target = target_dir().join("abi-fixture");
-    let manifest = workspace_root().join("tests/fixtures/abi-changed/Cargo.toml");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--features", feature, "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target);
-    run_cmd(cmd, None, Duration::from_secs(600)).expect_success("build the abi-changed fixture");
-    let built = target.join("debug/libfixture_abi_changed.so");
-    let copy = target.join(format!("libfixture_abi_{feature}.so"));
-    std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
-    copy
-}
 
 fn read(path: &PathBuf) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))

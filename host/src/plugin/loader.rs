@@ -9,6 +9,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use abi_stable::abi_stability::abi_checking::{check_layout_compatibility_with_globals, CheckingGlobals};
@@ -138,6 +139,7 @@ impl fmt::Debug for LoadedPlugin {
 pub struct Loader {
     shadow_dir: PathBuf,
     loads: AtomicU64,
+    mapped: Arc<AtomicU64>,
 }
 
 /// Whether a directory entry looks like a library of this platform (dotfiles are ignored: editors and
@@ -161,12 +163,18 @@ impl Loader {
         for attempt in 0..100u32 {
             let dir = base.join(format!("pmmux-shadow-{}-{attempt}", std::process::id()));
             match create_private_dir(&dir) {
-                Ok(()) => return Ok(Loader { shadow_dir: dir, loads: AtomicU64::new(0) }),
+                Ok(()) => return Ok(Loader { shadow_dir: dir, loads: AtomicU64::new(0), mapped: Arc::default() }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(io::Error::other("no free shadow folder name"))
+    }
+
+    /// Libraries mapped into the process so far. They are never unmapped (a connection may still
+    /// use an old version), so this counts every version ever loaded, refused ones included.
+    pub fn mapped(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.mapped)
     }
 
     /// The folder holding shadow copies.
@@ -218,6 +226,7 @@ impl Loader {
             LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin,
             other => LoadError::Open(other.to_string()),
         })?;
+        self.mapped.fetch_add(1, Ordering::Relaxed);
         let host_version = <PluginModRef as RootModule>::VERSION_STRINGS;
         let plugin_version = header.version_strings();
         let (host_str, plugin_str) = (host_version.version.to_string(), plugin_version.version.to_string());

@@ -1,0 +1,66 @@
+//! The admin endpoint (off unless `[admin] address` is set): a minimal HTTP/1.0 server on a local
+//! address answering `GET /status` with the JSON [`crate::status::Status`] and `GET /status.txt` with
+//! its text form. Requests are bounded in size and time.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::status::StatusSource;
+
+const MAX_REQUEST: usize = 8 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves until `stop` turns true.
+pub async fn serve(listener: TcpListener, source: StatusSource, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = async { drop(stop.wait_for(|s| *s).await) } => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let source = source.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &source)).await {
+                tracing::debug!(error = %e, "admin request timed out");
+            }
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, source: &StatusSource) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.len() > MAX_REQUEST {
+            break;
+        }
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/status") => match serde_json::to_string_pretty(&source.snapshot()) {
+            Ok(json) => ("200 OK", "application/json", json),
+            Err(e) => ("500 Internal Server Error", "text/plain", e.to_string()),
+        },
+        ("GET", "/status.txt") => ("200 OK", "text/plain; charset=utf-8", source.snapshot().to_text()),
+        _ => ("404 Not Found", "text/plain", "try GET /status or /status.txt\n".to_owned()),
+    };
+    let head = format!("HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}

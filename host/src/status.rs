@@ -1,0 +1,173 @@
+//! What is loaded and serving now, as one serializable snapshot: plugins with their versions, how
+//! many library versions are mapped (old ones stay mapped for the connections still using them),
+//! listeners, and backends with their live connection counts. Served by [`crate::admin`] and printed
+//! by `pmmux status`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::listener::ListenerSet;
+use crate::registry::Registry;
+
+/// The status document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// Process id.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Plugins in routing now.
+    pub plugins: Vec<PluginStatus>,
+    /// Library versions mapped into the process since start (current and old).
+    pub mapped_versions: u64,
+    /// Mapped versions that no longer take new connections.
+    pub old_versions_mapped: u64,
+    /// Listening sockets.
+    pub listeners: Vec<ListenerStatus>,
+    /// Backends in routing now, in the order they are asked.
+    pub backends: Vec<BackendStatus>,
+}
+
+/// One loaded plugin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginStatus {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// File in the plugin folder.
+    pub file: String,
+    /// Protocols provided.
+    pub protocols: Vec<String>,
+    /// plugin-api version it was built against.
+    pub plugin_api: String,
+    /// ABI revision it was built with.
+    pub abi_revision: u32,
+}
+
+/// One listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ListenerStatus {
+    /// Name.
+    pub name: String,
+    /// Bound address.
+    pub address: String,
+}
+
+/// One backend.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BackendStatus {
+    /// Name.
+    pub name: String,
+    /// Protocol.
+    pub protocol: String,
+    /// `name@version` of its plugin, or `builtin`.
+    pub plugin: String,
+    /// Tier.
+    pub priority: String,
+    /// Target, if any.
+    pub target: Option<String>,
+    /// Connections open now.
+    pub live: usize,
+    /// Connections routed since start.
+    pub routed: u64,
+    /// Plugin errors since start.
+    pub plugin_errors: u64,
+    /// False when disabled after repeated plugin errors.
+    pub enabled: bool,
+}
+
+/// Where the status comes from.
+#[derive(Clone)]
+pub struct StatusSource {
+    /// The routing snapshot.
+    pub registry: Arc<ArcSwap<Registry>>,
+    /// The listeners.
+    pub listeners: Arc<Mutex<ListenerSet>>,
+    /// Versions mapped so far.
+    pub mapped: Arc<AtomicU64>,
+    /// Process start.
+    pub started: Instant,
+}
+
+impl StatusSource {
+    /// Takes a snapshot.
+    pub fn snapshot(&self) -> Status {
+        let registry = self.registry.load_full();
+        let mapped = self.mapped.load(Ordering::Relaxed);
+        let listeners = {
+            let set = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            set.bound().into_iter().map(|(name, a)| ListenerStatus { name, address: a.to_string() }).collect()
+        };
+        Status {
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            plugins: registry
+                .plugins
+                .iter()
+                .map(|p| PluginStatus {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    file: p.file.display().to_string(),
+                    protocols: p.protocols.clone(),
+                    plugin_api: p.api_version.clone(),
+                    abi_revision: p.abi_version,
+                })
+                .collect(),
+            mapped_versions: mapped,
+            old_versions_mapped: mapped.saturating_sub(registry.plugins.len() as u64),
+            listeners,
+            backends: registry
+                .backends
+                .iter()
+                .map(|b| BackendStatus {
+                    name: b.name().to_owned(),
+                    protocol: b.config.protocol.clone(),
+                    plugin: b.plugin_label(),
+                    priority: b.priority().to_string(),
+                    target: b.config.target.clone(),
+                    live: b.stats.live.load(Ordering::Relaxed),
+                    routed: b.stats.routed.load(Ordering::Relaxed),
+                    plugin_errors: b.stats.plugin_errors.load(Ordering::Relaxed),
+                    enabled: b.is_enabled(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Status {
+    /// A human-readable rendering, for `pmmux status`.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "pmmux pid {} up {}s; {} plugin version(s) mapped, {} old\n\nplugins:\n",
+            self.pid, self.uptime_s, self.mapped_versions, self.old_versions_mapped
+        );
+        for p in &self.plugins {
+            out += &format!("  {:<16} {:<10} {}  [{}]\n", p.name, p.version, p.file, p.protocols.join(", "));
+        }
+        out += "\nlisteners:\n";
+        for l in &self.listeners {
+            out += &format!("  {:<24} {}\n", l.name, l.address);
+        }
+        out += "\nbackends:\n";
+        for b in &self.backends {
+            out += &format!(
+                "  {:<16} {:<14} {:<22} {:<9} live {:<5} routed {:<8} errors {}{}\n",
+                b.name,
+                b.protocol,
+                b.plugin,
+                b.priority,
+                b.live,
+                b.routed,
+                b.plugin_errors,
+                if b.enabled { "" } else { "  DISABLED" }
+            );
+        }
+        out
+    }
+}

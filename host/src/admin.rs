@@ -57,9 +57,16 @@ async fn answer(mut stream: TcpStream, source: &StatusSource) {
             Err(e) => ("500 Internal Server Error", "text/plain", e.to_string()),
         },
         ("GET", "/status.txt") => ("200 OK", "text/plain; charset=utf-8", source.snapshot().to_text()),
-        _ => ("404 Not Found", "text/plain", "try GET /status or /status.txt\n".to_owned()),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try GET /status or /status.txt\n".to_owned(),
+        ),
     };
-    let head = format!("HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;

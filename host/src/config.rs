@@ -162,7 +162,14 @@ impl fmt::Display for ConfigError {
                 f.write_str("\n")?;
             }
             if issue.line > 0 {
-                write!(f, "{}:{}:{}: {}", self.path.display(), issue.line, issue.column, issue.message)?;
+                write!(
+                    f,
+                    "{}:{}:{}: {}",
+                    self.path.display(),
+                    issue.line,
+                    issue.column,
+                    issue.message
+                )?;
             } else {
                 write!(f, "{}: {}", self.path.display(), issue.message)?;
             }
@@ -197,7 +204,11 @@ struct RawReload {
 
 impl Default for RawReload {
     fn default() -> Self {
-        RawReload { quiet_period_ms: 400, rescan_interval_ms: 10_000, watch_config: true }
+        RawReload {
+            quiet_period_ms: 400,
+            rescan_interval_ms: 10_000,
+            watch_config: true,
+        }
     }
 }
 
@@ -267,7 +278,11 @@ struct RawBackend {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: path.to_owned(),
-        issues: vec![ConfigIssue { line: 0, column: 0, message: format!("cannot read: {e}") }],
+        issues: vec![ConfigIssue {
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }],
     })?;
     parse(path, &text)
 }
@@ -288,7 +303,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         Ok(config)
     } else {
         issues.sort_by_key(|i| (i.line, i.column));
-        Err(ConfigError { path: path.to_owned(), issues })
+        Err(ConfigError {
+            path: path.to_owned(),
+            issues,
+        })
     }
 }
 
@@ -296,10 +314,17 @@ type Report<'a> = dyn FnMut(Option<Range<usize>>, String) + 'a;
 
 fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
     let base = path.parent().map(Path::to_owned).unwrap_or_default();
-    let plugin_dir = if raw.plugin_dir.is_absolute() { raw.plugin_dir } else { base.join(raw.plugin_dir) };
+    let plugin_dir = if raw.plugin_dir.is_absolute() {
+        raw.plugin_dir
+    } else {
+        base.join(raw.plugin_dir)
+    };
 
     if raw.listeners.is_empty() {
-        report(None, "no [[listener]]: pmmux needs at least one address to listen on".into());
+        report(
+            None,
+            "no [[listener]]: pmmux needs at least one address to listen on".into(),
+        );
     }
     let mut listeners = Vec::new();
     let mut seen_addr = HashSet::new();
@@ -308,7 +333,13 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
         let address = match l.address.get_ref().parse::<SocketAddr>() {
             Ok(a) => a,
             Err(_) => {
-                report(span, format!("listener address `{}` is not IP:PORT (IPv6 as [::1]:PORT)", l.address.get_ref()));
+                report(
+                    span,
+                    format!(
+                        "listener address `{}` is not IP:PORT (IPv6 as [::1]:PORT)",
+                        l.address.get_ref()
+                    ),
+                );
                 continue;
             }
         };
@@ -317,18 +348,27 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             match t.as_str() {
                 "tcp" => tcp = true,
                 "udp" => udp = true,
-                other => report(Some(l.transport.span()), format!("unknown transport `{other}` (expected \"tcp\" or \"udp\")")),
+                other => report(
+                    Some(l.transport.span()),
+                    format!("unknown transport `{other}` (expected \"tcp\" or \"udp\")"),
+                ),
             }
         }
         if !tcp && !udp && !l.transport.get_ref().is_empty() {
             continue;
         }
         if l.transport.get_ref().is_empty() {
-            report(Some(l.transport.span()), "transport must name \"tcp\" and/or \"udp\"".into());
+            report(
+                Some(l.transport.span()),
+                "transport must name \"tcp\" and/or \"udp\"".into(),
+            );
         }
         if udp {
             // UDP flows arrive with the connectionless backends; refuse rather than half-listen.
-            report(Some(l.transport.span()), "transport \"udp\" is not supported by this version of pmmux yet".into());
+            report(
+                Some(l.transport.span()),
+                "transport \"udp\" is not supported by this version of pmmux yet".into(),
+            );
         }
         for (proto, on) in [("tcp", tcp), ("udp", udp)] {
             if on && !seen_addr.insert((address, proto)) {
@@ -336,13 +376,22 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             }
         }
         let name = l.name.unwrap_or_else(|| address.to_string());
-        listeners.push(ListenerConfig { name, address, tcp, udp, strategy: l.strategy });
+        listeners.push(ListenerConfig {
+            name,
+            address,
+            tcp,
+            udp,
+            strategy: l.strategy,
+        });
     }
 
     let r = raw.routing;
     let preview_limit = *r.preview_limit.get_ref();
     if preview_limit == 0 || preview_limit > MAX_PREVIEW_LIMIT {
-        report(Some(r.preview_limit.span()), format!("preview_limit must be 1..={MAX_PREVIEW_LIMIT} bytes"));
+        report(
+            Some(r.preview_limit.span()),
+            format!("preview_limit must be 1..={MAX_PREVIEW_LIMIT} bytes"),
+        );
     }
     if r.probe_timeout_ms == 0 {
         report(None, "routing.probe_timeout_ms must be above 0".into());
@@ -359,14 +408,23 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
         }
         let protocol = b.protocol.get_ref().clone();
         if protocol.is_empty() {
-            report(Some(b.protocol.span()), format!("backend `{name}`: protocol must not be empty"));
+            report(
+                Some(b.protocol.span()),
+                format!("backend `{name}`: protocol must not be empty"),
+            );
         }
         if let Some(t) = &b.target {
             if let Err(why) = check_target(t.get_ref()) {
-                report(Some(t.span()), format!("backend `{name}`: target `{}` {why}", t.get_ref()));
+                report(
+                    Some(t.span()),
+                    format!("backend `{name}`: target `{}` {why}", t.get_ref()),
+                );
             }
         } else if protocol == "pass" {
-            report(Some(b.protocol.span()), format!("backend `{name}`: protocol `pass` needs a target"));
+            report(
+                Some(b.protocol.span()),
+                format!("backend `{name}`: protocol `pass` needs a target"),
+            );
         }
         let matchers = match Matchers::from_config(&b.matchers) {
             Ok(m) => m,
@@ -387,14 +445,20 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
     }
     if let Some(t) = &r.on_timeout {
         if !names.contains(t.get_ref()) {
-            report(Some(t.span()), format!("routing.on_timeout names `{}`, which is not a backend", t.get_ref()));
+            report(
+                Some(t.span()),
+                format!("routing.on_timeout names `{}`, which is not a backend", t.get_ref()),
+            );
         }
     }
 
     let admin = raw.admin.and_then(|a| match a.address.get_ref().parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            report(Some(a.address.span()), format!("admin address `{}` is not IP:PORT", a.address.get_ref()));
+            report(
+                Some(a.address.span()),
+                format!("admin address `{}` is not IP:PORT", a.address.get_ref()),
+            );
             None
         }
     });
@@ -433,7 +497,9 @@ pub fn check_target(target: &str) -> Result<(), &'static str> {
     port.parse::<u16>().map_err(|_| "has no valid port")?;
     let name_ok = !host.is_empty()
         && host.len() <= 253
-        && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
     if name_ok {
         Ok(())
     } else {
@@ -504,7 +570,10 @@ host = "www.example"
     fn unknown_field_is_reported_with_line_and_column() {
         let err = parse_str("[[listener]]\naddress = \"127.0.0.1:1\"\nadress = 1\n").unwrap_err();
         let shown = err.to_string();
-        assert!(shown.starts_with("/etc/pmmux/pmmux.toml:3:1: unknown field `adress`"), "{shown}");
+        assert!(
+            shown.starts_with("/etc/pmmux/pmmux.toml:3:1: unknown field `adress`"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -54,7 +54,10 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
             Some(i) => (i, RVec::new()),
             None => {
                 let ms = registry.routing.probe_timeout.as_millis();
-                tracing::info!(timeout_ms = ms, "client sent nothing within the probe timeout and no on_timeout backend is set; closed");
+                tracing::info!(
+                    timeout_ms = ms,
+                    "client sent nothing within the probe timeout and no on_timeout backend is set; closed"
+                );
                 return close_gracefully(stream).await;
             }
         },
@@ -76,8 +79,10 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
     if !properties.is_empty() {
         tracing::debug!(properties = %show(&properties), "routed");
     }
-    let _live = LiveGuard::new(&backend);
+    let live = LiveGuard::new(&backend);
     let result = dispatch(&mut stream, &router, &backend, &properties, &preview).await;
+    // Not live any more once the close is logged (least-requests reads this count).
+    drop(live);
     let ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1e3);
     let ms = ms.as_str();
     match result {
@@ -170,7 +175,11 @@ async fn discard(stream: &mut TcpStream, already: u64) -> Result<Transferred, Co
 }
 
 fn show(props: &[Property]) -> String {
-    props.iter().map(|p| format!("{}={}", p.key, p.value)).collect::<Vec<_>>().join(" ")
+    props
+        .iter()
+        .map(|p| format!("{}={}", p.key, p.value))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Counts a connection as live on its backend while it exists.

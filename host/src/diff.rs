@@ -103,7 +103,10 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         .map(|o| o.name.clone())
         .collect();
     let kept = |from: &[BackendConfig], other: &[BackendConfig]| -> Vec<String> {
-        from.iter().filter(|b| find(other, &b.name).is_some()).map(|b| b.name.clone()).collect()
+        from.iter()
+            .filter(|b| find(other, &b.name).is_some())
+            .map(|b| b.name.clone())
+            .collect()
     };
     d.backends_reordered = kept(&old.backends, &new.backends) != kept(&new.backends, &old.backends);
     d.routing_changed = old.routing != new.routing;
@@ -154,20 +157,41 @@ mod tests {
 
     #[test]
     fn backends_added_removed_changed() {
-        let old = config(&format!("{L1}{}{}{}", backend("a", "127.0.0.1:1"), backend("b", "127.0.0.1:2"), backend("c", "127.0.0.1:3")));
-        let new = config(&format!("{L1}{}{}{}", backend("a", "127.0.0.1:1"), backend("c", "127.0.0.1:9"), backend("d", "127.0.0.1:4")));
+        let old = config(&format!(
+            "{L1}{}{}{}",
+            backend("a", "127.0.0.1:1"),
+            backend("b", "127.0.0.1:2"),
+            backend("c", "127.0.0.1:3")
+        ));
+        let new = config(&format!(
+            "{L1}{}{}{}",
+            backend("a", "127.0.0.1:1"),
+            backend("c", "127.0.0.1:9"),
+            backend("d", "127.0.0.1:4")
+        ));
         let d = diff(&old, &new);
         assert_eq!(d.backends_added, vec!["d"]);
         assert_eq!(d.backends_removed, vec!["b"]);
         assert_eq!(d.backends_changed, vec!["c"]);
         assert!(!d.backends_reordered, "a then c in both");
-        assert_eq!(d.summary(), "backends added: d; backends removed: b; backends changed: c");
+        assert_eq!(
+            d.summary(),
+            "backends added: d; backends removed: b; backends changed: c"
+        );
     }
 
     #[test]
     fn reordering_is_seen_apart_from_changes() {
-        let old = config(&format!("{L1}{}{}", backend("a", "127.0.0.1:1"), backend("b", "127.0.0.1:2")));
-        let new = config(&format!("{L1}{}{}", backend("b", "127.0.0.1:2"), backend("a", "127.0.0.1:1")));
+        let old = config(&format!(
+            "{L1}{}{}",
+            backend("a", "127.0.0.1:1"),
+            backend("b", "127.0.0.1:2")
+        ));
+        let new = config(&format!(
+            "{L1}{}{}",
+            backend("b", "127.0.0.1:2"),
+            backend("a", "127.0.0.1:1")
+        ));
         let d = diff(&old, &new);
         assert!(d.backends_reordered);
         assert!(d.backends_changed.is_empty() && d.backends_added.is_empty());
@@ -178,14 +202,20 @@ mod tests {
         let old = config(&format!("{L1}{}", backend("a", "127.0.0.1:1")));
         let with_params = config(&format!("{L1}{}[backend.params]\nx = 1\n", backend("a", "127.0.0.1:1")));
         assert_eq!(diff(&old, &with_params).backends_changed, vec!["a"]);
-        let with_match = config(&format!("{L1}{}[backend.match]\nremote_port = 22\n", backend("a", "127.0.0.1:1")));
+        let with_match = config(&format!(
+            "{L1}{}[backend.match]\nremote_port = 22\n",
+            backend("a", "127.0.0.1:1")
+        ));
         assert_eq!(diff(&old, &with_match).backends_changed, vec!["a"]);
     }
 
     #[test]
     fn routing_and_plugin_dir() {
         let old = config(&format!("{L1}{}", backend("a", "127.0.0.1:1")));
-        let new = config(&format!("plugin_dir = \"/opt/p\"\n{L1}[routing]\nprobe_timeout_ms = 10\n{}", backend("a", "127.0.0.1:1")));
+        let new = config(&format!(
+            "plugin_dir = \"/opt/p\"\n{L1}[routing]\nprobe_timeout_ms = 10\n{}",
+            backend("a", "127.0.0.1:1")
+        ));
         let d = diff(&old, &new);
         assert!(d.routing_changed && d.plugin_dir_changed);
         assert!(d.summary().ends_with("routing changed; plugin_dir changed"));

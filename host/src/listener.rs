@@ -39,7 +39,12 @@ pub struct ListenerSet {
 impl ListenerSet {
     /// An empty set whose connections route through `registry` and are tracked by `tracker`.
     pub fn new(runtime: Handle, registry: Arc<ArcSwap<Registry>>, tracker: TaskTracker) -> ListenerSet {
-        ListenerSet { runtime, registry, tracker, running: BTreeMap::new() }
+        ListenerSet {
+            runtime,
+            registry,
+            tracker,
+            running: BTreeMap::new(),
+        }
     }
 
     /// Binds `cfg` and starts accepting on it.
@@ -61,8 +66,18 @@ impl ListenerSet {
             strategy: config.strategy,
         });
         let (stop, stopped) = watch::channel(false);
-        let task = self.runtime.spawn(accept_loop(Arc::clone(&socket), ctx, stopped, self.tracker.clone()));
-        self.running.insert(config.address, Running { config, socket, stop, task });
+        let task = self
+            .runtime
+            .spawn(accept_loop(Arc::clone(&socket), ctx, stopped, self.tracker.clone()));
+        self.running.insert(
+            config.address,
+            Running {
+                config,
+                socket,
+                stop,
+                task,
+            },
+        );
     }
 
     /// Stops accepting on `address`; its open connections go on. Returns whether it was listening.
@@ -87,12 +102,18 @@ impl ListenerSet {
 
     /// The bound address of each listener (the configured one may have port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.running.values().filter_map(|r| r.socket.local_addr().ok()).collect()
+        self.running
+            .values()
+            .filter_map(|r| r.socket.local_addr().ok())
+            .collect()
     }
 
     /// Name and bound address of each running listener.
     pub fn bound(&self) -> Vec<(String, SocketAddr)> {
-        self.running.values().filter_map(|r| Some((r.config.name.clone(), r.socket.local_addr().ok()?))).collect()
+        self.running
+            .values()
+            .filter_map(|r| Some((r.config.name.clone(), r.socket.local_addr().ok()?)))
+            .collect()
     }
 
     /// Tells every listener to stop; await the returned tasks to know they have.
@@ -113,7 +134,11 @@ const BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener for `cfg` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 pub fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
-    let socket = if cfg.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if cfg.address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(cfg.address)?;
     socket.listen(BACKLOG)

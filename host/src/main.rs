@@ -88,7 +88,10 @@ fn init_logging(level: &str) {
 fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = config::load(path)?;
     raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         server.run(shutdown_signal()).await;
@@ -101,11 +104,17 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Each relayed connection holds two descriptors; lift the soft limit to the hard one, as proxies do.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
                 tracing::debug!(from = lim.rlim_cur, to = lim.rlim_max, "raised the open-file limit");
             }
@@ -171,7 +180,11 @@ fn inspect_plugin(file: &Path) -> anyhow::Result<ExitCode> {
             println!("file:       {}", file.display());
             println!("plugin:     {} {}", p.name, p.version);
             println!("plugin-api: {} (ABI revision {})", p.api_version, p.abi_version);
-            println!("host ABI:   plugin-api {} (ABI revision {})", <pmmux_plugin_api::PluginModRef as abi_stable::library::RootModule>::VERSION_STRINGS.version, pmmux_plugin_api::ABI_VERSION);
+            println!(
+                "host ABI:   plugin-api {} (ABI revision {})",
+                <pmmux_plugin_api::PluginModRef as abi_stable::library::RootModule>::VERSION_STRINGS.version,
+                pmmux_plugin_api::ABI_VERSION
+            );
             println!("protocols:  {}", p.protocols.join(", "));
             Ok(ExitCode::SUCCESS)
         }
@@ -197,7 +210,10 @@ fn status(config_path: &Path, admin: Option<std::net::SocketAddr>, json: bool) -
     stream.write_all(b"GET /status HTTP/1.0\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).context("malformed answer from the admin endpoint")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .context("malformed answer from the admin endpoint")?;
     if json {
         println!("{body}");
     } else {

@@ -108,7 +108,10 @@ fn compile<I, T>(
     if items.is_empty() {
         return Err((Some(field.span()), format!("match.{what} is an empty list")));
     }
-    let mut set = Set { include: Vec::new(), exclude: Vec::new() };
+    let mut set = Set {
+        include: Vec::new(),
+        exclude: Vec::new(),
+    };
     for item in items {
         let (negated, value) = parse(item).map_err(|e| (Some(field.span()), format!("match.{what}: {e}")))?;
         if negated { &mut set.exclude } else { &mut set.include }.push(value);
@@ -216,7 +219,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_entry() {
-        assert!(matchers(r#"remote_ip = ["300.1.1.1"]"#).unwrap_err().contains("`300.1.1.1`"));
+        assert!(matchers(r#"remote_ip = ["300.1.1.1"]"#)
+            .unwrap_err()
+            .contains("`300.1.1.1`"));
         assert!(matchers("local_port = 70000").unwrap_err().contains("out of range"));
         assert!(matchers(r#"local_port = "9-1""#).unwrap_err().contains("starts after"));
         assert!(matchers("remote_port = []").unwrap_err().contains("empty list"));

@@ -103,7 +103,9 @@ impl Backend {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildIssue {
     /// No loaded plugin provides the protocol.
-    #[error("backend `{backend}`: no loaded plugin provides protocol `{protocol}`; it stays out of routing until one does")]
+    #[error(
+        "backend `{backend}`: no loaded plugin provides protocol `{protocol}`; it stays out of routing until one does"
+    )]
     MissingProtocol {
         /// Backend name.
         backend: String,
@@ -141,7 +143,12 @@ pub struct Registry {
 impl Registry {
     /// A snapshot with no backends, in force until the plugins are loaded.
     pub fn empty(config: &Config) -> Registry {
-        Registry { routing: config.routing.clone(), plugins: Vec::new(), backends: Vec::new(), on_timeout: None }
+        Registry {
+            routing: config.routing.clone(),
+            plugins: Vec::new(),
+            backends: Vec::new(),
+            on_timeout: None,
+        }
     }
 
     /// Builds backends for `config` from `plugins`. With a `previous` snapshot, a backend whose
@@ -175,7 +182,10 @@ impl Registry {
                 ("pass", _) => (BackendKind::Pass, None),
                 ("noop", _) => (BackendKind::Noop, None),
                 (_, None) => {
-                    issues.push(BuildIssue::MissingProtocol { backend: bc.name.clone(), protocol: bc.protocol.clone() });
+                    issues.push(BuildIssue::MissingProtocol {
+                        backend: bc.name.clone(),
+                        protocol: bc.protocol.clone(),
+                    });
                     continue;
                 }
                 (_, Some(p)) => match new_backend(p, bc) {
@@ -204,8 +214,20 @@ impl Registry {
                 disabled: AtomicBool::new(false),
             }));
         }
-        let on_timeout = config.routing.on_timeout.as_ref().and_then(|n| backends.iter().position(|b| b.name() == n));
-        (Registry { routing: config.routing.clone(), plugins, backends, on_timeout }, issues)
+        let on_timeout = config
+            .routing
+            .on_timeout
+            .as_ref()
+            .and_then(|n| backends.iter().position(|b| b.name() == n));
+        (
+            Registry {
+                routing: config.routing.clone(),
+                plugins,
+                backends,
+                on_timeout,
+            },
+            issues,
+        )
     }
 }
 

@@ -63,9 +63,10 @@ pub struct Transferred {
 /// Connects to `target` (`host:port`), trying each resolved address until the timeout.
 pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
     let attempt = async {
-        let addrs = lookup_host(target)
-            .await
-            .map_err(|source| RelayError::Resolve { target: target.to_owned(), source })?;
+        let addrs = lookup_host(target).await.map_err(|source| RelayError::Resolve {
+            target: target.to_owned(),
+            source,
+        })?;
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         for addr in addrs {
             match TcpStream::connect(addr).await {
@@ -73,24 +74,38 @@ pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStrea
                 Err(e) => last = e,
             }
         }
-        Err(RelayError::Connect { target: target.to_owned(), source: last })
+        Err(RelayError::Connect {
+            target: target.to_owned(),
+            source: last,
+        })
     };
     match timeout(connect_timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(RelayError::ConnectTimeout { target: target.to_owned(), ms: connect_timeout.as_millis() }),
+        Err(_) => Err(RelayError::ConnectTimeout {
+            target: target.to_owned(),
+            ms: connect_timeout.as_millis(),
+        }),
     }
 }
 
 /// Replays `preview` to `upstream`, then relays until both directions are closed.
-pub async fn relay(client: &mut TcpStream, upstream: &mut TcpStream, preview: &[u8], target: &str) -> Result<Transferred, RelayError> {
+pub async fn relay(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    preview: &[u8],
+    target: &str,
+) -> Result<Transferred, RelayError> {
     let _ = upstream.set_nodelay(true);
     let _ = client.set_nodelay(true);
-    upstream
-        .write_all(preview)
-        .await
-        .map_err(|source| RelayError::Replay { target: target.to_owned(), source })?;
+    upstream.write_all(preview).await.map_err(|source| RelayError::Replay {
+        target: target.to_owned(),
+        source,
+    })?;
     let (up, down) = copy_bidirectional_with_sizes(client, upstream, RELAY_BUFFER, RELAY_BUFFER)
         .await
         .map_err(RelayError::Io)?;
-    Ok(Transferred { up: up + preview.len() as u64, down })
+    Ok(Transferred {
+        up: up + preview.len() as u64,
+        down,
+    })
 }

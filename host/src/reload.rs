@@ -14,8 +14,8 @@ use arc_swap::ArcSwap;
 use crate::config::{self, Config};
 use crate::diff::diff;
 use crate::listener::ListenerSet;
-use crate::plugin::set::log_refusals;
 use crate::plugin::loader::FileStamp;
+use crate::plugin::set::log_refusals;
 use crate::plugin::{Loader, PluginSet};
 use crate::registry::{BuildIssue, Registry};
 use crate::watcher::{self, FsWatcher, Signal};
@@ -93,7 +93,11 @@ impl Reloader {
         let started = Instant::now();
         let previous = self.registry.load_full();
         let (registry, issues) = Registry::build(&self.config, self.plugins.plugins(), Some(&previous));
-        let new: Vec<BuildIssue> = issues.iter().filter(|i| !self.last_issues.contains(i)).cloned().collect();
+        let new: Vec<BuildIssue> = issues
+            .iter()
+            .filter(|i| !self.last_issues.contains(i))
+            .cloned()
+            .collect();
         log_build_issues(&new);
         self.last_issues = issues;
         let (plugins, backends) = (registry.plugins.len(), registry.backends.len());
@@ -180,7 +184,11 @@ impl Reloader {
         let mut next_rescan = Instant::now() + self.config.reload.rescan_interval;
         loop {
             let now = Instant::now();
-            let next = [plugins_due, config_due, Some(next_rescan)].into_iter().flatten().min().unwrap_or(next_rescan);
+            let next = [plugins_due, config_due, Some(next_rescan)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_rescan);
             let quiet = self.config.reload.quiet_period;
             match signals.recv_timeout(next.saturating_duration_since(now)) {
                 Ok(Signal::PluginFolder) => {
@@ -207,7 +215,9 @@ impl Reloader {
                     next_rescan = now + self.config.reload.rescan_interval;
                 }
                 first_event = None;
-                plugins_due = self.reconcile_plugins().then(|| Instant::now() + self.config.reload.quiet_period);
+                plugins_due = self
+                    .reconcile_plugins()
+                    .then(|| Instant::now() + self.config.reload.quiet_period);
             }
         }
         tracing::debug!("reloader stopped");

@@ -54,13 +54,32 @@ pub struct Router {
 
 impl Router {
     /// Starts routing a connection: backends whose matchers reject it are out from the start.
-    pub fn new(registry: Arc<Registry>, strategy: Strategy, listener: Arc<str>, peer: SocketAddr, local: SocketAddr) -> Router {
+    pub fn new(
+        registry: Arc<Registry>,
+        strategy: Strategy,
+        listener: Arc<str>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Router {
         let states = registry
             .backends
             .iter()
-            .map(|b| if b.is_enabled() && b.matchers().matches(peer, local) { State::Pending } else { State::Out })
+            .map(|b| {
+                if b.is_enabled() && b.matchers().matches(peer, local) {
+                    State::Pending
+                } else {
+                    State::Out
+                }
+            })
             .collect();
-        Router { registry, strategy, states, peer, local, listener }
+        Router {
+            registry,
+            strategy,
+            states,
+            peer,
+            local,
+            listener,
+        }
     }
 
     /// The snapshot this connection routes with.
@@ -132,10 +151,17 @@ impl Router {
             .map(|(i, _)| tier(i))
             .max();
         let pending = |pred: &dyn Fn(usize) -> bool| {
-            self.states.iter().enumerate().any(|(i, s)| *s == State::Pending && pred(i))
+            self.states
+                .iter()
+                .enumerate()
+                .any(|(i, s)| *s == State::Pending && pred(i))
         };
         let Some(best) = best_tier else {
-            return if pending(&|_| true) { Decision::Wait } else { Decision::NoMatch };
+            return if pending(&|_| true) {
+                Decision::Wait
+            } else {
+                Decision::NoMatch
+            };
         };
         if pending(&|i| tier(i) > best) {
             return Decision::Wait;
@@ -165,7 +191,10 @@ impl Router {
             State::Matched(p) => p,
             _ => RVec::new(),
         };
-        Decision::Route { index: chosen, properties }
+        Decision::Route {
+            index: chosen,
+            properties,
+        }
     }
 
     /// Names of the backends that were asked (passed their matchers), for the "unmatched" log line.
@@ -188,7 +217,9 @@ mod tests {
     fn registry(tiers: &[&str]) -> Arc<Registry> {
         let mut text = String::from("[[listener]]\naddress = \"127.0.0.1:1\"\n");
         for (i, t) in tiers.iter().enumerate() {
-            text += &format!("[[backend]]\nname = \"b{i}\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:2\"\npriority = \"{t}\"\n");
+            text += &format!(
+                "[[backend]]\nname = \"b{i}\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:2\"\npriority = \"{t}\"\n"
+            );
         }
         let config = crate::config::parse(Path::new("/t.toml"), &text).expect("config");
         let (reg, issues) = Registry::build(&config, Vec::new(), None);
@@ -221,9 +252,18 @@ mod tests {
     #[test]
     fn first_available_waits_only_for_earlier_backends() {
         let fa = Strategy::FirstAvailable;
-        assert_eq!(routed(router(&["normal"; 3], fa, &["out", "match", "more"]).decide()), Some(1));
-        assert_eq!(routed(router(&["normal"; 3], fa, &["more", "match", "out"]).decide()), None);
-        assert_eq!(routed(router(&["normal"; 3], fa, &["out", "out", "out"]).decide()), Some(usize::MAX));
+        assert_eq!(
+            routed(router(&["normal"; 3], fa, &["out", "match", "more"]).decide()),
+            Some(1)
+        );
+        assert_eq!(
+            routed(router(&["normal"; 3], fa, &["more", "match", "out"]).decide()),
+            None
+        );
+        assert_eq!(
+            routed(router(&["normal"; 3], fa, &["out", "out", "out"]).decide()),
+            Some(usize::MAX)
+        );
         assert_eq!(routed(router(&["normal"; 2], fa, &["more", "out"]).decide()), None);
     }
 
@@ -231,11 +271,23 @@ mod tests {
     fn tiers_beat_order() {
         let fa = Strategy::FirstAvailable;
         let tiers = ["fallback", "standby", "normal", "vip"];
-        assert_eq!(routed(router(&tiers, fa, &["match", "match", "match", "out"]).decide()), Some(2));
-        assert_eq!(routed(router(&tiers, fa, &["match", "match", "out", "out"]).decide()), Some(1));
+        assert_eq!(
+            routed(router(&tiers, fa, &["match", "match", "match", "out"]).decide()),
+            Some(2)
+        );
+        assert_eq!(
+            routed(router(&tiers, fa, &["match", "match", "out", "out"]).decide()),
+            Some(1)
+        );
         // A vip still deciding blocks a normal match; a fallback still deciding does not.
-        assert_eq!(routed(router(&tiers, fa, &["out", "out", "match", "more"]).decide()), None);
-        assert_eq!(routed(router(&tiers, fa, &["more", "out", "match", "out"]).decide()), Some(2));
+        assert_eq!(
+            routed(router(&tiers, fa, &["out", "out", "match", "more"]).decide()),
+            None
+        );
+        assert_eq!(
+            routed(router(&tiers, fa, &["more", "out", "match", "out"]).decide()),
+            Some(2)
+        );
     }
 
     #[test]
@@ -247,7 +299,10 @@ mod tests {
         r.registry.backends[2].stats.live.store(3, Ordering::Relaxed);
         let mut r = r;
         assert_eq!(routed(r.decide()), Some(1));
-        assert_eq!(routed(router(&["normal"; 3], lr, &["match", "out", "more"]).decide()), None);
+        assert_eq!(
+            routed(router(&["normal"; 3], lr, &["match", "out", "more"]).decide()),
+            None
+        );
     }
 
     #[test]

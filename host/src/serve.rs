@@ -25,7 +25,10 @@ pub enum ServeError {
 
 /// Runs `session` over `client`, starting with `preview`.
 pub async fn serve(client: &mut TcpStream, mut session: SessionBox, preview: &[u8]) -> Result<Transferred, ServeError> {
-    let mut moved = Transferred { up: preview.len() as u64, down: 0 };
+    let mut moved = Transferred {
+        up: preview.len() as u64,
+        down: 0,
+    };
     let mut out = RVec::new();
     let mut ctl = step(session.on_data(RSlice::from_slice(preview), &mut out))?;
     let mut buf = vec![0u8; CHUNK];

@@ -58,19 +58,36 @@ impl Server {
         let loader = Loader::new().map_err(StartError::Shadow)?;
         let registry = Arc::new(ArcSwap::from_pointee(Registry::empty(&config)));
         let tracker = TaskTracker::new();
-        let listeners = Arc::new(Mutex::new(ListenerSet::new(Handle::current(), Arc::clone(&registry), tracker.clone())));
+        let listeners = Arc::new(Mutex::new(ListenerSet::new(
+            Handle::current(),
+            Arc::clone(&registry),
+            tracker.clone(),
+        )));
         let signals = mpsc::channel();
         let (drain_timeout, admin_addr, listener_configs) =
             (config.routing.drain_timeout, config.admin, config.listeners.clone());
-        let reloader = Reloader::start(config, loader, Arc::clone(&listeners), Arc::clone(&registry), signals.0.clone());
+        let reloader = Reloader::start(
+            config,
+            loader,
+            Arc::clone(&listeners),
+            Arc::clone(&registry),
+            signals.0.clone(),
+        );
         {
             let mut set = lock(&listeners);
             for lc in listener_configs.iter().filter(|l| l.tcp) {
-                set.add(lc).map_err(|source| StartError::Bind { address: lc.address, source })?;
+                set.add(lc).map_err(|source| StartError::Bind {
+                    address: lc.address,
+                    source,
+                })?;
             }
         }
         let admin = match admin_addr {
-            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| StartError::Bind { address, source })?),
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| StartError::Bind { address, source })?,
+            ),
             None => None,
         };
         if let Some(a) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
@@ -82,7 +99,15 @@ impl Server {
             mapped: reloader.mapped_counter(),
             started: Instant::now(),
         };
-        Ok(Server { drain_timeout, tracker, listeners, reloader, signals, admin, status })
+        Ok(Server {
+            drain_timeout,
+            tracker,
+            listeners,
+            reloader,
+            signals,
+            admin,
+            status,
+        })
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -97,9 +122,19 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { drain_timeout, tracker, listeners, reloader, signals, admin, status } = self;
+        let Server {
+            drain_timeout,
+            tracker,
+            listeners,
+            reloader,
+            signals,
+            admin,
+            status,
+        } = self;
         let (signal_tx, signal_rx) = signals;
-        let reload_thread = std::thread::Builder::new().name("pmmux-reload".into()).spawn(move || reloader.run(signal_rx));
+        let reload_thread = std::thread::Builder::new()
+            .name("pmmux-reload".into())
+            .spawn(move || reloader.run(signal_rx));
         if let Err(e) = &reload_thread {
             tracing::error!(error = %e, "cannot start the reload thread; plugins and configuration stay as loaded");
         }
@@ -119,9 +154,16 @@ impl Server {
             let _ = t.await;
         }
         tracker.close();
-        tracing::info!(open = tracker.len(), drain_timeout_ms = drain_timeout.as_millis(), "shutting down: draining open connections");
+        tracing::info!(
+            open = tracker.len(),
+            drain_timeout_ms = drain_timeout.as_millis(),
+            "shutting down: draining open connections"
+        );
         if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
-            tracing::warn!(open = tracker.len(), "drain timeout reached; closing the remaining connections");
+            tracing::warn!(
+                open = tracker.len(),
+                "drain timeout reached; closing the remaining connections"
+            );
         } else {
             tracing::info!("all connections finished");
         }
@@ -142,7 +184,9 @@ async fn forward_sighup(signals: mpsc::Sender<Signal>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
-        Err(e) => return tracing::warn!(error = %e, "cannot install the SIGHUP handler; config reload on SIGHUP is off"),
+        Err(e) => {
+            return tracing::warn!(error = %e, "cannot install the SIGHUP handler; config reload on SIGHUP is off")
+        }
     };
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");

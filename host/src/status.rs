@@ -101,7 +101,13 @@ impl StatusSource {
         let mapped = self.mapped.load(Ordering::Relaxed);
         let listeners = {
             let set = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-            set.bound().into_iter().map(|(name, a)| ListenerStatus { name, address: a.to_string() }).collect()
+            set.bound()
+                .into_iter()
+                .map(|(name, a)| ListenerStatus {
+                    name,
+                    address: a.to_string(),
+                })
+                .collect()
         };
         Status {
             pid: std::process::id(),
@@ -148,7 +154,13 @@ impl Status {
             self.pid, self.uptime_s, self.mapped_versions, self.old_versions_mapped
         );
         for p in &self.plugins {
-            out += &format!("  {:<16} {:<10} {}  [{}]\n", p.name, p.version, p.file, p.protocols.join(", "));
+            out += &format!(
+                "  {:<16} {:<10} {}  [{}]\n",
+                p.name,
+                p.version,
+                p.file,
+                p.protocols.join(", ")
+            );
         }
         out += "\nlisteners:\n";
         for l in &self.listeners {

@@ -75,7 +75,9 @@ pub fn watch(plugin_dir: &Path, config_file: Option<&Path>, signals: Sender<Sign
         tracing::warn!(dir = %plugin_dir.display(), "plugin folder does not exist; it is rescanned periodically");
     }
     if let Some(dir) = config_dir.filter(|d| *d != plugin_dir) {
-        inner.watch(&dir, RecursiveMode::NonRecursive).map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        inner
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     }
     Ok(FsWatcher { _inner: inner })
 }

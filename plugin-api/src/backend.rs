@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use abi_stable::std_types::{RNone, ROption, RResult, RSlice, RString, RVec};
 use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RNone, ROption, RResult, RSlice, RString, RVec};
 use serde::de::DeserializeOwned;
 
 use crate::ffi::{
-    BackendBox, BackendSpec, ClientWriterBox, ConnInfo, Detection, FfiBackend, FfiBackend_TO,
-    FfiSession, FfiSession_TO, SessionBox, SessionCtl, TcpAction, UdpAction,
+    BackendBox, BackendSpec, ClientWriterBox, ConnInfo, Detection, FfiBackend, FfiBackend_TO, FfiSession,
+    FfiSession_TO, SessionBox, SessionCtl, TcpAction, UdpAction,
 };
 
 /// A backend: detection and handling hooks for one configured `[[backend]]`.
@@ -129,7 +129,9 @@ impl<B: Backend> FfiBackend for Guarded<B> {
     }
 
     fn can_handle_message(&self, client: &ConnInfo<'_>, message: RSlice<'_, u8>) -> RResult<Detection, RString> {
-        guard("can_handle_message", || self.0.can_handle_message(client, message.as_slice()))
+        guard("can_handle_message", || {
+            self.0.can_handle_message(client, message.as_slice())
+        })
     }
 
     fn handle_message(&self, client: &ConnInfo<'_>, message: RSlice<'_, u8>) -> RResult<UdpAction, RString> {

@@ -52,7 +52,11 @@ impl From<SocketAddr> for FfiAddr {
                 true
             }
         };
-        FfiAddr { ip, port: addr.port(), is_v6 }
+        FfiAddr {
+            ip,
+            port: addr.port(),
+            is_v6,
+        }
     }
 }
 
@@ -81,7 +85,10 @@ pub struct Property {
 impl Property {
     /// Builds a property from anything string-like.
     pub fn new(key: impl Into<RString>, value: impl Into<RString>) -> Self {
-        Property { key: key.into(), value: value.into() }
+        Property {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 

@@ -70,8 +70,8 @@ pub mod log;
 pub use abi_stable;
 pub use backend::{guard, into_ffi_backend, Backend, ClientWriter, Handling, Session};
 pub use ffi::{
-    BackendSpec, ConnInfo, Detection, FfiAddr, PluginInfo, PluginMod, PluginModRef, Property,
-    SessionCtl, UdpAction, ABI_VERSION,
+    BackendSpec, ConnInfo, Detection, FfiAddr, PluginInfo, PluginMod, PluginModRef, Property, SessionCtl, UdpAction,
+    ABI_VERSION,
 };
 pub use log::Level;
 

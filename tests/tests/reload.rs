@@ -34,7 +34,11 @@ fn versioned_session(addr: SocketAddr, payload: &[u8]) -> Result<String, String>
     let newline = got.iter().position(|&b| b == b'\n').ok_or("no greeting line")?;
     let version = String::from_utf8_lossy(&got[..newline]).into_owned();
     if sha256_hex(&got[newline + 1..]) != sha256_hex(&data) {
-        return Err(format!("echo differs: {} bytes back, {} sent", got.len() - newline - 1, data.len()));
+        return Err(format!(
+            "echo differs: {} bytes back, {} sent",
+            got.len() - newline - 1,
+            data.len()
+        ));
     }
     Ok(version)
 }
@@ -84,12 +88,19 @@ fn replace(how: Replace, from: &Path, to: &Path) {
 #[test]
 fn a_plugin_dropped_into_an_empty_folder_routes_the_next_connection() {
     let (port, admin) = (free_port(), free_port());
-    let pm = Pmmux::start(&config(port, admin, "[[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n"), &[]);
+    let pm = Pmmux::start(
+        &config(port, admin, "[[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n"),
+        &[],
+    );
     let addr = loopback(port);
     pm.wait_listening(addr);
     // No plugin yet: the backend is out of routing and the client is closed unanswered.
     assert_eq!(tcp_roundtrip(addr, b"anyone?", T).expect("closed cleanly"), b"");
-    assert!(pm.log().contains("no loaded plugin provides protocol `echo`"), "{}", pm.log());
+    assert!(
+        pm.log().contains("no loaded plugin provides protocol `echo`"),
+        "{}",
+        pm.log()
+    );
 
     fs::copy(plugin_lib("echo"), pm.plugin_dir().join("libpmmux_echo.so")).expect("cp plugin in");
     let started = Instant::now();
@@ -102,7 +113,11 @@ fn a_plugin_dropped_into_an_empty_folder_routes_the_next_connection() {
             Ok(got) => assert!(got.is_empty(), "partial answer before the plugin was live"),
             Err(_) => {}
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the dropped-in plugin never routed:\n{}", pm.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the dropped-in plugin never routed:\n{}",
+            pm.log()
+        );
         thread::sleep(Duration::from_millis(20));
     }
     assert!(pm.log().contains("plugin loaded plugin=echo"));
@@ -134,7 +149,10 @@ fn replacing_a_plugin_under_load_loses_no_connection_and_new_ones_see_the_new_ve
                         Ok(v) if v == "v1" || v == "v2" => {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(v) => failures.lock().expect("lock").push(format!("unexpected greeting {v:?}")),
+                        Ok(v) => failures
+                            .lock()
+                            .expect("lock")
+                            .push(format!("unexpected greeting {v:?}")),
                         Err(e) => failures.lock().expect("lock").push(e),
                     }
                 }
@@ -155,8 +173,17 @@ fn replacing_a_plugin_under_load_loses_no_connection_and_new_ones_see_the_new_ve
         c.join().expect("client thread");
     }
     let failures = failures.lock().expect("lock");
-    assert!(failures.is_empty(), "{} failed connections, first: {:?}", failures.len(), failures.first());
-    assert!(done.load(Ordering::Relaxed) > 60, "too little traffic: {}", done.load(Ordering::Relaxed));
+    assert!(
+        failures.is_empty(),
+        "{} failed connections, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(
+        done.load(Ordering::Relaxed) > 60,
+        "too little traffic: {}",
+        done.load(Ordering::Relaxed)
+    );
     latencies.sort();
     println!(
         "60 replaces, {} client connections, new version live after: median {:?}, max {:?}",
@@ -181,7 +208,7 @@ fn a_connection_opened_before_a_replace_keeps_its_version_after_replace_and_remo
 
     let mut old = TcpStream::connect(addr).expect("connect");
     old.set_read_timeout(Some(T)).expect("timeout");
-    let mut exchange = |stream: &mut TcpStream, msg: &[u8]| -> Vec<u8> {
+    let exchange = |stream: &mut TcpStream, msg: &[u8]| -> Vec<u8> {
         stream.write_all(msg).expect("write");
         let mut got = vec![0u8; msg.len()];
         stream.read_exact(&mut got).expect("read echo");
@@ -208,7 +235,11 @@ fn a_connection_opened_before_a_replace_keeps_its_version_after_replace_and_remo
 
     // The status shows what is mapped: two versions loaded, both old now, no plugin current.
     let bin = pmmux_bin();
-    let status = run(bin.to_str().expect("path"), &["status", "--admin", &format!("127.0.0.1:{admin}")], T);
+    let status = run(
+        bin.to_str().expect("path"),
+        &["status", "--admin", &format!("127.0.0.1:{admin}")],
+        T,
+    );
     let text = status.expect_success("pmmux status");
     assert!(text.contains("2 plugin version(s) mapped, 2 old"), "{text}");
 }
@@ -229,7 +260,11 @@ fn bad_files_dropped_over_a_working_plugin_are_refused_and_it_keeps_serving() {
     let bad: [(&str, Vec<u8>, &str); 3] = [
         ("truncated", good[..good.len() * 9 / 10].to_vec(), "truncated"),
         ("garbage", random_bytes(200_000), "not an ELF file"),
-        ("changed ABI", fs::read(&major2).expect("read major2"), "plugin-api 2.0.0"),
+        (
+            "changed ABI",
+            fs::read(&major2).expect("read major2"),
+            "plugin-api 2.0.0",
+        ),
     ];
     for (what, bytes, cause) in bad {
         let staging = pm.plugin_dir().join(".bad.tmp");
@@ -237,11 +272,18 @@ fn bad_files_dropped_over_a_working_plugin_are_refused_and_it_keeps_serving() {
         fs::rename(&staging, &live).expect("rename over the plugin");
         let wanted = cause.to_string();
         let started = Instant::now();
-        while !pm.log().lines().any(|l| l.contains("previous version keeps serving") && l.contains(&wanted)) {
+        while !pm
+            .log()
+            .lines()
+            .any(|l| l.contains("previous version keeps serving") && l.contains(&wanted))
+        {
             assert!(started.elapsed() < T, "no refusal for the {what} file:\n{}", pm.log());
             thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(versioned_session(addr, &random_bytes(100_000)).expect("old version serves"), "v1");
+        assert_eq!(
+            versioned_session(addr, &random_bytes(100_000)).expect("old version serves"),
+            "v1"
+        );
     }
     fs::copy(&v1, &live).expect("restore");
     assert!(pm.is_running());
@@ -260,8 +302,10 @@ fn configuration_edits_apply_while_connections_stay_open_and_a_bad_edit_is_refus
     let (echo_a, echo_b, sink) = (TcpEcho::start(), TcpEcho::start(), TcpSink::start());
     let (port1, port2, admin) = (free_port(), free_port(), free_port());
     let two_listeners = format!("[[listener]]\naddress = \"127.0.0.1:{port2}\"\n");
-    let pass_to = |target: SocketAddr| format!("[[backend]]\nname = \"all\"\nprotocol = \"pass\"\ntarget = \"{target}\"\n");
-    let base = |extra: &str, backends: &str| format!("{}{extra}", config(port1, admin, &format!("{two_listeners}{backends}")));
+    let pass_to =
+        |target: SocketAddr| format!("[[backend]]\nname = \"all\"\nprotocol = \"pass\"\ntarget = \"{target}\"\n");
+    let base =
+        |extra: &str, backends: &str| format!("{}{extra}", config(port1, admin, &format!("{two_listeners}{backends}")));
     let pm = Pmmux::start(&base("", &pass_to(echo_a.addr())), &["ssh"]);
     let (addr1, addr2) = (loopback(port1), loopback(port2));
     pm.wait_listening(addr1);
@@ -294,24 +338,47 @@ fn configuration_edits_apply_while_connections_stay_open_and_a_bad_edit_is_refus
     for _ in 0..3 {
         assert_eq!(tcp_roundtrip(addr1, b"new", T).expect("new connection"), b"new");
     }
-    assert_eq!(echo_a.connections(), a_after_switch, "a new connection reached the old target");
+    assert_eq!(
+        echo_a.connections(),
+        a_after_switch,
+        "a new connection reached the old target"
+    );
     ping(&mut open1, b"still A");
 
     // Add a backend in front: SSH clients now go to the sink, the rest still to B.
-    let ssh_first = format!("[[backend]]\nname = \"ssh\"\nprotocol = \"ssh\"\ntarget = \"{}\"\n{}", sink.addr(), pass_to(echo_b.addr()));
+    let ssh_first = format!(
+        "[[backend]]\nname = \"ssh\"\nprotocol = \"ssh\"\ntarget = \"{}\"\n{}",
+        sink.addr(),
+        pass_to(echo_b.addr())
+    );
     pm.write_config(&base("", &ssh_first));
     let banner = b"SSH-2.0-test\r\nrest".to_vec();
     wait_until("the added ssh backend routes", || {
-        tcp_roundtrip(addr1, &banner, T).map(|got| got == sha256_hex(&banner).into_bytes()).unwrap_or(false)
+        tcp_roundtrip(addr1, &banner, T)
+            .map(|got| got == sha256_hex(&banner).into_bytes())
+            .unwrap_or(false)
     });
 
     // An invalid edit is refused with its line and column, and the running config goes on.
-    pm.write_config(&format!("{}\n[[backend]]\nname = \"broken\"\nprotocol = \"pass\"\ntarget = \"nowhere\"\n", base("", &ssh_first)));
-    assert!(pm.wait_for_log("configuration refused; the running configuration stays", T), "{}", pm.log());
+    pm.write_config(&format!(
+        "{}\n[[backend]]\nname = \"broken\"\nprotocol = \"pass\"\ntarget = \"nowhere\"\n",
+        base("", &ssh_first)
+    ));
+    assert!(
+        pm.wait_for_log("configuration refused; the running configuration stays", T),
+        "{}",
+        pm.log()
+    );
     assert!(pm.log().contains("target `nowhere` is not host:port"));
-    let line_col = pm.log().lines().any(|l| l.contains("pmmux.toml:") && l.contains("target `nowhere`"));
+    let line_col = pm
+        .log()
+        .lines()
+        .any(|l| l.contains("pmmux.toml:") && l.contains("target `nowhere`"));
     assert!(line_col, "no file:line:column in {}", pm.log());
-    assert_eq!(tcp_roundtrip(addr1, &banner, T).expect("ssh still routed"), sha256_hex(&banner).into_bytes());
+    assert_eq!(
+        tcp_roundtrip(addr1, &banner, T).expect("ssh still routed"),
+        sha256_hex(&banner).into_bytes()
+    );
 
     // Remove listener 2: it stops accepting, but its open connection goes on.
     let one_listener = config(port1, admin, &ssh_first);

@@ -38,7 +38,10 @@ pub fn check_complete(bytes: &[u8]) -> Result<(), String> {
     let inside = |what: &str, off: u64, size: u64| -> Result<(), String> {
         match off.checked_add(size) {
             Some(end) if end <= len => Ok(()),
-            _ => Err(format!("truncated: {what} ends at byte {} but the file has {len}", off.saturating_add(size))),
+            _ => Err(format!(
+                "truncated: {what} ends at byte {} but the file has {len}",
+                off.saturating_add(size)
+            )),
         }
     };
     inside("program header table", phoff, phentsize.saturating_mul(phnum))?;
@@ -107,6 +110,8 @@ mod tests {
 
     #[test]
     fn garbage_is_not_elf() {
-        assert!(check_complete(b"hello, this is not a library at all").unwrap_err().contains("not an ELF"));
+        assert!(check_complete(b"hello, this is not a library at all")
+            .unwrap_err()
+            .contains("not an ELF"));
     }
 }

@@ -95,7 +95,12 @@ impl FileStamp {
         };
         #[cfg(not(unix))]
         let (dev, ino) = (0, 0);
-        Ok(FileStamp { dev, ino, size: meta.len(), mtime: meta.modified()? })
+        Ok(FileStamp {
+            dev,
+            ino,
+            size: meta.len(),
+            mtime: meta.modified()?,
+        })
     }
 }
 
@@ -152,7 +157,10 @@ pub fn is_library(path: &Path) -> bool {
     } else {
         "so"
     };
-    let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
     !hidden && path.extension().and_then(|e| e.to_str()) == Some(ext)
 }
 
@@ -163,7 +171,13 @@ impl Loader {
         for attempt in 0..100u32 {
             let dir = base.join(format!("pmmux-shadow-{}-{attempt}", std::process::id()));
             match create_private_dir(&dir) {
-                Ok(()) => return Ok(Loader { shadow_dir: dir, loads: AtomicU64::new(0), mapped: Arc::default() }),
+                Ok(()) => {
+                    return Ok(Loader {
+                        shadow_dir: dir,
+                        loads: AtomicU64::new(0),
+                        mapped: Arc::default(),
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -235,7 +249,11 @@ impl Loader {
             _ => false,
         };
         if !same_major {
-            return Err(LoadError::AbiMajor { plugin: plugin_str, host: host_str, revision: ABI_VERSION });
+            return Err(LoadError::AbiMajor {
+                plugin: plugin_str,
+                host: host_str,
+                revision: ABI_VERSION,
+            });
         }
         let layout_error = |detail: String| LoadError::AbiLayout {
             plugin: plugin_str.clone(),
@@ -243,19 +261,24 @@ impl Loader {
             revision: ABI_VERSION,
             detail,
         };
-        let plugin_layout = header.layout().ok_or_else(|| layout_error("the library carries no layout to check".into()))?;
+        let plugin_layout = header
+            .layout()
+            .ok_or_else(|| layout_error("the library carries no layout to check".into()))?;
         let host_layout = <PluginModRef as StableAbi>::LAYOUT;
         // abi_stable's own check refuses an older plugin in a newer host; accept either side being the
         // older one, since appended prefix fields are read as optional (DESIGN.md §3).
-        if let Err(forward) = check_layout_compatibility_with_globals(host_layout, plugin_layout, &CheckingGlobals::new()) {
+        if let Err(forward) =
+            check_layout_compatibility_with_globals(host_layout, plugin_layout, &CheckingGlobals::new())
+        {
             check_layout_compatibility_with_globals(plugin_layout, host_layout, &CheckingGlobals::new())
                 .map_err(|_| layout_error(first_line(&forward.to_string())))?;
         }
         // SAFETY: the layout was checked just above, in whichever direction is the older one.
-        let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }.map_err(|e| match e {
-            LibraryError::RootModule { .. } => LoadError::Constructor(root_module_error(&e.to_string())),
-            other => layout_error(other.to_string()),
-        })?;
+        let module =
+            unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }.map_err(|e| match e {
+                LibraryError::RootModule { .. } => LoadError::Constructor(root_module_error(&e.to_string())),
+                other => layout_error(other.to_string()),
+            })?;
         (module.set_logger())(host_logger());
         let info = match (module.info())() {
             RResult::ROk(info) => info,
@@ -283,7 +306,13 @@ fn first_line(text: &str) -> String {
     let useful: Vec<&str> = lines
         .iter()
         .copied()
-        .filter(|l| l.contains("Expected") || l.contains("Found") || l.contains("Error") || l.contains("error") || l.contains("different"))
+        .filter(|l| {
+            l.contains("Expected")
+                || l.contains("Found")
+                || l.contains("Error")
+                || l.contains("error")
+                || l.contains("different")
+        })
         .take(4)
         .collect();
     if useful.is_empty() {

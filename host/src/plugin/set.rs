@@ -71,7 +71,12 @@ impl PluginSet {
                 return out;
             }
         };
-        let gone: Vec<PathBuf> = self.current.keys().filter(|p| !files.iter().any(|(f, _)| f == *p)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .current
+            .keys()
+            .filter(|p| !files.iter().any(|(f, _)| f == *p))
+            .cloned()
+            .collect();
         for path in gone {
             if let Some(p) = self.current.remove(&path) {
                 out.removed.push(p);
@@ -84,7 +89,11 @@ impl PluginSet {
                 continue;
             }
             let started = Instant::now();
-            let refuse = |reason: String| Refusal { file: path.clone(), reason, kept_previous: previous.is_some() };
+            let refuse = |reason: String| Refusal {
+                file: path.clone(),
+                reason,
+                kept_previous: previous.is_some(),
+            };
             match loader.load(&path) {
                 Ok(plugin) => {
                     if let Some(clash) = self.clash(&plugin) {
@@ -129,7 +138,10 @@ impl PluginSet {
             if BUILTIN_PROTOCOLS.contains(&proto.as_str()) {
                 return Some(format!("protocol `{proto}` is built into pmmux"));
             }
-            let other = self.current.values().find(|o| o.file != p.file && o.protocols.contains(proto));
+            let other = self
+                .current
+                .values()
+                .find(|o| o.file != p.file && o.protocols.contains(proto));
             if let Some(other) = other {
                 return Some(format!(
                     "protocol `{proto}` is already provided by plugin `{}` ({})",

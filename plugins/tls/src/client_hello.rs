@@ -18,8 +18,7 @@ pub const MAX_RECORD_PAYLOAD: usize = 1 << 14;
 /// method, no extensions.
 pub const MIN_CLIENT_HELLO_LEN: usize = 2 + 32 + 1 + (2 + 2) + (1 + 1);
 /// Largest ClientHello body the vector bounds allow (about 128 KiB): anything declaring more is not TLS.
-pub const MAX_CLIENT_HELLO_LEN: usize =
-    2 + 32 + (1 + 32) + (2 + 0xfffe) + (1 + 0xff) + (2 + 0xffff);
+pub const MAX_CLIENT_HELLO_LEN: usize = 2 + 32 + (1 + 32) + (2 + 0xfffe) + (1 + 0xff) + (2 + 0xffff);
 
 /// Extension type `server_name` (RFC 6066 §3).
 pub const EXT_SERVER_NAME: u16 = 0;
@@ -162,10 +161,7 @@ pub fn parse_handshake(handshake: &[u8]) -> Parse<ClientHello> {
             return Parse::Invalid("ClientHello length exceeds what its fields allow");
         }
     }
-    let Some(&[_, a, b, c]) = handshake
-        .get(..4)
-        .and_then(|h| <&[u8; 4]>::try_from(h).ok())
-    else {
+    let Some(&[_, a, b, c]) = handshake.get(..4).and_then(|h| <&[u8; 4]>::try_from(h).ok()) else {
         return Parse::Incomplete;
     };
     let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
@@ -193,11 +189,7 @@ fn record_header(rest: &[u8], first: bool) -> Result<usize, Stop> {
         None => return Err(Stop::Incomplete),
         Some(&CONTENT_TYPE_HANDSHAKE) => {}
         Some(_) if first => return Err(Stop::Invalid("not a TLS handshake record")),
-        Some(_) => {
-            return Err(Stop::Invalid(
-                "ClientHello interrupted by a non-handshake record",
-            ))
-        }
+        Some(_) => return Err(Stop::Invalid("ClientHello interrupted by a non-handshake record")),
     }
     match rest.get(1) {
         None => return Err(Stop::Incomplete),
@@ -459,10 +451,7 @@ fn supported_versions(data: &[u8]) -> Result<Vec<u16>, Stop> {
     if list.len() % 2 != 0 {
         return Err(Stop::Invalid(BAD));
     }
-    Ok(list
-        .chunks_exact(2)
-        .map(|p| u16::from_be_bytes([p[0], p[1]]))
-        .collect())
+    Ok(list.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect())
 }
 
 #[cfg(test)]
@@ -471,10 +460,7 @@ mod tests {
 
     #[test]
     fn record_header_decides_early() {
-        assert_eq!(
-            parse_records(b"G"),
-            Parse::Invalid("not a TLS handshake record")
-        );
+        assert_eq!(parse_records(b"G"), Parse::Invalid("not a TLS handshake record"));
         assert_eq!(parse_records(&[0x16]), Parse::Incomplete);
         assert_eq!(
             parse_records(&[0x16, 0x02]),
@@ -492,10 +478,7 @@ mod tests {
             parse_records(&[0x16, 0x03, 0x01, 0x00, 0x00]),
             Parse::Invalid("empty handshake record")
         );
-        assert_eq!(
-            parse_records(&[0x16, 0x03, 0x01, 0x40, 0x00]),
-            Parse::Incomplete
-        );
+        assert_eq!(parse_records(&[0x16, 0x03, 0x01, 0x40, 0x00]), Parse::Incomplete);
         assert_eq!(
             parse_records(&[0x16, 0x03, 0x01, 0x00, 0x10, 0x02]),
             Parse::Invalid("handshake message is not a ClientHello")
@@ -513,10 +496,7 @@ mod tests {
             parse_handshake(&[1, 0, 0, 10]),
             Parse::Invalid("ClientHello shorter than its mandatory fields")
         );
-        assert_eq!(
-            parse_handshake(&[1, 0, 1, 0, 0x03, 0x03]),
-            Parse::Incomplete
-        );
+        assert_eq!(parse_handshake(&[1, 0, 1, 0, 0x03, 0x03]), Parse::Incomplete);
         assert_eq!(
             parse_handshake(&[1, 0, 1, 0, 0x02, 0x00]),
             Parse::Invalid("ClientHello version is not TLS 1.0 or later")

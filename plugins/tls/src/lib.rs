@@ -51,9 +51,7 @@ impl Tls {
         match parse_records(preview) {
             Parse::Incomplete => Detection::NeedMore,
             Parse::Invalid(_) => Detection::NoMatch,
-            Parse::Complete(hello) if self.matcher.matches(&hello) => {
-                Detection::Match(properties(&hello))
-            }
+            Parse::Complete(hello) if self.matcher.matches(&hello) => Detection::Match(properties(&hello)),
             Parse::Complete(_) => Detection::NoMatch,
         }
     }

@@ -31,11 +31,8 @@ pub struct Params {
 }
 
 fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    d.deserialize_any(StringOrList(
-        "sni",
-        "`sni`: a host name or a list of host names",
-    ))
-    .map(Some)
+    d.deserialize_any(StringOrList("sni", "`sni`: a host name or a list of host names"))
+        .map(Some)
 }
 
 fn alpn_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -91,9 +88,7 @@ impl SniPattern {
         let lower = pattern.to_ascii_lowercase();
         let name = lower.strip_suffix('.').unwrap_or(&lower);
         if name == "*" {
-            return Err(
-                "`*` alone would match any name: omit `sni` to accept every server name".into(),
-            );
+            return Err("`*` alone would match any name: omit `sni` to accept every server name".into());
         }
         let (wildcard, rest) = match name.strip_prefix("*.") {
             Some(rest) => (true, rest),
@@ -104,8 +99,7 @@ impl SniPattern {
                 "`{pattern}`: a wildcard is only allowed as the whole leftmost label, as in `*.example.com`"
             ));
         }
-        check_host_name(rest)
-            .map_err(|why| format!("`{pattern}` is not a valid host name: {why}"))?;
+        check_host_name(rest).map_err(|why| format!("`{pattern}` is not a valid host name: {why}"))?;
         Ok(if wildcard {
             SniPattern::Wildcard(rest.to_owned())
         } else {
@@ -171,9 +165,7 @@ impl Matcher {
         let sni = match params.sni {
             None => None,
             Some(list) if list.is_empty() => {
-                return Err(
-                    "params.sni: the list is empty; omit `sni` to accept every server name".into(),
-                )
+                return Err("params.sni: the list is empty; omit `sni` to accept every server name".into())
             }
             Some(list) => Some(
                 list.iter()
@@ -184,9 +176,7 @@ impl Matcher {
         let alpn = match params.alpn {
             None => None,
             Some(list) if list.is_empty() => {
-                return Err(
-                    "params.alpn: the list is empty; omit `alpn` to accept any protocol".into(),
-                )
+                return Err("params.alpn: the list is empty; omit `alpn` to accept any protocol".into())
             }
             Some(list) => {
                 if let Some(bad) = list.iter().find(|p| p.is_empty() || p.len() > 255) {
@@ -254,10 +244,7 @@ mod tests {
             ("a.*.com", "only allowed as the whole leftmost label"),
             ("*example.com", "only allowed as the whole leftmost label"),
             ("f*.example.com", "only allowed as the whole leftmost label"),
-            (
-                "*.*.example.com",
-                "only allowed as the whole leftmost label",
-            ),
+            ("*.*.example.com", "only allowed as the whole leftmost label"),
             ("*", "omit `sni`"),
             ("", "it is empty"),
             ("a..b", "empty label"),

@@ -8,9 +8,7 @@ use pmmux_plugin_api::Detection;
 use pmmux_tls::client_hello::{parse_handshake, parse_records, Parse, EXT_KEY_SHARE, EXT_PADDING};
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 #[test]
@@ -64,10 +62,7 @@ fn parsed_fields_of_a_capture() {
     assert_eq!(hello.server_name.as_deref(), Some("b.example"));
     assert_eq!(hello.alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
     assert!(hello.supported_versions.contains(&0x0304));
-    assert!(
-        hello.extension(EXT_PADDING).is_some(),
-        "curl pads its ClientHello"
-    );
+    assert!(hello.extension(EXT_PADDING).is_some(), "curl pads its ClientHello");
     assert!(hello.extension(EXT_KEY_SHARE).is_some());
     // The QUIC path sees the same message without the record layer.
     assert_eq!(parse_handshake(handshake_of(CURL)), Parse::Complete(hello));
@@ -103,11 +98,7 @@ fn captures_reframed_into_small_records_still_parse() {
         assert!(matches!(whole, Parse::Complete(_)), "{name}");
         for fragment in [1, 7, 100, 256] {
             let reframed = records(handshake_of(capture), fragment);
-            assert_eq!(
-                parse_records(&reframed),
-                whole,
-                "{name}: {fragment}-byte records"
-            );
+            assert_eq!(parse_records(&reframed), whole, "{name}: {fragment}-byte records");
             assert_eq!(
                 any.detect_preview(&reframed),
                 any.detect_preview(capture),
@@ -132,10 +123,7 @@ fn bytes_after_the_client_hello_are_ignored() {
     let mut stream = OPENSSL_TLS13.to_vec();
     stream.extend_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]); // ChangeCipherSpec (middlebox compat)
     stream.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x04, 1, 2, 3, 4]); // early data
-    assert_eq!(
-        any.detect_preview(&stream),
-        any.detect_preview(OPENSSL_TLS13)
-    );
+    assert_eq!(any.detect_preview(&stream), any.detect_preview(OPENSSL_TLS13));
 }
 
 #[test]

@@ -32,39 +32,18 @@ fn sni_exact_and_case_insensitive() {
     let stream = HelloBuilder::sni("WWW.Example.COM.").record();
     assert!(matches(r#"sni = "www.example.com""#, &stream));
     let found = props(tls("").detect_preview(&stream));
-    assert_eq!(
-        found[0],
-        ("tls.sni".to_string(), "www.example.com".to_string())
-    );
+    assert_eq!(found[0], ("tls.sni".to_string(), "www.example.com".to_string()));
 }
 
 #[test]
 fn sni_wildcard_matches_one_label_only() {
     let wildcard = r#"sni = "*.example.com""#;
-    assert!(matches(
-        wildcard,
-        &HelloBuilder::sni("a.example.com").record()
-    ));
-    assert!(matches(
-        wildcard,
-        &HelloBuilder::sni("A.EXAMPLE.com").record()
-    ));
-    assert!(!matches(
-        wildcard,
-        &HelloBuilder::sni("a.b.example.com").record()
-    ));
-    assert!(!matches(
-        wildcard,
-        &HelloBuilder::sni("example.com").record()
-    ));
-    assert!(!matches(
-        wildcard,
-        &HelloBuilder::sni("a.example.org").record()
-    ));
-    assert!(!matches(
-        wildcard,
-        &HelloBuilder::sni("aexample.com").record()
-    ));
+    assert!(matches(wildcard, &HelloBuilder::sni("a.example.com").record()));
+    assert!(matches(wildcard, &HelloBuilder::sni("A.EXAMPLE.com").record()));
+    assert!(!matches(wildcard, &HelloBuilder::sni("a.b.example.com").record()));
+    assert!(!matches(wildcard, &HelloBuilder::sni("example.com").record()));
+    assert!(!matches(wildcard, &HelloBuilder::sni("a.example.org").record()));
+    assert!(!matches(wildcard, &HelloBuilder::sni("aexample.com").record()));
     assert!(matches(r#"sni = "*.example""#, CURL));
 }
 
@@ -73,10 +52,7 @@ fn sni_list_matches_any_entry() {
     let list = r#"sni = ["x.example", "*.other.test", "b.example"]"#;
     assert!(matches(list, CURL));
     assert!(!matches(list, OPENSSL_TLS13));
-    assert!(matches(
-        list,
-        &HelloBuilder::sni("mail.other.test").record()
-    ));
+    assert!(matches(list, &HelloBuilder::sni("mail.other.test").record()));
 }
 
 #[test]
@@ -109,14 +85,8 @@ fn alpn_matches_when_any_offered_protocol_is_wanted() {
 #[test]
 fn sni_and_alpn_must_both_match() {
     assert!(matches("sni = \"a.example\"\nalpn = \"h2\"", OPENSSL_TLS13));
-    assert!(!matches(
-        "sni = \"a.example\"\nalpn = \"h3\"",
-        OPENSSL_TLS13
-    ));
-    assert!(!matches(
-        "sni = \"b.example\"\nalpn = \"h2\"",
-        OPENSSL_TLS13
-    ));
+    assert!(!matches("sni = \"a.example\"\nalpn = \"h3\"", OPENSSL_TLS13));
+    assert!(!matches("sni = \"b.example\"\nalpn = \"h2\"", OPENSSL_TLS13));
 }
 
 #[test]

@@ -20,10 +20,7 @@ fn other_protocols_are_no_match_from_their_first_bytes() {
         ("sslv2 hello", &[0x80, 0x2e, 0x01, 0x03, 0x01]),
         ("openvpn", &[0x00, 0x0e, 0x38]),
         ("tls alert", &[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x28]),
-        (
-            "tls application data",
-            &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00],
-        ),
+        ("tls application data", &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]),
     ];
     for (name, input) in inputs {
         assert_eq!(
@@ -45,11 +42,7 @@ fn bad_record_headers_are_no_match_within_five_bytes() {
         [0x16, 0x03, 0x01, 0x40, 0x01], // over 2^14
         [0x16, 0x03, 0x01, 0xff, 0xff],
     ] {
-        assert_eq!(
-            any.detect_preview(&header),
-            Detection::NoMatch,
-            "{header:02x?}"
-        );
+        assert_eq!(any.detect_preview(&header), Detection::NoMatch, "{header:02x?}");
     }
 }
 
@@ -73,10 +66,7 @@ fn malformed_client_hellos_are_no_match() {
     not_hello[0] = 2; // ServerHello
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("server hello", records(&not_hello, 1 << 14)),
-        (
-            "sni not printable",
-            HelloBuilder::sni("a\nb.example").record(),
-        ),
+        ("sni not printable", HelloBuilder::sni("a\nb.example").record()),
         (
             "empty alpn name",
             HelloBuilder {
@@ -123,10 +113,7 @@ fn malformed_client_hellos_are_no_match() {
         ),
     ];
     for (name, stream) in cases {
-        assert!(
-            matches!(parse_records(&stream), Parse::Invalid(_)),
-            "{name}"
-        );
+        assert!(matches!(parse_records(&stream), Parse::Invalid(_)), "{name}");
         assert_eq!(any.detect_preview(&stream), Detection::NoMatch, "{name}");
     }
 }
@@ -138,10 +125,7 @@ fn a_bad_length_inside_the_hello_is_no_match_before_the_rest_arrives() {
     let suites_at = 4 + 2 + 32 + 1 + usize::from(handshake[4 + 2 + 32]);
     handshake[suites_at] = 0xff;
     let stream = records(&handshake, 1 << 14);
-    assert!(matches!(
-        parse_records(&stream[..5 + suites_at + 2]),
-        Parse::Invalid(_)
-    ));
+    assert!(matches!(parse_records(&stream[..5 + suites_at + 2]), Parse::Invalid(_)));
 }
 
 /// The verdicts for a prefix and for the whole input must agree: a prefix that is `Invalid` or
@@ -189,10 +173,7 @@ alpn = ["h2", "http/1.1"]"#);
         extra: vec![(21, vec![0; 4500])],
         ..Default::default()
     };
-    let mut handshakes: Vec<Vec<u8>> = CAPTURES
-        .iter()
-        .map(|(_, c)| handshake_of(c).to_vec())
-        .collect();
+    let mut handshakes: Vec<Vec<u8>> = CAPTURES.iter().map(|(_, c)| handshake_of(c).to_vec()).collect();
     handshakes.push(big.handshake());
     let mut streams: Vec<Vec<u8>> = CAPTURES.iter().map(|(_, c)| c.to_vec()).collect();
     streams.extend(handshakes.iter().map(|h| records(h, 61)));

@@ -159,10 +159,7 @@ pub fn tls(params_toml: &str) -> Tls {
 /// The properties of a match as (key, value) pairs; panics on anything but a match.
 pub fn props(detection: Detection) -> Vec<(String, String)> {
     match detection {
-        Detection::Match(props) => props
-            .iter()
-            .map(|p| (p.key.to_string(), p.value.to_string()))
-            .collect(),
+        Detection::Match(props) => props.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
         other => panic!("expected a match, got {other:?}"),
     }
 }

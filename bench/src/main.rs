@@ -1,0 +1,274 @@
+//! `pmmux-bench`: the command line, the run's setup (limits, upstream servers, plugin folder), the
+//! watchdog that bounds the run, and the final table, summary line and TSV.
+
+mod load;
+mod measure;
+mod pmmux;
+mod report;
+mod sys;
+mod upstream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use report::{fmt_num, Results};
+
+/// Descriptors kept aside for everything but the held connections (listeners, runtime, logs).
+const FD_MARGIN: u64 = 300;
+
+/// Loopback benchmark of pmmux against a direct connection, measured in the same run.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Args {
+    /// Measurements to run, comma-separated: bulk, rate, memory.
+    #[arg(long, default_value = "bulk,rate,memory", value_delimiter = ',')]
+    pub tests: Vec<String>,
+    /// Rounds per measurement (direct and pmmux alternate within each round).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Bulk: bytes per stream, in GiB (a stream also stops at --bulk-secs).
+    #[arg(long, default_value_t = 2.0)]
+    pub bulk_gib: f64,
+    /// Bulk: longest a stream may send, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub bulk_secs: f64,
+    /// Connection rate: concurrent client workers.
+    #[arg(long, default_value_t = 50)]
+    pub conns: usize,
+    /// Connection rate: seconds per run.
+    #[arg(long, default_value_t = 3.0)]
+    pub rate_secs: f64,
+    /// Memory: connections held open in each case (preview and routed).
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_conns: usize,
+    /// The pmmux binary [default: `pmmux` next to this binary].
+    #[arg(long)]
+    pub pmmux: Option<PathBuf>,
+    /// Folder holding the release plugins (libpmmux_*.so) [default: the pmmux binary's folder].
+    #[arg(long)]
+    pub plugin_dir: Option<PathBuf>,
+    /// Where to write the results as TSV.
+    #[arg(long, default_value = "/tmp/pmmux-bench.tsv")]
+    pub out: PathBuf,
+    /// Optional pinning as CLIENT,SERVER CPU numbers: the clients run on CLIENT; pmmux and the
+    /// upstream servers share SERVER (as bench/anchors.sh does). Off by default.
+    #[arg(long, value_parser = parse_pin)]
+    pub pin: Option<(usize, usize)>,
+    /// Client runtime threads [default: 1 when pinned, else up to 2].
+    #[arg(long)]
+    pub client_threads: Option<usize>,
+    /// Upstream server runtime threads [default: 1 when pinned, else up to 2].
+    #[arg(long)]
+    pub server_threads: Option<usize>,
+    /// The whole run is stopped (pmmux killed, exit 3) after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub max_secs: u64,
+    /// Keep the temp folder (configs, pmmux logs) and print its path.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+fn parse_pin(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s.split_once(',').ok_or("expected CLIENT,SERVER, e.g. 0,1")?;
+    let cpu = |x: &str| x.trim().parse::<usize>().map_err(|e| format!("`{x}`: {e}"));
+    Ok((cpu(a)?, cpu(b)?))
+}
+
+impl Args {
+    /// The CPU for the clients, when pinning.
+    pub fn client_cpu(&self) -> Option<usize> {
+        self.pin.map(|p| p.0)
+    }
+
+    /// The CPU for pmmux and the upstream servers, when pinning.
+    pub fn server_cpu(&self) -> Option<usize> {
+        self.pin.map(|p| p.1)
+    }
+
+    /// Threads of the client runtime.
+    pub fn client_threads(&self) -> usize {
+        self.client_threads
+            .unwrap_or(if self.pin.is_some() { 1 } else { sys::cpus().min(2) })
+    }
+
+    fn runs(&self, test: &str) -> bool {
+        self.tests.iter().any(|t| t == test)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let max = Duration::from_secs(args.max_secs);
+    std::thread::spawn(move || {
+        std::thread::sleep(max);
+        eprintln!(
+            "pmmux-bench: watchdog: the run exceeded {}s; killing pmmux and exiting",
+            max.as_secs()
+        );
+        pmmux::kill_live();
+        std::process::exit(3);
+    });
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pmmux-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if args.rounds == 0 || args.conns == 0 {
+        bail!("--rounds and --conns must be above 0");
+    }
+    for t in &args.tests {
+        if !["bulk", "rate", "memory"].contains(&t.as_str()) {
+            bail!("unknown test `{t}` (expected bulk, rate, memory)");
+        }
+    }
+    if let Some((c, s)) = args.pin {
+        if c.max(s) >= sys::cpus() {
+            bail!("--pin {c},{s}: this machine has {} CPUs", sys::cpus());
+        }
+    }
+    let mut results = Results::default();
+
+    // Memory test, routed case: the bench holds N client sockets plus the N the sink accepted, and
+    // pmmux holds 2N (client side and upstream side); the preview case needs N on each side.
+    let wanted = 2 * args.idle_conns as u64 + FD_MARGIN;
+    let limit = sys::raise_nofile(wanted).context("raising RLIMIT_NOFILE")?;
+    let fit = |per: u64| (limit.saturating_sub(FD_MARGIN) / per).min(args.idle_conns as u64) as usize;
+    let (preview_conns, routed_conns) = (fit(1), fit(2));
+    if args.runs("memory") && routed_conns.min(preview_conns) < args.idle_conns {
+        results.note(format!(
+            "open-file limit is {limit} (the routed case needs {wanted} for {} connections): memory test \
+             scaled to {preview_conns} preview / {routed_conns} routed; raise `ulimit -Hn` (root with \
+             CAP_SYS_RESOURCE can) for the full count",
+            args.idle_conns
+        ));
+    }
+
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let bin_dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    let pmmux_bin = args.pmmux.clone().unwrap_or_else(|| bin_dir.join("pmmux"));
+    let plugin_src = args
+        .plugin_dir
+        .clone()
+        .unwrap_or_else(|| pmmux_bin.parent().map(PathBuf::from).unwrap_or_default());
+    let setup = pmmux::Setup::new(&pmmux_bin, &plugin_src, args.keep)?;
+    if !setup.has_http {
+        results.note(format!(
+            "http plugin missing in {}: the rate chain ends on `pass`",
+            plugin_src.display()
+        ));
+    }
+    let threads = args
+        .server_threads
+        .unwrap_or(if args.pin.is_some() { 1 } else { sys::cpus().min(2) });
+    let servers = upstream::start(threads, args.server_cpu())?;
+
+    let load_start = sys::loadavg();
+    println!(
+        "== pmmux-bench: {} cpus, load average {load_start:.2}, {} rounds, pin {}, nofile {limit}, pmmux {}",
+        sys::cpus(),
+        args.rounds,
+        args.pin
+            .map_or("off".into(), |(c, s)| format!("client cpu {c} / pmmux+servers cpu {s}")),
+        pmmux_bin.display()
+    );
+    println!("== rate chain (every connection asks each in turn): {}", setup.chain());
+    if args.keep {
+        println!("== work folder kept: {}", setup.path().display());
+    }
+
+    if args.runs("bulk") || args.runs("rate") {
+        let mut p = setup.start("main", servers.addrs, 3000, args.server_cpu())?;
+        measure::check(&servers, &p)?;
+        if args.runs("bulk") {
+            measure::bulk(args, &servers, &mut p, &mut results)?;
+        }
+        if args.runs("rate") {
+            measure::rate(args, &servers, &mut p, &mut results)?;
+        }
+        let lines = p.log_lines();
+        if lines > 0 {
+            results.note(format!(
+                "pmmux logged {lines} warning/error line(s); last: {}",
+                p.log_tail()
+            ));
+        }
+        p.stop(Duration::from_secs(3))?;
+    }
+    if args.runs("memory") {
+        for (routed, n) in [(false, preview_conns), (true, routed_conns)] {
+            if n > 0 {
+                measure::memory(&setup, &servers, args.server_cpu(), routed, n, &mut results)?;
+            }
+        }
+    }
+    let upstream_errors = servers.counters.errors.load(std::sync::atomic::Ordering::Relaxed);
+    if upstream_errors > 0 {
+        results.note(format!(
+            "upstream servers counted {upstream_errors} error(s) (accept or I/O)"
+        ));
+    }
+    drop(servers);
+    // Only the start counts: by the end the bench itself has loaded every CPU for a minute.
+    if load_start > 0.5 * sys::cpus() as f64 {
+        results.note(format!(
+            "busy machine: load average {load_start:.2} at the start ({} cpus); other jobs weigh on \
+             both paths: compare ratios, not absolute figures",
+            sys::cpus()
+        ));
+    }
+
+    println!();
+    print!("{}", results.table());
+    for n in &results.notes {
+        println!("note: {n}");
+    }
+    println!("{}", summary(&results));
+    results
+        .write_tsv(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "== results: {} ({:.0} s)",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn summary(r: &Results) -> String {
+    let mut parts = Vec::new();
+    let bulk = r.median("bulk", "gbps", "ratio");
+    if bulk.is_finite() {
+        let verdict = if bulk >= 0.9 { "met" } else { "NOT met" };
+        parts.push(format!("bulk {bulk:.2}x direct (target >= 0.9x: {verdict})"));
+    }
+    let rate = r.median("rate", "conn_per_s", "ratio");
+    if rate.is_finite() {
+        parts.push(format!(
+            "conn rate {rate:.2}x direct ({} vs {} conn/s)",
+            fmt_num(r.median("rate", "conn_per_s", "pmmux")),
+            fmt_num(r.median("rate", "conn_per_s", "direct"))
+        ));
+        parts.push(format!(
+            "p99 added {:+.3} ms (p50 {:+.3} ms)",
+            r.median("rate", "p99_ms", "added"),
+            r.median("rate", "p50_ms", "added")
+        ));
+    }
+    for (metric, label) in [("rss_per_conn_preview", "preview"), ("rss_per_conn_routed", "routed")] {
+        let v = r.median("memory", metric, "pmmux");
+        if v.is_finite() {
+            parts.push(format!("RSS {label} {v:.2} KiB/conn"));
+        }
+    }
+    format!("SUMMARY: {}", parts.join(" | "))
+}

@@ -80,7 +80,9 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
         tracing::debug!(properties = %show(&properties), "routed");
     }
     let live = LiveGuard::new(&backend);
-    let result = dispatch(&mut stream, &router, &backend, &properties, &preview).await;
+    // Boxed: a connection still previewing (most of them, under attack) does not carry the
+    // relay's and session's state in its task.
+    let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
     // Not live any more once the close is logged (least-requests reads this count).
     drop(live);
     let ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1e3);
@@ -106,7 +108,8 @@ async fn close_gracefully(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let _ = stream.shutdown().await;
     let drain = async {
-        let mut buf = [0u8; 4096];
+        // On the heap: a buffer here would sit in every connection's task.
+        let mut buf = vec![0u8; 4096];
         let mut left = LINGER_BYTES;
         while left > 0 {
             match stream.read(&mut buf).await {
@@ -196,5 +199,32 @@ impl<'a> LiveGuard<'a> {
 impl Drop for LiveGuard<'_> {
     fn drop(&mut self) {
         self.0.stats.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    /// Every accepted connection holds this future until it closes, most of them in the preview:
+    /// a buffer or a relay state creeping into it multiplies by the connection count.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n";
+        let config = crate::config::parse(std::path::Path::new("/t.toml"), text).unwrap();
+        let registry = Arc::new(arc_swap::ArcSwap::from_pointee(crate::registry::Registry::empty(
+            &config,
+        )));
+        let ctx = Arc::new(super::ListenerContext {
+            name: Arc::from("t"),
+            registry,
+            strategy: None,
+        });
+        let task = super::handle(client, addr, ctx);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "the per-connection future grew to {size} bytes");
     }
 }

@@ -1,15 +1,21 @@
 //! The relay: connects to a backend's target within the connect timeout, replays the previewed bytes
 //! and copies both ways with half-close, counting bytes in each direction.
+//!
+//! Each direction's buffer starts small and doubles whenever a read fills it, up to
+//! [`MAX_RELAY_BUFFER`]: an interactive or idle connection holds a few KiB, a bulk one reaches full
+//! size after a handful of reads. Buffers are never zero-filled (reads go into spare capacity).
 
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{copy_bidirectional_with_sizes, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{lookup_host, TcpStream};
 use tokio::time::timeout;
 
-/// Buffer per direction: large enough for loopback line rate, small enough for many connections.
-pub const RELAY_BUFFER: usize = 64 * 1024;
+/// First buffer size per direction.
+pub const MIN_RELAY_BUFFER: usize = 4 * 1024;
+/// Largest buffer per direction: enough for loopback line rate.
+pub const MAX_RELAY_BUFFER: usize = 128 * 1024;
 
 /// Which side of a relay failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,11 +107,35 @@ pub async fn relay(
         target: target.to_owned(),
         source,
     })?;
-    let (up, down) = copy_bidirectional_with_sizes(client, upstream, RELAY_BUFFER, RELAY_BUFFER)
-        .await
-        .map_err(RelayError::Io)?;
+    let (client_read, client_write) = client.split();
+    let (upstream_read, upstream_write) = upstream.split();
+    let (up, down) = tokio::try_join!(
+        copy_half(client_read, upstream_write),
+        copy_half(upstream_read, client_write)
+    )
+    .map_err(RelayError::Io)?;
     Ok(Transferred {
         up: up + preview.len() as u64,
         down,
     })
+}
+
+/// Copies until `from` reaches end of file, then shuts `to` down for writing (half-close), so the
+/// other direction goes on until its own end.
+async fn copy_half(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) -> io::Result<u64> {
+    let mut buf: Vec<u8> = Vec::with_capacity(MIN_RELAY_BUFFER);
+    let mut total = 0u64;
+    loop {
+        buf.clear();
+        let n = from.read_buf(&mut buf).await?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(total);
+        }
+        to.write_all(&buf).await?;
+        total += n as u64;
+        if n == buf.capacity() && buf.capacity() < MAX_RELAY_BUFFER {
+            buf.reserve_exact(buf.capacity());
+        }
+    }
 }

@@ -29,6 +29,9 @@ pub struct ListenerContext {
     pub registry: Arc<ArcSwap<Registry>>,
     /// The listener's own strategy, if it overrides `routing.strategy`.
     pub strategy: Option<Strategy>,
+    /// The local address of every connection, when the listener is bound to one IP address (saves
+    /// a `getsockname` per connection); `None` for wildcard listeners.
+    pub local: Option<SocketAddr>,
 }
 
 /// Handles one accepted connection to the end.
@@ -39,7 +42,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContex
 
 async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
     let started = Instant::now();
-    let local = match stream.local_addr() {
+    let local = match ctx.local.map_or_else(|| stream.local_addr(), Ok) {
         Ok(a) => a,
         Err(e) => return tracing::debug!(error = %e, "connection gone before routing"),
     };
@@ -222,6 +225,7 @@ mod tests {
             name: Arc::from("t"),
             registry,
             strategy: None,
+            local: None,
         });
         let task = super::handle(client, addr, ctx);
         let size = std::mem::size_of_val(&task);

@@ -101,8 +101,8 @@ pub async fn relay(
     preview: &[u8],
     target: &str,
 ) -> Result<Transferred, RelayError> {
+    // The client socket inherited TCP_NODELAY from its listener.
     let _ = upstream.set_nodelay(true);
-    let _ = client.set_nodelay(true);
     upstream.write_all(preview).await.map_err(|source| RelayError::Replay {
         target: target.to_owned(),
         source,

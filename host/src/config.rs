@@ -116,6 +116,8 @@ pub struct Routing {
     pub connect_timeout: Duration,
     /// On shutdown, how long open connections may take to finish.
     pub drain_timeout: Duration,
+    /// Most UDP flows (clients with a remembered backend) per UDP listener.
+    pub max_udp_flows: usize,
 }
 
 /// One `[[backend]]`.
@@ -133,6 +135,8 @@ pub struct BackendConfig {
     pub matchers: Matchers,
     /// `[backend.params]`, as TOML text for the plugin.
     pub params_toml: String,
+    /// A UDP flow to this backend ends after this long without a datagram either way.
+    pub udp_idle_timeout: Duration,
 }
 
 /// Every problem found in one configuration file.
@@ -245,6 +249,7 @@ struct RawRouting {
     on_timeout: Option<Spanned<String>>,
     connect_timeout_ms: u64,
     drain_timeout_ms: u64,
+    max_udp_flows: usize,
 }
 
 impl Default for RawRouting {
@@ -256,6 +261,7 @@ impl Default for RawRouting {
             on_timeout: None,
             connect_timeout_ms: 5000,
             drain_timeout_ms: 30_000,
+            max_udp_flows: 100_000,
         }
     }
 }
@@ -272,6 +278,12 @@ struct RawBackend {
     matchers: MatchersConfig,
     #[serde(default)]
     params: toml::Table,
+    #[serde(default = "default_udp_idle_timeout_ms")]
+    udp_idle_timeout_ms: u64,
+}
+
+fn default_udp_idle_timeout_ms() -> u64 {
+    60_000
 }
 
 /// Reads and validates a configuration file.
@@ -363,13 +375,6 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
                 "transport must name \"tcp\" and/or \"udp\"".into(),
             );
         }
-        if udp {
-            // UDP flows arrive with the connectionless backends; refuse rather than half-listen.
-            report(
-                Some(l.transport.span()),
-                "transport \"udp\" is not supported by this version of pmmux yet".into(),
-            );
-        }
         for (proto, on) in [("tcp", tcp), ("udp", udp)] {
             if on && !seen_addr.insert((address, proto)) {
                 report(span.clone(), format!("two listeners on {address}/{proto}"));
@@ -441,6 +446,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             priority: b.priority,
             matchers,
             params_toml,
+            udp_idle_timeout: Duration::from_millis(b.udp_idle_timeout_ms.max(1)),
         });
     }
     if let Some(t) = &r.on_timeout {
@@ -477,6 +483,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             on_timeout: r.on_timeout.map(Spanned::into_inner),
             connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
             drain_timeout: Duration::from_millis(r.drain_timeout_ms),
+            max_udp_flows: r.max_udp_flows.max(1),
         },
         backends,
         reload: Reload {

@@ -5,7 +5,7 @@
 //! per connection by [`connection`]. Plugins are loaded by [`plugin`] into the [`registry`] snapshot;
 //! [`config`] and [`matchers`] read the configuration; [`watcher`] notices changes and [`reload`]
 //! applies them (with [`diff`] saying what changed); [`status`] and [`admin`] show what is loaded;
-//! [`server`] runs the whole.
+//! [`server`] runs the whole. UDP listeners run per-client flows in [`udp`].
 
 pub mod admin;
 pub mod config;
@@ -22,4 +22,5 @@ pub mod router;
 pub mod serve;
 pub mod server;
 pub mod status;
+pub mod udp;
 pub mod watcher;

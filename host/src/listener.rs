@@ -1,7 +1,8 @@
-//! TCP listeners: bind each configured address and accept until told to stop. Accept never waits on
-//! a client (each connection runs in its own task), and accept errors such as EMFILE back off instead
-//! of spinning. [`ListenerSet`] adds, removes and re-configures listeners at run time; stopping a
-//! listener never touches the connections it accepted.
+//! Listeners: binds each configured address (TCP and/or UDP) and serves it until told to stop. TCP
+//! accept never waits on a client (each connection runs in its own task), and accept errors such as
+//! EMFILE back off instead of spinning; a UDP socket is served by its driver ([`crate::udp::driver`]).
+//! [`ListenerSet`] adds, removes and re-configures listeners at run time; stopping a listener never
+//! touches the connections it accepted.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,21 +20,48 @@ use tokio_util::task::TaskTracker;
 use crate::config::ListenerConfig;
 use crate::connection::{self, ListenerContext};
 use crate::registry::Registry;
+use crate::udp::driver::{self, UdpContext, UdpStats};
 
-/// A listener accepting right now.
+/// Pending-connection queue length asked of the kernel.
+const BACKLOG: u32 = 4096;
+
+/// A listening socket of either transport.
+#[derive(Clone)]
+enum Socket {
+    Tcp(Arc<TcpListener>),
+    Udp(Arc<UdpSocket>, Arc<UdpStats>),
+}
+
+impl Socket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Socket::Tcp(s) => s.local_addr(),
+            Socket::Udp(s, _) => s.local_addr(),
+        }
+    }
+
+    fn transport(&self) -> &'static str {
+        match self {
+            Socket::Tcp(_) => "tcp",
+            Socket::Udp(..) => "udp",
+        }
+    }
+}
+
+/// A listener serving right now.
 struct Running {
     config: ListenerConfig,
-    socket: Arc<TcpListener>,
+    socket: Socket,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-/// Every TCP listener of the process, keyed by address.
+/// Every listener of the process, keyed by configured address and transport.
 pub struct ListenerSet {
     runtime: Handle,
     registry: Arc<ArcSwap<Registry>>,
     tracker: TaskTracker,
-    running: BTreeMap<SocketAddr, Running>,
+    running: BTreeMap<(SocketAddr, &'static str), Running>,
 }
 
 impl ListenerSet {
@@ -47,32 +75,70 @@ impl ListenerSet {
         }
     }
 
-    /// Binds `cfg` and starts accepting on it.
+    /// Binds `cfg` (TCP and/or UDP) and starts serving it. With both transports and port 0, UDP
+    /// binds the port TCP got.
     pub fn add(&mut self, cfg: &ListenerConfig) -> io::Result<SocketAddr> {
-        let socket = {
-            let _in_runtime = self.runtime.enter();
-            Arc::new(bind_tcp(cfg)?)
-        };
-        let bound = socket.local_addr()?;
-        tracing::info!(listener = %cfg.name, address = %bound, transport = "tcp", "listening");
-        self.start(cfg.clone(), socket);
+        let _in_runtime = self.runtime.enter();
+        let mut bound = cfg.address;
+        if cfg.tcp {
+            let socket = Socket::Tcp(Arc::new(bind_tcp(cfg)?));
+            bound = socket.local_addr()?;
+            self.start(cfg.clone(), socket);
+        }
+        if cfg.udp {
+            let udp = std::net::UdpSocket::bind(bound).and_then(|s| {
+                s.set_nonblocking(true)?;
+                UdpSocket::from_std(s)
+            });
+            let socket = match udp {
+                Ok(s) => Socket::Udp(Arc::new(s), Arc::default()),
+                Err(e) => {
+                    self.remove(cfg.address);
+                    return Err(e);
+                }
+            };
+            bound = socket.local_addr()?;
+            self.start(cfg.clone(), socket);
+        }
         Ok(bound)
     }
 
-    fn start(&mut self, config: ListenerConfig, socket: Arc<TcpListener>) {
-        let local = socket.local_addr().ok().filter(|a| !a.ip().is_unspecified());
-        let ctx = Arc::new(ListenerContext {
-            name: Arc::from(config.name.as_str()),
-            registry: Arc::clone(&self.registry),
-            strategy: config.strategy,
-            local,
-        });
+    fn start(&mut self, config: ListenerConfig, socket: Socket) {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        if let Ok(addr) = socket.local_addr() {
+            tracing::info!(listener = %name, address = %addr, transport = socket.transport(), "listening");
+        }
         let (stop, stopped) = watch::channel(false);
-        let task = self
-            .runtime
-            .spawn(accept_loop(Arc::clone(&socket), ctx, stopped, self.tracker.clone()));
+        let registry = Arc::clone(&self.registry);
+        let task = match &socket {
+            Socket::Tcp(tcp) => {
+                let local = tcp.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+                let ctx = ListenerContext {
+                    name,
+                    registry,
+                    strategy: config.strategy,
+                    local,
+                };
+                self.runtime.spawn(accept_loop(
+                    Arc::clone(tcp),
+                    Arc::new(ctx),
+                    stopped,
+                    self.tracker.clone(),
+                ))
+            }
+            Socket::Udp(udp, stats) => {
+                let ctx = UdpContext {
+                    name,
+                    registry,
+                    strategy: config.strategy,
+                    stats: Arc::clone(stats),
+                };
+                self.runtime
+                    .spawn(driver::serve(Arc::clone(udp), Arc::new(ctx), stopped))
+            }
+        };
         self.running.insert(
-            config.address,
+            (config.address, socket.transport()),
             Running {
                 config,
                 socket,
@@ -82,27 +148,34 @@ impl ListenerSet {
         );
     }
 
-    /// Stops accepting on `address`; its open connections go on. Returns whether it was listening.
+    fn keys_of(&self, address: SocketAddr) -> Vec<(SocketAddr, &'static str)> {
+        self.running.keys().filter(|(a, _)| *a == address).copied().collect()
+    }
+
+    /// Stops listening on `address` (every transport); open connections go on. Returns whether it
+    /// was listening.
     pub fn remove(&mut self, address: SocketAddr) -> bool {
-        match self.running.remove(&address) {
-            Some(r) => {
+        let keys = self.keys_of(address);
+        for key in &keys {
+            if let Some(r) = self.running.remove(key) {
                 let _ = r.stop.send(true);
-                true
             }
-            None => false,
         }
+        !keys.is_empty()
     }
 
-    /// Applies a new name or strategy to a running listener without closing its socket.
+    /// Applies a new name or strategy to a running listener without closing its sockets.
     pub fn reconfigure(&mut self, cfg: &ListenerConfig) {
-        if let Some(r) = self.running.remove(&cfg.address) {
-            let _ = r.stop.send(true);
-            r.task.abort();
-            self.start(cfg.clone(), r.socket);
+        for key in self.keys_of(cfg.address) {
+            if let Some(r) = self.running.remove(&key) {
+                let _ = r.stop.send(true);
+                r.task.abort();
+                self.start(cfg.clone(), r.socket);
+            }
         }
     }
 
-    /// The bound address of each listener (the configured one may have port 0).
+    /// The bound address of each listening socket (the configured one may have port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.running
             .values()
@@ -110,11 +183,22 @@ impl ListenerSet {
             .collect()
     }
 
-    /// Name and bound address of each running listener.
-    pub fn bound(&self) -> Vec<(String, SocketAddr)> {
+    /// Name, bound address and transport of each listening socket.
+    pub fn bound(&self) -> Vec<(String, SocketAddr, &'static str)> {
         self.running
             .values()
-            .filter_map(|r| Some((r.config.name.clone(), r.socket.local_addr().ok()?)))
+            .filter_map(|r| Some((r.config.name.clone(), r.socket.local_addr().ok()?, r.socket.transport())))
+            .collect()
+    }
+
+    /// Counters of each UDP listener, with its name and bound address.
+    pub fn udp_stats(&self) -> Vec<(String, SocketAddr, Arc<UdpStats>)> {
+        self.running
+            .values()
+            .filter_map(|r| match &r.socket {
+                Socket::Udp(s, stats) => Some((r.config.name.clone(), s.local_addr().ok()?, Arc::clone(stats))),
+                Socket::Tcp(_) => None,
+            })
             .collect()
     }
 
@@ -130,9 +214,6 @@ impl ListenerSet {
             .collect()
     }
 }
-
-/// Pending-connection queue length asked of the kernel.
-const BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener for `cfg` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 /// TCP_NODELAY is set on the listening socket: accepted sockets inherit it on Linux, which saves a

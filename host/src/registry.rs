@@ -242,8 +242,13 @@ fn new_backend(plugin: &LoadedPlugin, bc: &BackendConfig) -> Result<BackendBox, 
         priority: RStr::from_str(priority_name(bc.priority)),
         params_toml: RStr::from_str(&bc.params_toml),
     };
-    match (plugin.module.new_backend())(&spec) {
-        RResult::ROk(b) => Ok(b),
+    let backend = match (plugin.module.new_backend())(&spec) {
+        RResult::ROk(b) => b,
+        RResult::RErr(e) => return Err(e.into()),
+    };
+    // Every backend gets its writer for answering UDP clients later (the C# InitializeAsync).
+    match backend.init_udp(crate::udp::writer::client_writer()) {
+        RResult::ROk(()) => Ok(backend),
         RResult::RErr(e) => Err(e.into()),
     }
 }

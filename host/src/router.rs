@@ -42,6 +42,15 @@ pub enum Decision {
     NoMatch,
 }
 
+/// Which detection hook a router asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    /// `detect_tcp`, over a growing preview.
+    Tcp,
+    /// `can_handle_message`, over one whole datagram.
+    Udp,
+}
+
 /// The detection state of one connection.
 pub struct Router {
     registry: Arc<Registry>,
@@ -100,12 +109,7 @@ impl Router {
     /// Asks every pending backend about `preview`. With `last` (client closed, preview full, probe
     /// timeout) a backend still undecided counts as `NoMatch` and the router must decide.
     pub fn step(&mut self, preview: &[u8], last: bool) -> Decision {
-        let registry = Arc::clone(&self.registry);
-        for (i, backend) in registry.backends.iter().enumerate() {
-            if self.states[i] == State::Pending {
-                self.states[i] = self.ask(backend, preview);
-            }
-        }
+        self.ask_pending(Hook::Tcp, preview);
         if last {
             for s in &mut self.states {
                 if *s == State::Pending {
@@ -116,15 +120,41 @@ impl Router {
         self.decide()
     }
 
-    fn ask(&self, backend: &Backend, preview: &[u8]) -> State {
+    /// Decides a UDP client's first datagram: each backend's `can_handle_message` is asked once
+    /// (a datagram is whole: an undecided answer counts as no match).
+    pub fn decide_datagram(&mut self, message: &[u8]) -> Decision {
+        self.ask_pending(Hook::Udp, message);
+        for s in &mut self.states {
+            if *s == State::Pending {
+                *s = State::Out;
+            }
+        }
+        self.decide()
+    }
+
+    fn ask_pending(&mut self, hook: Hook, bytes: &[u8]) {
+        let registry = Arc::clone(&self.registry);
+        for (i, backend) in registry.backends.iter().enumerate() {
+            if self.states[i] == State::Pending {
+                self.states[i] = self.ask(hook, backend, bytes);
+            }
+        }
+    }
+
+    fn ask(&self, hook: Hook, backend: &Backend, bytes: &[u8]) -> State {
         let object = match &backend.kind {
             BackendKind::Pass | BackendKind::Noop => return State::Matched(RVec::new()),
             // Plugins are never asked about zero bytes: nothing to detect yet.
-            BackendKind::Plugin(_) if preview.is_empty() => return State::Pending,
+            BackendKind::Plugin(_) if bytes.is_empty() && hook == Hook::Tcp => return State::Pending,
             BackendKind::Plugin(object) => object,
         };
         let conn = self.conn_info(&[]);
-        match object.detect_tcp(&conn, RSlice::from_slice(preview)) {
+        let bytes = RSlice::from_slice(bytes);
+        let (answer, name) = match hook {
+            Hook::Tcp => (object.detect_tcp(&conn, bytes), "detect"),
+            Hook::Udp => (object.can_handle_message(&conn, bytes), "can_handle_message"),
+        };
+        match answer {
             RResult::ROk(verdict) => {
                 backend.plugin_ok();
                 match verdict {
@@ -134,7 +164,7 @@ impl Router {
                 }
             }
             RResult::RErr(e) => {
-                backend.plugin_error("detect", e.as_str());
+                backend.plugin_error(name, e.as_str());
                 State::Out
             }
         }

@@ -75,7 +75,7 @@ impl Server {
         );
         {
             let mut set = lock(&listeners);
-            for lc in listener_configs.iter().filter(|l| l.tcp) {
+            for lc in &listener_configs {
                 set.add(lc).map_err(|source| StartError::Bind {
                     address: lc.address,
                     source,

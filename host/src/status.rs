@@ -28,6 +28,8 @@ pub struct Status {
     pub old_versions_mapped: u64,
     /// Listening sockets.
     pub listeners: Vec<ListenerStatus>,
+    /// UDP listeners' flows and counters.
+    pub udp: Vec<UdpListenerStatus>,
     /// Backends in routing now, in the order they are asked.
     pub backends: Vec<BackendStatus>,
 }
@@ -56,6 +58,27 @@ pub struct ListenerStatus {
     pub name: String,
     /// Bound address.
     pub address: String,
+    /// `tcp` or `udp`.
+    pub transport: String,
+}
+
+/// One UDP listener's flows and counters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UdpListenerStatus {
+    /// Listener name.
+    pub name: String,
+    /// Bound address.
+    pub address: String,
+    /// Flows alive now.
+    pub flows: u64,
+    /// Datagrams received from clients.
+    pub datagrams: u64,
+    /// Datagrams no backend wanted (dropped).
+    pub unmatched: u64,
+    /// New clients refused because the flow table was full.
+    pub rejected: u64,
+    /// Flows ended by idle timeout.
+    pub expired: u64,
 }
 
 /// One backend.
@@ -99,15 +122,31 @@ impl StatusSource {
     pub fn snapshot(&self) -> Status {
         let registry = self.registry.load_full();
         let mapped = self.mapped.load(Ordering::Relaxed);
-        let listeners = {
+        let (listeners, udp) = {
             let set = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-            set.bound()
+            let listeners = set
+                .bound()
                 .into_iter()
-                .map(|(name, a)| ListenerStatus {
+                .map(|(name, a, transport)| ListenerStatus {
                     name,
                     address: a.to_string(),
+                    transport: transport.into(),
                 })
-                .collect()
+                .collect();
+            let udp = set
+                .udp_stats()
+                .into_iter()
+                .map(|(name, a, st)| UdpListenerStatus {
+                    name,
+                    address: a.to_string(),
+                    flows: st.flows.load(Ordering::Relaxed),
+                    datagrams: st.datagrams.load(Ordering::Relaxed),
+                    unmatched: st.unmatched.load(Ordering::Relaxed),
+                    rejected: st.rejected.load(Ordering::Relaxed),
+                    expired: st.expired.load(Ordering::Relaxed),
+                })
+                .collect();
+            (listeners, udp)
         };
         Status {
             pid: std::process::id(),
@@ -127,6 +166,7 @@ impl StatusSource {
             mapped_versions: mapped,
             old_versions_mapped: mapped.saturating_sub(registry.plugins.len() as u64),
             listeners,
+            udp,
             backends: registry
                 .backends
                 .iter()
@@ -164,7 +204,13 @@ impl Status {
         }
         out += "\nlisteners:\n";
         for l in &self.listeners {
-            out += &format!("  {:<24} {}\n", l.name, l.address);
+            out += &format!("  {:<24} {} {}\n", l.name, l.transport, l.address);
+        }
+        for u in &self.udp {
+            out += &format!(
+                "  {:<24} udp flows {} datagrams {} unmatched {} rejected {} expired {}\n",
+                u.name, u.flows, u.datagrams, u.unmatched, u.rejected, u.expired
+            );
         }
         out += "\nbackends:\n";
         for b in &self.backends {

@@ -1,0 +1,392 @@
+//! Drives one UDP listener: receives datagrams, feeds the flow table ([`super::flows`]), asks the
+//! backends about a new client's first datagram, and carries out what the backend decides —
+//! forward on the flow's own upstream socket (whose replies go back to the client from the listening
+//! socket), reply, or drop. One task owns the table; each forwarded flow has one small task reading
+//! its upstream's replies. Expiry runs on the table's timer, not on the next packet.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::{ROption, RResult, RSlice};
+use arc_swap::ArcSwap;
+use pmmux_plugin_api::{ConnInfo, UdpAction};
+use tokio::net::{lookup_host, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::flows::{FlowId, FlowTable, Input, Output};
+use super::writer;
+use crate::config::Strategy;
+use crate::registry::{Backend, BackendKind, Registry};
+use crate::router::{Decision, Router};
+
+/// Largest UDP payload over IPv4 (65,535 − 8 − 20); the receive buffer holds any datagram whole.
+pub const MAX_DATAGRAM: usize = 65_507;
+/// How often, at most, a flow's reply reader reports activity to the table.
+const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
+/// Least time between two "flow table full" / "dropped" log lines of one listener.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// Reply buffer shared by the reply readers of one worker thread: flows hold no buffer.
+    static REPLY_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; MAX_DATAGRAM + 1]);
+}
+
+/// Counters of one UDP listener.
+#[derive(Debug, Default)]
+pub struct UdpStats {
+    /// Flows alive now.
+    pub flows: AtomicU64,
+    /// Datagrams received from clients.
+    pub datagrams: AtomicU64,
+    /// Datagrams dropped because no backend wanted them (garbage, unknown protocols).
+    pub unmatched: AtomicU64,
+    /// New clients refused because the flow table was full.
+    pub rejected: AtomicU64,
+    /// Flows ended by their idle timeout.
+    pub expired: AtomicU64,
+}
+
+/// What the driver of one UDP listener shares with the rest of the host.
+pub struct UdpContext {
+    /// The listener's name.
+    pub name: Arc<str>,
+    /// The routing snapshot.
+    pub registry: Arc<ArcSwap<Registry>>,
+    /// The listener's own strategy, if any.
+    pub strategy: Option<Strategy>,
+    /// Counters.
+    pub stats: Arc<UdpStats>,
+}
+
+/// One client's flow: the backend chosen for it (pinned: a plugin replaced later does not change
+/// it) and, once it forwards, the upstream socket and its reply reader.
+struct Flow {
+    backend: Arc<Backend>,
+    upstream: Option<Upstream>,
+}
+
+impl Flow {
+    /// A flow counts as one live (and one routed) connection of its backend while it exists.
+    fn new(backend: Arc<Backend>) -> Flow {
+        backend.stats.live.fetch_add(1, Ordering::Relaxed);
+        backend.stats.routed.fetch_add(1, Ordering::Relaxed);
+        Flow {
+            backend,
+            upstream: None,
+        }
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.backend.stats.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Upstream {
+    socket: Arc<UdpSocket>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Rate limit for one kind of log line.
+struct Every(Option<Instant>);
+
+impl Every {
+    fn due(&mut self, now: Instant) -> bool {
+        let due = self.0.is_none_or(|last| now.duration_since(last) >= LOG_EVERY);
+        if due {
+            self.0 = Some(now);
+        }
+        due
+    }
+}
+
+/// The driver's state.
+struct Driver {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    ctx: Arc<UdpContext>,
+    flows: FlowTable<Flow>,
+    out: Vec<Output<Flow>>,
+    activity: mpsc::Sender<FlowId>,
+    full_log: Every,
+    unmatched_log: Every,
+}
+
+/// Serves `socket` until `stop` turns true.
+pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch::Receiver<bool>) {
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => return tracing::error!(listener = %ctx.name, error = %e, "UDP listener has no address"),
+    };
+    let max_flows = ctx.registry.load().routing.max_udp_flows;
+    let (activity, mut activity_rx) = mpsc::channel(4096);
+    let mut d = Driver {
+        socket: Arc::clone(&socket),
+        local,
+        ctx,
+        flows: FlowTable::new(max_flows),
+        out: Vec::new(),
+        activity,
+        full_log: Every(None),
+        unmatched_log: Every(None),
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let deadline = d.flows.next_deadline().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            Some(flow) = activity_rx.recv() => d.input(Input::UpstreamActivity { flow, now: Instant::now() }),
+            _ = sleep_until(deadline) => d.input(Input::Tick { now: Instant::now() }),
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, client)) => d.datagram(&buf[..n], client).await,
+                // ICMP errors and the like: nothing a listening socket must act on.
+                Err(e) => tracing::debug!(listener = %d.ctx.name, error = %e, "UDP receive error"),
+            },
+        }
+    }
+    tracing::info!(listener = %d.ctx.name, flows = d.flows.len(), "UDP listener stopped; its flows end");
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// Feeds the table and handles what it says about expiry and removal.
+    fn input(&mut self, input: Input<Flow>) {
+        self.flows.handle(input, &mut self.out);
+        for output in self.out.drain(..) {
+            match output {
+                Output::Expired { client, state, .. } => {
+                    self.ctx.stats.expired.fetch_add(1, Ordering::Relaxed);
+                    writer::forget(client);
+                    tracing::debug!(listener = %self.ctx.name, %client, backend = state.backend.name(), "UDP flow expired");
+                }
+                Output::Removed { client, .. } => writer::forget(client),
+                _ => {}
+            }
+        }
+        self.ctx.stats.flows.store(self.flows.len() as u64, Ordering::Relaxed);
+    }
+
+    async fn datagram(&mut self, message: &[u8], client: SocketAddr) {
+        self.ctx.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        self.flows.handle(Input::ClientDatagram { client, now }, &mut self.out);
+        let first = self.out.pop();
+        self.out.clear();
+        match first {
+            Some(Output::Forward { flow }) => self.deliver(flow, message, client).await,
+            Some(Output::NeedsDetection { .. }) => self.detect(message, client, now).await,
+            _ => {}
+        }
+    }
+
+    /// Asks the backends about a new client's first datagram, creates its flow, delivers it.
+    async fn detect(&mut self, message: &[u8], client: SocketAddr, now: Instant) {
+        let registry = self.ctx.registry.load_full();
+        let strategy = self.ctx.strategy.unwrap_or(registry.routing.strategy);
+        let mut router = Router::new(
+            Arc::clone(&registry),
+            strategy,
+            Arc::clone(&self.ctx.name),
+            client,
+            self.local,
+        );
+        let index = match router.decide_datagram(message) {
+            Decision::Route { index, .. } => index,
+            _ => {
+                self.ctx.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                if self.unmatched_log.due(now) {
+                    let dropped = self.ctx.stats.unmatched.load(Ordering::Relaxed);
+                    tracing::info!(listener = %self.ctx.name, %client, bytes = message.len(), asked = ?router.asked(), dropped_total = dropped, "UDP datagram matched no backend; dropped");
+                }
+                return;
+            }
+        };
+        let backend = Arc::clone(&registry.backends[index]);
+        let idle_timeout = backend.config.udp_idle_timeout;
+        let is_plugin = matches!(backend.kind, BackendKind::Plugin(_));
+        let flow = Flow::new(backend);
+        self.flows.handle(
+            Input::Detected {
+                client,
+                idle_timeout,
+                state: flow,
+                now,
+            },
+            &mut self.out,
+        );
+        let mut created = None;
+        for output in self.out.drain(..) {
+            match output {
+                Output::Created { flow } | Output::Forward { flow } | Output::AlreadyExists { flow, .. } => {
+                    created = Some(flow)
+                }
+                Output::Rejected { .. } => {
+                    self.ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    if self.full_log.due(now) {
+                        let max = self.ctx.registry.load().routing.max_udp_flows;
+                        tracing::warn!(listener = %self.ctx.name, max_udp_flows = max, rejected_total = self.ctx.stats.rejected.load(Ordering::Relaxed), "UDP flow table full; new clients are dropped until flows expire");
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.ctx.stats.flows.store(self.flows.len() as u64, Ordering::Relaxed);
+        if let Some(flow) = created {
+            if is_plugin {
+                writer::remember(client, &self.socket);
+            }
+            if let Some(f) = self.flows.get(flow) {
+                tracing::debug!(listener = %self.ctx.name, %client, backend = f.backend.name(), plugin = %f.backend.plugin_label(), "UDP flow created");
+            }
+            self.deliver(flow, message, client).await;
+        }
+    }
+
+    /// Carries out the flow's backend decision for one datagram.
+    async fn deliver(&mut self, id: FlowId, message: &[u8], client: SocketAddr) {
+        let Some(flow) = self.flows.get(id) else { return };
+        let backend = Arc::clone(&flow.backend);
+        let action = match &backend.kind {
+            BackendKind::Pass => UdpAction::Forward(ROption::RNone),
+            BackendKind::Noop => UdpAction::Drop,
+            BackendKind::Plugin(object) => {
+                let conn = ConnInfo {
+                    peer: client.into(),
+                    local: self.local.into(),
+                    listener: abi_stable::std_types::RStr::from_str(&self.ctx.name),
+                    properties: RSlice::from_slice(&[]),
+                };
+                match object.handle_message(&conn, RSlice::from_slice(message)) {
+                    RResult::ROk(action) => {
+                        backend.plugin_ok();
+                        action
+                    }
+                    RResult::RErr(e) => {
+                        backend.plugin_error("handle_message", e.as_str());
+                        UdpAction::Drop
+                    }
+                }
+            }
+        };
+        match action {
+            UdpAction::Forward(target) => {
+                let target = target
+                    .into_option()
+                    .map(String::from)
+                    .or_else(|| backend.config.target.clone());
+                let Some(target) = target else {
+                    return tracing::warn!(
+                        backend = backend.name(),
+                        "UDP backend has no target to forward to; dropped"
+                    );
+                };
+                if let Err(e) = self.forward(id, &target, message, client).await {
+                    tracing::debug!(backend = backend.name(), %target, error = %e, "UDP forward failed");
+                }
+            }
+            UdpAction::Reply(bytes) => {
+                let _ = writer::send_now(&self.socket, &bytes, client);
+            }
+            UdpAction::Consumed | UdpAction::Drop => {}
+        }
+    }
+
+    /// Sends on the flow's upstream socket, opening it (and its reply reader) on first use.
+    async fn forward(&mut self, id: FlowId, target: &str, message: &[u8], client: SocketAddr) -> io::Result<()> {
+        let has_upstream = self.flows.get(id).is_some_and(|f| f.upstream.is_some());
+        if !has_upstream {
+            let upstream = open_upstream(target).await?;
+            let reader = tokio::spawn(relay_replies(
+                Arc::clone(&upstream),
+                Arc::clone(&self.socket),
+                client,
+                id,
+                self.activity.clone(),
+            ));
+            if let Some(flow) = self.flows.get_mut(id) {
+                flow.upstream = Some(Upstream {
+                    socket: upstream,
+                    reader,
+                });
+            }
+        }
+        let Some(socket) = self
+            .flows
+            .get(id)
+            .and_then(|f| f.upstream.as_ref())
+            .map(|u| Arc::clone(&u.socket))
+        else {
+            return Ok(());
+        };
+        socket.send(message).await.map(drop)
+    }
+}
+
+/// A connected socket towards `target`, bound to an ephemeral port of the same address family.
+async fn open_upstream(target: &str) -> io::Result<Arc<UdpSocket>> {
+    let addr = match target.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => lookup_host(target)
+            .await?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "target resolves to no address"))?,
+    };
+    let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .map_err(io::Error::other)?;
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(addr).await?;
+    Ok(Arc::new(socket))
+}
+
+/// Sends every datagram the upstream sends back to `client` from the listening socket, and tells
+/// the table (at most every [`ACTIVITY_REPORT`]) that the flow is alive. Holds no buffer of its own.
+async fn relay_replies(
+    upstream: Arc<UdpSocket>,
+    listening: Arc<UdpSocket>,
+    client: SocketAddr,
+    flow: FlowId,
+    activity: mpsc::Sender<FlowId>,
+) {
+    let mut reported = Instant::now();
+    loop {
+        if upstream.readable().await.is_err() {
+            return;
+        }
+        let got = REPLY_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            match upstream.try_recv(&mut buf) {
+                // A full send buffer drops the datagram, as the network would.
+                Ok(n) => {
+                    let _ = writer::send_now(&listening, &buf[..n], client);
+                    true
+                }
+                // Spurious wake-up, or an ICMP error from the upstream (port unreachable): go on.
+                Err(_) => false,
+            }
+        });
+        if got && reported.elapsed() >= ACTIVITY_REPORT {
+            reported = Instant::now();
+            let _ = activity.try_send(flow);
+        }
+    }
+}

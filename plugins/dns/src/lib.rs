@@ -1,0 +1,101 @@
+//! pmmux plugin `dns`: matches a client whose first message is a DNS query, over UDP (the first
+//! datagram) or TCP (RFC 7766: a 2-byte length, then the message), optionally only for some names
+//! or query types. Detection only: matched traffic is forwarded to the backend's `target` (the host
+//! relays the replies), nothing is resolved or answered here.
+//!
+//! Params (both optional, see [`matcher`]):
+//!
+//! ```toml
+//! [backend.params]
+//! name_suffix = ["example.com", "in-addr.arpa"]   # or one string; on label boundaries, any case
+//! qtype = ["A", "AAAA"]                           # or one string; mnemonics or TYPE<n>
+//! ```
+//!
+//! Properties on a match:
+//! * `dns.qname`: the question's name, lowercase, without the trailing dot (`www.example.com`; the
+//!   root is `.`); `.` and `\` inside a label and bytes outside printable ASCII are escaped as in
+//!   master files (`\.`, `\\`, `\DDD`);
+//! * `dns.qtype`: the question's type as a mnemonic (`A`, `AAAA`, `HTTPS`, `ANY`, ...), else
+//!   `TYPE<n>`.
+//!
+//! What counts as a query is in [`message`]: a header with QR = 0 and opcode QUERY, one question,
+//! no answers, and nothing malformed anywhere in the message. A datagram is whole, so UDP is decided
+//! at once; on TCP the backend answers `NeedMore` until the whole first message is there, or
+//! `NoMatch` as soon as the bytes rule out a query (an HTTP request or a TLS ClientHello is refused
+//! from its first six bytes). A query longer than the host's preview limit (16 KiB by default) never
+//! completes and ends as no match; real queries are far smaller.
+
+pub mod matcher;
+pub mod message;
+pub mod rrtype;
+
+use abi_stable::std_types::RVec;
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+
+use matcher::{Matcher, Params};
+use message::{parse_query, parse_tcp, Parse, Query};
+
+/// A `dns` backend.
+#[derive(Debug, Clone, Default)]
+pub struct Dns {
+    matcher: Matcher,
+}
+
+impl Dns {
+    /// Builds the backend from its params; the error tells the user what is wrong with them.
+    pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
+        let params: Params = spec.params()?;
+        Ok(Dns {
+            matcher: Matcher::from_params(params)?,
+        })
+    }
+
+    /// UDP detection over one whole datagram: `Match` or `NoMatch`, never `NeedMore`.
+    pub fn detect_message(&self, message: &[u8]) -> Detection {
+        match parse_query(message) {
+            Ok(query) => self.verdict(&query),
+            Err(_) => Detection::NoMatch,
+        }
+    }
+
+    /// TCP detection over the bytes previewed so far.
+    pub fn detect_stream(&self, preview: &[u8]) -> Detection {
+        match parse_tcp(preview) {
+            Parse::Complete(query) => self.verdict(&query),
+            Parse::Incomplete => Detection::NeedMore,
+            Parse::Invalid(_) => Detection::NoMatch,
+        }
+    }
+
+    fn verdict(&self, query: &Query) -> Detection {
+        if self.matcher.matches(query) {
+            Detection::Match(properties(query))
+        } else {
+            Detection::NoMatch
+        }
+    }
+}
+
+impl Backend for Dns {
+    fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
+        self.detect_stream(preview)
+    }
+
+    fn can_handle_message(&self, _client: &ConnInfo<'_>, message: &[u8]) -> Detection {
+        self.detect_message(message)
+    }
+}
+
+/// The `dns.*` properties of a query.
+pub fn properties(query: &Query) -> RVec<Property> {
+    RVec::from(vec![
+        Property::new("dns.qname", query.qname()),
+        Property::new("dns.qtype", query.qtype_name()),
+    ])
+}
+
+export_plugin! {
+    name: "dns",
+    version: env!("CARGO_PKG_VERSION"),
+    protocols: { "dns" => Dns::new },
+}

@@ -1,6 +1,7 @@
 //! The clients: one bulk stream, the connection-rate workers, and the holder that opens thousands of
 //! connections and keeps them open. I/O errors are counted and reported, never unwrapped.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -104,6 +105,22 @@ impl Rate {
 
 /// `workers` concurrent clients, each looping connect → request → response → close, for `secs`.
 pub fn rate(addr: SocketAddr, workers: usize, secs: f64, threads: usize, cpu: Option<usize>) -> anyhow::Result<Rate> {
+    rate_with(addr, workers, secs, threads, cpu, exchange)
+}
+
+/// Like [`rate`], with `exchange` as one connection's whole life (connect, talk, check, close).
+pub fn rate_with<F, Fut>(
+    addr: SocketAddr,
+    workers: usize,
+    secs: f64,
+    threads: usize,
+    cpu: Option<usize>,
+    exchange: F,
+) -> anyhow::Result<Rate>
+where
+    F: Fn(SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .thread_name("rate-client")
@@ -118,7 +135,9 @@ pub fn rate(addr: SocketAddr, workers: usize, secs: f64, threads: usize, cpu: Op
     let result = runtime.block_on(async {
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(secs);
-        let tasks: Vec<_> = (0..workers).map(|_| tokio::spawn(worker(addr, deadline))).collect();
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| tokio::spawn(worker(addr, deadline, exchange.clone())))
+            .collect();
         let mut total = Rate::default();
         for t in tasks {
             match t.await {
@@ -145,7 +164,11 @@ pub fn rate(addr: SocketAddr, workers: usize, secs: f64, threads: usize, cpu: Op
     Ok(result)
 }
 
-async fn worker(addr: SocketAddr, deadline: Instant) -> Rate {
+async fn worker<F, Fut>(addr: SocketAddr, deadline: Instant, exchange: F) -> Rate
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: Future<Output = io::Result<()>>,
+{
     let mut r = Rate::default();
     while Instant::now() < deadline {
         let t0 = Instant::now();

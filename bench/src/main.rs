@@ -3,10 +3,13 @@
 
 mod load;
 mod measure;
+mod pmlog;
 mod pmmux;
+mod reload;
 mod report;
 mod sys;
 mod upstream;
+mod versioned;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,8 +27,8 @@ const FD_MARGIN: u64 = 300;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 pub struct Args {
-    /// Measurements to run, comma-separated: bulk, rate, memory.
-    #[arg(long, default_value = "bulk,rate,memory", value_delimiter = ',')]
+    /// Measurements to run, comma-separated: bulk, rate, memory, reload.
+    #[arg(long, default_value = "bulk,rate,memory,reload", value_delimiter = ',')]
     pub tests: Vec<String>,
     /// Rounds per measurement (direct and pmmux alternate within each round).
     #[arg(long, default_value_t = 5)]
@@ -45,6 +48,40 @@ pub struct Args {
     /// Memory: connections held open in each case (preview and routed).
     #[arg(long, default_value_t = 10_000)]
     pub idle_conns: usize,
+    /// Reload: the plugin folder's `[reload] quiet_period_ms`.
+    #[arg(long, default_value_t = 100)]
+    pub reload_quiet_ms: u64,
+    /// Reload: replaces timed for the latency figures (alternating versions 2 and 1).
+    #[arg(long, default_value_t = 50)]
+    pub reload_replaces: usize,
+    /// Reload: how the library file is replaced, comma-separated to time several: `rename` (a copy
+    /// renamed over it, atomic) or `cp` (copied over it in place). The rate windows use the first.
+    #[arg(long, default_value = "rename", value_delimiter = ',')]
+    pub reload_how: Vec<String>,
+    /// Reload: seconds per connection-rate window (steady and reloading).
+    #[arg(long, default_value_t = 5.0)]
+    pub reload_secs: f64,
+    /// Reload: rounds of one steady and one reloading window.
+    #[arg(long, default_value_t = 3)]
+    pub reload_rounds: usize,
+    /// Reload: pause after each timed replace is live, before the next [default: 2 x quiet period
+    /// + 100 ms, so that every replace finds the reloader idle].
+    #[arg(long)]
+    pub reload_gap_ms: Option<u64>,
+    /// Reload: interval between replaces while reloading continuously [default: 2 x quiet period].
+    #[arg(long)]
+    pub reload_every_ms: Option<u64>,
+    /// Reload: the versioned fixture built as version 1
+    /// [default: <target>/bench-fixtures/libfixture_versioned_v1.so, where bench/run.sh builds it].
+    #[arg(long)]
+    pub versioned_v1: Option<PathBuf>,
+    /// Reload: the versioned fixture built as version 2 [default: as --versioned-v1, with v2].
+    #[arg(long)]
+    pub versioned_v2: Option<PathBuf>,
+    /// Reload: pmmux's log filter for the reload test (swap times are read from the log; connection
+    /// lines stay off so that logging does not weigh on the rate).
+    #[arg(long, default_value = "warn,pmmux::reload=info,pmmux::plugin=debug")]
+    pub reload_log: String,
     /// The pmmux binary [default: `pmmux` next to this binary].
     #[arg(long)]
     pub pmmux: Option<PathBuf>,
@@ -127,8 +164,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--rounds and --conns must be above 0");
     }
     for t in &args.tests {
-        if !["bulk", "rate", "memory"].contains(&t.as_str()) {
-            bail!("unknown test `{t}` (expected bulk, rate, memory)");
+        if !["bulk", "rate", "memory", "reload"].contains(&t.as_str()) {
+            bail!("unknown test `{t}` (expected bulk, rate, memory, reload)");
+        }
+    }
+    if args.runs("reload") {
+        if args.reload_replaces == 0 || args.reload_rounds == 0 || args.reload_how.is_empty() {
+            bail!("--reload-replaces, --reload-rounds and --reload-how must not be 0 or empty");
+        }
+        for h in &args.reload_how {
+            versioned::How::parse(h).map_err(|e| anyhow::anyhow!("--reload-how {e}"))?;
         }
     }
     if let Some((c, s)) = args.pin {
@@ -204,6 +249,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         p.stop(Duration::from_secs(3))?;
     }
+    // Before the memory test, whose 2 x 10,000 closed client sockets linger in TIME_WAIT.
+    if args.runs("reload") {
+        match versioned::Fixtures::find(args.versioned_v1.as_deref(), args.versioned_v2.as_deref(), &bin_dir) {
+            Ok(fixtures) => reload::run(args, &setup, &fixtures, &mut results)?,
+            Err(e) => results.note(format!("reload test skipped: {e}")),
+        }
+    }
     if args.runs("memory") {
         for (routed, n) in [(false, preview_conns), (true, routed_conns)] {
             if n > 0 {
@@ -270,5 +322,50 @@ fn summary(r: &Results) -> String {
             parts.push(format!("RSS {label} {v:.2} KiB/conn"));
         }
     }
+    parts.extend(reload_summary(r));
     format!("SUMMARY: {}", parts.join(" | "))
+}
+
+/// The reload test's part of the summary: new-version latency against "quiet period + 50 ms" for
+/// each way of replacing, then the connection rate while reloading.
+fn reload_summary(r: &Results) -> Vec<String> {
+    let mut parts = Vec::new();
+    let quiet = r.median("reload", "quiet_period_ms", "pmmux");
+    let target = quiet + 50.0;
+    let verdict = |x: f64| if x <= target { "met" } else { "NOT met" };
+    for how in ["rename", "cp"] {
+        let p50 = r.median("reload", &format!("live_after_{how}_ms"), "pmmux");
+        if !p50.is_finite() {
+            continue;
+        }
+        let p99 = r.median("reload", &format!("live_after_{how}_p99_ms"), "pmmux");
+        let failures = r.median("reload", &format!("failures_{how}"), "pmmux");
+        let early = r.median("reload", &format!("early_{how}"), "pmmux");
+        let n = r.count("reload", &format!("live_after_{how}_ms"), "pmmux");
+        parts.push(format!(
+            "reload by {how}: new version live p50 {p50:.1} ms ({}), p99 {p99:.1} ms ({}) vs target quiet {quiet:.0} + 50 ms, \
+             {failures:.0} failed conn{}",
+            verdict(p50),
+            verdict(p99),
+            if early > 0.0 {
+                format!(", {early:.0} of {n} live before the quiet period")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let ratio = r.median("reload", "conn_per_s", "ratio");
+    if ratio.is_finite() {
+        let failures: f64 = ["steady", "reloading"]
+            .iter()
+            .map(|p| r.sum("reload", "failures", p))
+            .sum();
+        parts.push(format!(
+            "conn rate while reloading {ratio:.2}x steady ({} vs {} conn/s, {} replaces per window), {failures:.0} failed conn",
+            fmt_num(r.median("reload", "conn_per_s", "reloading")),
+            fmt_num(r.median("reload", "conn_per_s", "steady")),
+            fmt_num(r.median("reload", "replaces", "reloading"))
+        ));
+    }
+    parts
 }

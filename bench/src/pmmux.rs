@@ -192,10 +192,28 @@ impl Setup {
         let config = self.path().join(format!("pmmux-{label}.toml"));
         std::fs::write(&config, self.config(rate, bulk, up, probe_timeout_ms))?;
         let log = self.path().join(format!("pmmux-{label}.log"));
+        let (rate, bulk) = (
+            SocketAddr::from(([127, 0, 0, 1], rate)),
+            SocketAddr::from(([127, 0, 0, 1], bulk)),
+        );
+        self.launch(&config, &log, "warn", [rate, bulk], cpu)
+    }
+
+    /// Starts pmmux on an existing `config` (which listens on `listeners`: the first is `rate`, the
+    /// second `bulk`), logging at `log_level` into `log`, pinned to `cpu` if given; returns once it
+    /// accepts on both.
+    pub fn launch(
+        &self,
+        config: &Path,
+        log: &Path,
+        log_level: &str,
+        listeners: [SocketAddr; 2],
+        cpu: Option<usize>,
+    ) -> anyhow::Result<Pmmux> {
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--config").arg(&config).args(["--log-level", "warn"]);
+        cmd.arg("--config").arg(config).args(["--log-level", log_level]);
         cmd.env_remove("RUST_LOG").stdin(Stdio::null()).stdout(Stdio::null());
-        cmd.stderr(File::create(&log)?);
+        cmd.stderr(File::create(log)?);
         if let Some(cpu) = cpu {
             // SAFETY: only an async-signal-safe syscall runs between fork and exec.
             unsafe {
@@ -208,9 +226,9 @@ impl Setup {
         track(child.id(), true);
         let mut p = Pmmux {
             child,
-            log,
-            rate: SocketAddr::from(([127, 0, 0, 1], rate)),
-            bulk: SocketAddr::from(([127, 0, 0, 1], bulk)),
+            log: log.to_owned(),
+            rate: listeners[0],
+            bulk: listeners[1],
         };
         p.wait_listening()?;
         Ok(p)
@@ -221,9 +239,10 @@ impl Setup {
 pub struct Pmmux {
     child: Child,
     log: PathBuf,
-    /// The listener whose connections go through the detection chain.
+    /// The listener whose connections go through the detection chain (the reload test's only
+    /// listener).
     pub rate: SocketAddr,
-    /// The listener that forwards to the sink.
+    /// The listener that forwards to the sink (the reload test's only listener, again).
     pub bulk: SocketAddr,
 }
 
@@ -253,6 +272,11 @@ impl Pmmux {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log file (pmmux's stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// The end of pmmux's log (stderr), for error messages.

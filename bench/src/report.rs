@@ -6,11 +6,12 @@ use std::path::Path;
 /// One measured quantity over the rounds.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// `bulk`, `rate`, `memory`.
+    /// `bulk`, `rate`, `memory`, `reload`.
     pub test: &'static str,
     /// What is measured (`gbps`, `conn_per_s`, `p99_ms`, ...).
     pub metric: String,
-    /// `direct`, `pmmux` or `ratio` (pmmux / direct) or `added` (pmmux - direct).
+    /// `direct`, `pmmux` or `ratio` (pmmux / direct) or `added` (pmmux - direct); the reload test
+    /// compares `reloading` with `steady` the same way.
     pub path: &'static str,
     /// Unit for the reader.
     pub unit: &'static str,
@@ -84,6 +85,16 @@ impl Results {
         self.get(test, metric, path).map_or(f64::NAN, Series::median)
     }
 
+    /// Number of samples in a series (0 when absent).
+    pub fn count(&self, test: &str, metric: &str, path: &str) -> usize {
+        self.get(test, metric, path).map_or(0, |s| s.samples.len())
+    }
+
+    /// Sum of a series' samples (0 when absent).
+    pub fn sum(&self, test: &str, metric: &str, path: &str) -> f64 {
+        self.get(test, metric, path).map_or(0.0, |s| s.samples.iter().sum())
+    }
+
     fn get(&self, test: &str, metric: &str, path: &str) -> Option<&Series> {
         self.series
             .iter()
@@ -97,24 +108,35 @@ impl Results {
         self.notes.push(text);
     }
 
-    /// The human-readable table: one row per (test, metric) with direct, pmmux and the comparison.
+    /// The human-readable table: one row per (test, metric) with direct, pmmux and the comparison;
+    /// then, if the reload test ran, its steady-versus-reloading rows in a block of their own.
     pub fn table(&self) -> String {
+        let (first, second) = (self.block(["direct", "pmmux"]), self.block(["steady", "reloading"]));
+        match (first.is_empty(), second.is_empty()) {
+            (false, false) => format!("{first}\n{second}"),
+            _ => first + &second,
+        }
+    }
+
+    /// Rows of the series whose path is `base` or `measured`, with the ratio or difference between
+    /// them; the column headers are the two path names.
+    fn block(&self, [base, measured]: [&str; 2]) -> String {
         let mut rows: Vec<[String; 6]> = vec![[
             "test".into(),
             "metric".into(),
-            "direct".into(),
-            "pmmux".into(),
-            "vs direct".into(),
-            "pmmux min..max".into(),
+            base.into(),
+            measured.into(),
+            format!("vs {base}"),
+            format!("{measured} min..max"),
         ]];
         let mut seen: Vec<(&str, &str)> = Vec::new();
         for s in &self.series {
-            if s.path == "ratio" || s.path == "added" || seen.contains(&(s.test, s.metric.as_str())) {
+            if (s.path != base && s.path != measured) || seen.contains(&(s.test, s.metric.as_str())) {
                 continue;
             }
             seen.push((s.test, s.metric.as_str()));
-            let direct = self.get(s.test, &s.metric, "direct");
-            let pmmux = self.get(s.test, &s.metric, "pmmux");
+            let base_s = self.get(s.test, &s.metric, base);
+            let measured_s = self.get(s.test, &s.metric, measured);
             let cmp = if let Some(r) = self.get(s.test, &s.metric, "ratio") {
                 format!("{:.2}x", r.median())
             } else if let Some(a) = self.get(s.test, &s.metric, "added") {
@@ -123,15 +145,18 @@ impl Results {
                 String::new()
             };
             let show = |x: Option<&Series>| x.map_or("-".to_owned(), |x| fmt_num(x.median()));
-            let range = pmmux.map_or(String::new(), |p| format!("{}..{}", fmt_num(p.min()), fmt_num(p.max())));
+            let range = measured_s.map_or(String::new(), |p| format!("{}..{}", fmt_num(p.min()), fmt_num(p.max())));
             rows.push([
                 s.test.into(),
                 format!("{} ({})", s.metric, s.unit),
-                show(direct),
-                show(pmmux),
+                show(base_s),
+                show(measured_s),
                 cmp,
                 range,
             ]);
+        }
+        if rows.len() == 1 {
+            return String::new();
         }
         let widths: Vec<usize> = (0..6)
             .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
@@ -184,6 +209,18 @@ impl Results {
     }
 }
 
+/// Percentile `p` (0..=100) of `v`, nearest rank on the sorted samples (NaN when empty): with 50
+/// samples, p99 is the largest.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(f64::total_cmp);
+    let i = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[i.min(s.len() - 1)]
+}
+
 /// A number with precision suited to its size.
 pub fn fmt_num(x: f64) -> String {
     if !x.is_finite() {
@@ -220,5 +257,20 @@ mod tests {
         let t = r.table();
         assert!(t.contains("0.90x"), "{t}");
         assert!(t.contains("+0.500 ms"), "{t}");
+        assert!(!t.contains("steady"), "{t}");
+        r.add("reload", "conn_per_s", "steady", "conn/s", 100.0);
+        r.add("reload", "conn_per_s", "reloading", "conn/s", 95.0);
+        r.add("reload", "conn_per_s", "ratio", "x", 0.95);
+        let t = r.table();
+        assert!(t.contains("vs steady") && t.contains("0.95x"), "{t}");
+    }
+
+    #[test]
+    fn percentile_nearest_rank() {
+        let v: Vec<f64> = (1..=50).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 26.0);
+        assert_eq!(percentile(&v, 90.0), 45.0);
+        assert_eq!(percentile(&v, 99.0), 50.0);
+        assert!(percentile(&[], 50.0).is_nan());
     }
 }

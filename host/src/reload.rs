@@ -183,14 +183,17 @@ impl Reloader {
         let mut first_event: Option<Instant> = None;
         let mut next_rescan = Instant::now() + self.config.reload.rescan_interval;
         loop {
-            let now = Instant::now();
             let next = [plugins_due, config_due, Some(next_rescan)]
                 .into_iter()
                 .flatten()
                 .min()
                 .unwrap_or(next_rescan);
             let quiet = self.config.reload.quiet_period;
-            match signals.recv_timeout(next.saturating_duration_since(now)) {
+            let received = signals.recv_timeout(next.saturating_duration_since(Instant::now()));
+            // Taken after the wait: deadlines set from a time before it would already be past, and
+            // the quiet period would be skipped (a `cp` then read half-written).
+            let now = Instant::now();
+            match received {
                 Ok(Signal::PluginFolder) => {
                     // Wait for writes to settle, but never postpone past a few quiet periods.
                     let first = *first_event.get_or_insert(now);

@@ -168,6 +168,7 @@ impl Loader {
     /// A loader whose shadow copies go into a fresh private folder under the system temp dir.
     pub fn new() -> io::Result<Loader> {
         let base = std::env::temp_dir();
+        sweep_dead_shadows(&base);
         for attempt in 0..100u32 {
             let dir = base.join(format!("pmmux-shadow-{}-{attempt}", std::process::id()));
             match create_private_dir(&dir) {
@@ -320,6 +321,36 @@ fn first_line(text: &str) -> String {
     } else {
         useful.join(" ")
     }
+}
+
+/// Removes shadow folders left by pmmux processes that no longer exist (killed with SIGKILL, so
+/// their `Drop` never ran). Only folders named `pmmux-shadow-<pid>-<n>` whose pid is gone.
+fn sweep_dead_shadows(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("pmmux-shadow-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid > 0 && pid != std::process::id() as i32 && !process_exists(pid) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists; it sends nothing.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_exists(_pid: i32) -> bool {
+    true
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {

@@ -148,8 +148,14 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            Some(flow) = activity_rx.recv() => d.input(Input::UpstreamActivity { flow, now: Instant::now() }),
-            _ = sleep_until(deadline) => d.input(Input::Tick { now: Instant::now() }),
+            Some(flow) = activity_rx.recv() => {
+                let now = Instant::now();
+                d.apply(Input::UpstreamActivity { flow, now }, now);
+            }
+            _ = sleep_until(deadline) => {
+                let now = Instant::now();
+                d.apply(Input::Tick { now }, now);
+            }
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, client)) => d.datagram(&buf[..n], client).await,
                 // ICMP errors and the like: nothing a listening socket must act on.
@@ -168,10 +174,13 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Driver {
-    /// Feeds the table and handles what it says about expiry and removal.
-    fn input(&mut self, input: Input<Flow>) {
+    /// Feeds the table, settles what it says about ended flows (expired, removed, refused), and
+    /// returns the one action it asks for, if any (forward, detect, created, already there).
+    fn apply(&mut self, input: Input<Flow>, now: Instant) -> Option<Output<Flow>> {
         self.flows.handle(input, &mut self.out);
-        for output in self.out.drain(..) {
+        let mut outputs = std::mem::take(&mut self.out);
+        let mut action = None;
+        for output in outputs.drain(..) {
             match output {
                 Output::Expired { client, state, .. } => {
                     self.ctx.stats.expired.fetch_add(1, Ordering::Relaxed);
@@ -179,19 +188,24 @@ impl Driver {
                     tracing::debug!(listener = %self.ctx.name, %client, backend = state.backend.name(), "UDP flow expired");
                 }
                 Output::Removed { client, .. } => writer::forget(client),
-                _ => {}
+                Output::Rejected { .. } => {
+                    self.ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    if self.full_log.due(now) {
+                        tracing::warn!(listener = %self.ctx.name, max_udp_flows = self.flows.max_flows(), rejected_total = self.ctx.stats.rejected.load(Ordering::Relaxed), "UDP flow table full; new clients are dropped until flows expire");
+                    }
+                }
+                other => action = Some(other),
             }
         }
+        self.out = outputs;
         self.ctx.stats.flows.store(self.flows.len() as u64, Ordering::Relaxed);
+        action
     }
 
     async fn datagram(&mut self, message: &[u8], client: SocketAddr) {
         self.ctx.stats.datagrams.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        self.flows.handle(Input::ClientDatagram { client, now }, &mut self.out);
-        let first = self.out.pop();
-        self.out.clear();
-        match first {
+        match self.apply(Input::ClientDatagram { client, now }, now) {
             Some(Output::Forward { flow }) => self.deliver(flow, message, client).await,
             Some(Output::NeedsDetection { .. }) => self.detect(message, client, now).await,
             _ => {}
@@ -224,32 +238,18 @@ impl Driver {
         let idle_timeout = backend.config.udp_idle_timeout;
         let is_plugin = matches!(backend.kind, BackendKind::Plugin(_));
         let flow = Flow::new(backend);
-        self.flows.handle(
+        let created = match self.apply(
             Input::Detected {
                 client,
                 idle_timeout,
                 state: flow,
                 now,
             },
-            &mut self.out,
-        );
-        let mut created = None;
-        for output in self.out.drain(..) {
-            match output {
-                Output::Created { flow } | Output::Forward { flow } | Output::AlreadyExists { flow, .. } => {
-                    created = Some(flow)
-                }
-                Output::Rejected { .. } => {
-                    self.ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    if self.full_log.due(now) {
-                        let max = self.ctx.registry.load().routing.max_udp_flows;
-                        tracing::warn!(listener = %self.ctx.name, max_udp_flows = max, rejected_total = self.ctx.stats.rejected.load(Ordering::Relaxed), "UDP flow table full; new clients are dropped until flows expire");
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.ctx.stats.flows.store(self.flows.len() as u64, Ordering::Relaxed);
+            now,
+        ) {
+            Some(Output::Created { flow } | Output::AlreadyExists { flow, .. }) => Some(flow),
+            _ => None,
+        };
         if let Some(flow) = created {
             if is_plugin {
                 writer::remember(client, &self.socket);

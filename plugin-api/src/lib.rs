@@ -66,6 +66,7 @@
 pub mod backend;
 pub mod ffi;
 pub mod log;
+pub mod params;
 
 pub use abi_stable;
 pub use backend::{guard, into_ffi_backend, Backend, ClientWriter, Handling, Session};

@@ -15,9 +15,7 @@
 //! Both are optional; with both, a query must satisfy both. An empty list is refused (omit the
 //! param instead).
 
-use std::fmt;
-
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::Deserializer;
 use serde::Deserialize;
 
 use crate::message::{Query, MAX_NAME_LEN};
@@ -36,44 +34,17 @@ pub struct Params {
 }
 
 fn suffix_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    d.deserialize_any(StringOrList(
+    pmmux_plugin_api::params::string_or_list(
+        d,
         "name_suffix",
         "`name_suffix`: a domain name or a list of domain names",
-    ))
+    )
     .map(Some)
 }
 
 fn qtype_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    d.deserialize_any(StringOrList(
-        "qtype",
-        "`qtype`: a query type such as \"AAAA\", or a list of them",
-    ))
-    .map(Some)
-}
-
-/// Accepts `"x"` as well as `["x", "y"]`: the param's name, and what it expects, for error messages.
-struct StringOrList(&'static str, &'static str);
-
-impl<'de> Visitor<'de> for StringOrList {
-    type Value = Vec<String>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.1)
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        Ok(vec![value.to_owned()])
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut list = Vec::new();
-        let name = self.0;
-        let in_list = |e: A::Error| de::Error::custom(format_args!("in the `{name}` list: {e}"));
-        while let Some(item) = seq.next_element::<String>().map_err(in_list)? {
-            list.push(item);
-        }
-        Ok(list)
-    }
+    pmmux_plugin_api::params::string_or_list(d, "qtype", "`qtype`: a query type such as \"AAAA\", or a list of them")
+        .map(Some)
 }
 
 /// A validated `name_suffix`: its labels, lowercase, without the root label; empty for the root.

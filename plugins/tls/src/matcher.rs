@@ -11,9 +11,7 @@
 //!
 //! With neither, every ClientHello matches.
 
-use std::fmt;
-
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::Deserializer;
 use serde::Deserialize;
 
 use crate::client_hello::ClientHello;
@@ -31,41 +29,11 @@ pub struct Params {
 }
 
 fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    d.deserialize_any(StringOrList("sni", "`sni`: a host name or a list of host names"))
-        .map(Some)
+    pmmux_plugin_api::params::string_or_list(d, "sni", "`sni`: a host name or a list of host names").map(Some)
 }
 
 fn alpn_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    d.deserialize_any(StringOrList(
-        "alpn",
-        "`alpn`: a protocol name or a list of protocol names",
-    ))
-    .map(Some)
-}
-
-/// Accepts `"x"` as well as `["x", "y"]`: the param's name, and what it expects, for error messages.
-struct StringOrList(&'static str, &'static str);
-
-impl<'de> Visitor<'de> for StringOrList {
-    type Value = Vec<String>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.1)
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        Ok(vec![value.to_owned()])
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut list = Vec::new();
-        let name = self.0;
-        let in_list = |e: A::Error| de::Error::custom(format_args!("in the `{name}` list: {e}"));
-        while let Some(item) = seq.next_element::<String>().map_err(in_list)? {
-            list.push(item);
-        }
-        Ok(list)
-    }
+    pmmux_plugin_api::params::string_or_list(d, "alpn", "`alpn`: a protocol name or a list of protocol names").map(Some)
 }
 
 /// One validated `sni` pattern, lowercase, without a trailing dot.

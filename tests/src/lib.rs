@@ -6,7 +6,7 @@
 //! # Rules the harness keeps, and tests should too
 //! - Bind only 127.0.0.1 or [::1], on port 0 or on a port [`free_port`] just found. Servers
 //!   retry on a new port when their bind loses a race.
-//! - Every process is owned by a guard ([`ChildGuard`], [`Pmmux`], [`Sshd`], [`TlsServer`],
+//! - Every process is owned by a guard ([`ChildGuard`], [`Pmmux`], [`Sshd`], [`TlsServer`], [`DnsServer`],
 //!   [`HttpServer`]) that kills it with its whole process tree and reaps it on drop, so a
 //!   panicking test leaves nothing behind; a guard dropped during a panic prints its log tail.
 //!   Keep guards in the test's locals: a guard in a `static` is never dropped.
@@ -35,7 +35,8 @@
 //! Built artefacts: `cargo build --workspace` (debug) for `target/debug/pmmux` and the
 //! `libpmmux_*.so` plugins ([`artifact`] panics with that advice otherwise).
 //! Debian packages: `openssh-server` (`/usr/sbin/sshd`), `openssh-client` (`ssh`, `ssh-keygen`,
-//! `ssh-keyscan`), `openssl`, `nginx-light` (`/usr/sbin/nginx`), `curl`; and Linux (`/proc`,
+//! `ssh-keyscan`), `openssl`, `nginx-light` (`/usr/sbin/nginx`), `curl`, `dnsmasq-base`
+//! (`/usr/sbin/dnsmasq`), `bind9-dnsutils` (`dig`); and Linux (`/proc`,
 //! `PR_SET_CHILD_SUBREAPER`). sshd needs root (it creates `/run/sshd` if missing).
 //!
 //! # Modules
@@ -43,12 +44,13 @@
 //! - [`process`]: [`ChildGuard`], [`run`] with a timeout, process-tree helpers.
 //! - [`net`]: [`free_port`], [`wait_for_port`], socket ownership via `/proc`.
 //! - [`pmmux`]: the [`Pmmux`] host guard.
-//! - [`sshd`], [`tls`], [`http`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
+//! - [`sshd`], [`tls`], [`http`], [`dns`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
 //! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
 
 use std::time::Duration;
 
 pub mod data;
+pub mod dns;
 pub mod fixtures;
 pub mod http;
 pub mod net;
@@ -60,6 +62,7 @@ pub mod tcp;
 pub mod tls;
 
 pub use data::{random_bytes, sha256_file, sha256_hex, temp_dir, write_file_in};
+pub use dns::{dns_query, parse_dns_reply, DnsRecord, DnsReply, DnsServer, QTYPE_A, QTYPE_TXT};
 pub use fixtures::{abi_fixture, build_fixture, versioned_fixture};
 pub use http::{HttpServer, SERVER_NAME_HEADER};
 pub use net::{

@@ -8,6 +8,8 @@ mod pmmux;
 mod reload;
 mod report;
 mod sys;
+mod udp;
+mod udpload;
 mod upstream;
 mod versioned;
 
@@ -27,8 +29,8 @@ const FD_MARGIN: u64 = 300;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 pub struct Args {
-    /// Measurements to run, comma-separated: bulk, rate, memory, reload.
-    #[arg(long, default_value = "bulk,rate,memory,reload", value_delimiter = ',')]
+    /// Measurements to run, comma-separated: bulk, rate, memory, reload, udp.
+    #[arg(long, default_value = "bulk,rate,memory,reload,udp", value_delimiter = ',')]
     pub tests: Vec<String>,
     /// Rounds per measurement (direct and pmmux alternate within each round).
     #[arg(long, default_value_t = 5)]
@@ -82,6 +84,22 @@ pub struct Args {
     /// lines stay off so that logging does not weigh on the rate).
     #[arg(long, default_value = "warn,pmmux::reload=info,pmmux::plugin=debug")]
     pub reload_log: String,
+    /// UDP: seconds per ping-pong run (each way, each round, each client count).
+    #[arg(long, default_value_t = 1.0)]
+    pub udp_secs: f64,
+    /// UDP: clients of the multi-client ping-pong variant (the first variant has one).
+    #[arg(long, default_value_t = 16)]
+    pub udp_clients: usize,
+    /// UDP: datagram payload in bytes (at least 8: a sequence number leads it).
+    #[arg(long, default_value_t = 64)]
+    pub udp_payload: usize,
+    /// UDP: flows held for the memory figure through the `echo` plugin (no upstream socket).
+    #[arg(long, default_value_t = 100_000)]
+    pub udp_flows: usize,
+    /// UDP: forwarded flows (`pass`, one upstream socket each) held for the memory figure; capped
+    /// at the open-file limit minus 1,000.
+    #[arg(long, default_value_t = 15_000)]
+    pub udp_pass_flows: usize,
     /// The pmmux binary [default: `pmmux` next to this binary].
     #[arg(long)]
     pub pmmux: Option<PathBuf>,
@@ -164,9 +182,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--rounds and --conns must be above 0");
     }
     for t in &args.tests {
-        if !["bulk", "rate", "memory", "reload"].contains(&t.as_str()) {
-            bail!("unknown test `{t}` (expected bulk, rate, memory, reload)");
+        if !["bulk", "rate", "memory", "reload", "udp"].contains(&t.as_str()) {
+            bail!("unknown test `{t}` (expected bulk, rate, memory, reload, udp)");
         }
+    }
+    if args.runs("udp") && (args.udp_clients == 0 || args.udp_payload < 8 || args.udp_payload > 65_507) {
+        bail!("--udp-clients must be above 0 and --udp-payload within 8..=65507");
     }
     if args.runs("reload") {
         if args.reload_replaces == 0 || args.reload_rounds == 0 || args.reload_how.is_empty() {
@@ -249,6 +270,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         p.stop(Duration::from_secs(3))?;
     }
+    if args.runs("udp") {
+        udp::run(args, &setup, limit, &mut results)?;
+    }
     // Before the memory test, whose 2 x 10,000 closed client sockets linger in TIME_WAIT.
     if args.runs("reload") {
         match versioned::Fixtures::find(args.versioned_v1.as_deref(), args.versioned_v2.as_deref(), &bin_dir) {
@@ -323,7 +347,62 @@ fn summary(r: &Results) -> String {
         }
     }
     parts.extend(reload_summary(r));
+    parts.extend(udp_summary(r));
     format!("SUMMARY: {}", parts.join(" | "))
+}
+
+/// The udp test's part of the summary: round trips against direct (the target: >= 0.8x for
+/// one client) and socat, then the flows held and their memory.
+fn udp_summary(r: &Results) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut clients: Vec<String> = r
+        .series
+        .iter()
+        .filter(|s| s.test == "udp" && s.path == "ratio")
+        .filter_map(|s| s.metric.strip_prefix("rt_per_s_")?.strip_suffix('c').map(String::from))
+        .collect();
+    clients.dedup();
+    for c in clients {
+        let m = format!("rt_per_s_{c}c");
+        let ratio = r.median("udp", &m, "ratio");
+        let target = if c == "1" {
+            format!(" (target >= 0.8x: {})", if ratio >= 0.8 { "met" } else { "NOT met" })
+        } else {
+            String::new()
+        };
+        let socat = r.median("udp", &m, "ratio_socat");
+        let socat = if socat.is_finite() {
+            format!(", {socat:.2}x socat ({} rt/s)", fmt_num(r.median("udp", &m, "socat")))
+        } else {
+            String::new()
+        };
+        parts.push(format!(
+            "udp {c} client{}: {ratio:.2}x direct{target}{socat} ({} vs {} rt/s direct)",
+            if c == "1" { "" } else { "s" },
+            fmt_num(r.median("udp", &m, "pmmux")),
+            fmt_num(r.median("udp", &m, "direct"))
+        ));
+    }
+    for (case, what) in [("echo", "echo flows"), ("pass", "forwarded flows (1 fd each)")] {
+        let flows = r.median("udp", &format!("mem_flows_{case}"), "pmmux");
+        if !flows.is_finite() {
+            continue;
+        }
+        let held = if case == "echo" {
+            format!(
+                "; >= 100k flows held: {}",
+                if flows >= 100_000.0 { "met" } else { "NOT met" }
+            )
+        } else {
+            String::new()
+        };
+        parts.push(format!(
+            "{flows:.0} {what} in {:.1} MiB ({:.0} B/flow{held})",
+            r.median("udp", &format!("mem_growth_{case}"), "pmmux"),
+            r.median("udp", &format!("mem_bytes_per_flow_{case}"), "pmmux")
+        ));
+    }
+    parts
 }
 
 /// The reload test's part of the summary: new-version latency against "quiet period + 50 ms" for

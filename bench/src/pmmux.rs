@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use crate::sys;
 
 /// Plugins copied into the bench's plugin folder when their release library exists.
-const PLUGINS: [&str; 5] = ["ssh", "tls", "http", "echo", "http_response"];
+const PLUGINS: [&str; 6] = ["ssh", "tls", "http", "echo", "http_response", "dns"];
 
 /// How long pmmux may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,7 +25,7 @@ static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// The temp folder to remove if the watchdog ends the run (None when kept).
 static WORKDIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-/// For the watchdog: kills (SIGKILL) every pmmux this process started and has not stopped yet,
+/// For the watchdog: kills (SIGKILL) every pmmux (and socat) this process started and has not stopped yet,
 /// then removes the temp folder (the process exits without running destructors).
 pub fn kill_live() {
     let pids = match LIVE.lock() {
@@ -33,8 +33,13 @@ pub fn kill_live() {
         Err(poisoned) => poisoned.into_inner().clone(),
     };
     for &pid in &pids {
-        // SAFETY: signalling a child we started, by its PID, before it was reaped.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        // SAFETY: signalling a child we started, by its PID, before it was reaped; then the process
+        // group of that id, which exists only when we made the child its leader (socat, whose
+        // per-client children share it).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
     }
     for pid in pids {
         // SAFETY: reaping our own killed child; a null status pointer is allowed.
@@ -49,7 +54,8 @@ pub fn kill_live() {
     }
 }
 
-fn track(pid: u32, live: bool) {
+/// Adds (`live`) or removes a child PID the watchdog kills if the run is cut short.
+pub fn track(pid: u32, live: bool) {
     let mut pids = match LIVE.lock() {
         Ok(p) => p,
         Err(poisoned) => poisoned.into_inner(),
@@ -77,6 +83,8 @@ pub struct Setup {
     pub detectors: Vec<&'static str>,
     /// Whether the `http` plugin is present (then it is also the backend that matches).
     pub has_http: bool,
+    /// Every plugin copied into the folder (`ssh`, `echo`, `dns`, ...).
+    present: Vec<&'static str>,
 }
 
 impl Setup {
@@ -118,7 +126,13 @@ impl Setup {
             dir,
             detectors,
             has_http,
+            present,
         })
+    }
+
+    /// Whether the release library of `plugin` (`dns`, `echo`, ...) was found and copied.
+    pub fn has(&self, plugin: &str) -> bool {
+        self.present.contains(&plugin)
     }
 
     /// The temp folder (config, plugins, pmmux logs).

@@ -6,12 +6,13 @@ use std::path::Path;
 /// One measured quantity over the rounds.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// `bulk`, `rate`, `memory`, `reload`.
+    /// `bulk`, `rate`, `memory`, `reload`, `udp`.
     pub test: &'static str,
     /// What is measured (`gbps`, `conn_per_s`, `p99_ms`, ...).
     pub metric: String,
-    /// `direct`, `pmmux` or `ratio` (pmmux / direct) or `added` (pmmux - direct); the reload test
-    /// compares `reloading` with `steady` the same way.
+    /// `direct`, `pmmux` or `ratio` (pmmux / direct) or `added` (pmmux - direct); the udp test also
+    /// has `socat`, `ratio_socat` and `added_socat`; the reload test compares `reloading` with
+    /// `steady` the same way.
     pub path: &'static str,
     /// Unit for the reader.
     pub unit: &'static str,
@@ -109,18 +110,22 @@ impl Results {
     }
 
     /// The human-readable table: one row per (test, metric) with direct, pmmux and the comparison;
-    /// then, if the reload test ran, its steady-versus-reloading rows in a block of their own.
+    /// then the rows also measured through socat (the udp test), pmmux against socat; then, if the
+    /// reload test ran, its steady-versus-reloading rows. Each block is left out when empty.
     pub fn table(&self) -> String {
-        let (first, second) = (self.block(["direct", "pmmux"]), self.block(["steady", "reloading"]));
-        match (first.is_empty(), second.is_empty()) {
-            (false, false) => format!("{first}\n{second}"),
-            _ => first + &second,
-        }
+        let blocks = [
+            self.block(["direct", "pmmux"], ["ratio", "added"], false),
+            self.block(["socat", "pmmux"], ["ratio_socat", "added_socat"], true),
+            self.block(["steady", "reloading"], ["ratio", "added"], false),
+        ];
+        let blocks: Vec<String> = blocks.into_iter().filter(|b| !b.is_empty()).collect();
+        blocks.join("\n")
     }
 
-    /// Rows of the series whose path is `base` or `measured`, with the ratio or difference between
-    /// them; the column headers are the two path names.
-    fn block(&self, [base, measured]: [&str; 2]) -> String {
+    /// Rows of the series whose path is `base` or `measured` (only those with a `base` series when
+    /// `need_base`), with the ratio or difference between them (the series at path `ratio`, else
+    /// `added`); the column headers are the two path names.
+    fn block(&self, [base, measured]: [&str; 2], [ratio, added]: [&str; 2], need_base: bool) -> String {
         let mut rows: Vec<[String; 6]> = vec![[
             "test".into(),
             "metric".into(),
@@ -134,12 +139,15 @@ impl Results {
             if (s.path != base && s.path != measured) || seen.contains(&(s.test, s.metric.as_str())) {
                 continue;
             }
-            seen.push((s.test, s.metric.as_str()));
             let base_s = self.get(s.test, &s.metric, base);
+            if need_base && base_s.is_none() {
+                continue;
+            }
+            seen.push((s.test, s.metric.as_str()));
             let measured_s = self.get(s.test, &s.metric, measured);
-            let cmp = if let Some(r) = self.get(s.test, &s.metric, "ratio") {
+            let cmp = if let Some(r) = self.get(s.test, &s.metric, ratio) {
                 format!("{:.2}x", r.median())
-            } else if let Some(a) = self.get(s.test, &s.metric, "added") {
+            } else if let Some(a) = self.get(s.test, &s.metric, added) {
                 format!("{:+.3} {}", a.median(), a.unit)
             } else {
                 String::new()
@@ -263,6 +271,14 @@ mod tests {
         r.add("reload", "conn_per_s", "ratio", "x", 0.95);
         let t = r.table();
         assert!(t.contains("vs steady") && t.contains("0.95x"), "{t}");
+        assert!(!t.contains("vs socat"), "{t}");
+        r.add("udp", "rt_per_s", "direct", "rt/s", 100.0);
+        r.add("udp", "rt_per_s", "pmmux", "rt/s", 80.0);
+        r.add("udp", "rt_per_s", "socat", "rt/s", 40.0);
+        r.add("udp", "rt_per_s", "ratio_socat", "x", 2.0);
+        let t = r.table();
+        let socat = &t[t.find("vs socat").expect("socat block")..];
+        assert!(socat.contains("2.00x") && !socat.contains("bulk"), "{t}");
     }
 
     #[test]

@@ -143,8 +143,19 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
         unmatched_log: Every(None),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let timer = tokio::time::sleep_until(far_future());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
-        let deadline = d.flows.next_deadline().map(tokio::time::Instant::from_std);
+        // One timer for the listener, moved only when the table's next deadline moves (a new timer
+        // per datagram would register and cancel one each time).
+        let deadline = d.flows.next_deadline();
+        if deadline != armed {
+            armed = deadline;
+            timer
+                .as_mut()
+                .reset(deadline.map_or_else(far_future, tokio::time::Instant::from_std));
+        }
         tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -152,7 +163,8 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
                 let now = Instant::now();
                 d.apply(Input::UpstreamActivity { flow, now }, now);
             }
-            _ = sleep_until(deadline) => {
+            _ = &mut timer, if armed.is_some() => {
+                armed = None;
                 let now = Instant::now();
                 d.apply(Input::Tick { now }, now);
             }
@@ -166,11 +178,8 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
     tracing::info!(listener = %d.ctx.name, flows = d.flows.len(), "UDP listener stopped; its flows end");
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
 impl Driver {
@@ -337,7 +346,8 @@ impl Driver {
         else {
             return Ok(());
         };
-        socket.send(message).await.map(drop)
+        // Non-blocking, as UDP: a full socket buffer drops the datagram rather than stall the listener.
+        socket2::SockRef::from(&*socket).send(message).map(drop)
     }
 }
 

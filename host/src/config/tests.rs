@@ -89,4 +89,3 @@ fn preview_limit_is_bounded() {
     let err = parse_str(&text).unwrap_err();
     assert_eq!(err.issues[0].line, 8);
 }
-

@@ -1,0 +1,237 @@
+//! The `openvpn` backend over real first packets captured from OpenVPN clients, every prefix of the
+//! TCP ones, other protocols, and thousands of random, truncated and mutated inputs.
+
+use abi_stable::std_types::{RNone, RSlice, RStr};
+use pmmux_openvpn::{parse_packet, parse_stream, OpenVpn, Verdict, MAX_PACKET};
+use pmmux_plugin_api::{Backend, BackendSpec, ConnInfo, Detection, FfiAddr};
+
+// Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes (TCP)
+// or the first datagram (UDP); client OpenVPN 2.6.14 (Debian 12, `openvpn 2.6.14-0+deb12u2`), run as
+// `openvpn --client --remote 127.0.0.1 PORT --dev null --ca cert.pem --cert cert.pem --key key.pem
+// --connect-retry-max 1` plus the options named below (throw-away self-signed key and cert).
+
+/// `--proto tcp-client`: length 14, opcode 0x38 (V2, key id 0), no TLS wrapping.
+const TCP_PLAIN: &[u8] = include_bytes!("data/tcp_plain.bin");
+/// `--proto udp`: the same 14-byte packet without the length prefix.
+const UDP_PLAIN: &[u8] = include_bytes!("data/udp_plain.bin");
+/// `--proto tcp-client --tls-auth ta.key 1` (key from `openvpn --genkey secret ta.key`): HMAC-SHA1.
+const TCP_TLS_AUTH: &[u8] = include_bytes!("data/tcp_tls_auth.bin");
+/// `--proto udp --tls-crypt ta.key`: 54 bytes, encrypted after the session id.
+const UDP_TLS_CRYPT: &[u8] = include_bytes!("data/udp_tls_crypt.bin");
+/// `--proto tcp-client --tls-crypt-v2 cli.key` (keys from `openvpn --genkey tls-crypt-v2-server`
+/// and `--genkey tls-crypt-v2-client`): opcode 0x50 (V3), 353 bytes with the wrapped client key.
+const TCP_TLS_CRYPT_V2: &[u8] = include_bytes!("data/tcp_tls_crypt_v2.bin");
+
+const TCP_CAPTURES: &[(&str, &[u8], &str)] = &[
+    ("tcp_plain", TCP_PLAIN, "P_CONTROL_HARD_RESET_CLIENT_V2"),
+    ("tcp_tls_auth", TCP_TLS_AUTH, "P_CONTROL_HARD_RESET_CLIENT_V2"),
+    ("tcp_tls_crypt_v2", TCP_TLS_CRYPT_V2, "P_CONTROL_HARD_RESET_CLIENT_V3"),
+];
+const UDP_CAPTURES: &[(&str, &[u8], &str)] = &[
+    ("udp_plain", UDP_PLAIN, "P_CONTROL_HARD_RESET_CLIENT_V2"),
+    ("udp_tls_crypt", UDP_TLS_CRYPT, "P_CONTROL_HARD_RESET_CLIENT_V2"),
+];
+
+fn conn() -> ConnInfo<'static> {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 1194).into();
+    ConnInfo {
+        peer: FfiAddr::from(addr),
+        local: FfiAddr::from(addr),
+        listener: RStr::from("test"),
+        properties: RSlice::from_slice(&[]),
+    }
+}
+
+fn backend(params_toml: &str) -> Result<OpenVpn, String> {
+    OpenVpn::new(&BackendSpec {
+        name: RStr::from_str("test"),
+        protocol: RStr::from_str("openvpn"),
+        target: RNone,
+        priority: RStr::from_str("normal"),
+        params_toml: RStr::from_str(params_toml),
+    })
+}
+
+fn props(detection: Detection) -> Vec<(String, String)> {
+    match detection {
+        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
+        other => panic!("expected a match, got {other:?}"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn tcp_captures_match_with_properties() {
+    let ovpn = backend("").expect("no params");
+    for &(name, stream, opcode) in TCP_CAPTURES {
+        let expected = vec![
+            ("openvpn.opcode".to_owned(), opcode.to_owned()),
+            ("openvpn.session_id".to_owned(), hex(&stream[3..11])),
+        ];
+        assert_eq!(props(ovpn.detect(&conn(), stream)), expected, "{name}");
+        let len = usize::from(u16::from_be_bytes([stream[0], stream[1]]));
+        assert_eq!(len + 2, stream.len(), "{name}: one whole packet");
+        // The same packet over UDP matches the same way.
+        assert_eq!(
+            props(ovpn.can_handle_message(&conn(), &stream[2..])),
+            expected,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn udp_captures_match_with_properties() {
+    let ovpn = backend("").expect("no params");
+    for &(name, datagram, opcode) in UDP_CAPTURES {
+        let expected = vec![
+            ("openvpn.opcode".to_owned(), opcode.to_owned()),
+            ("openvpn.session_id".to_owned(), hex(&datagram[1..9])),
+        ];
+        assert_eq!(props(ovpn.can_handle_message(&conn(), datagram)), expected, "{name}");
+        let mut framed = (datagram.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(datagram);
+        assert_eq!(props(ovpn.detect(&conn(), &framed)), expected, "{name} over TCP");
+    }
+    assert_eq!(UDP_PLAIN[0], 0x38);
+}
+
+#[test]
+fn every_strict_prefix_of_a_tcp_capture_needs_more() {
+    let ovpn = backend("").expect("no params");
+    for &(name, stream, _) in TCP_CAPTURES {
+        for n in 1..stream.len() {
+            assert_eq!(ovpn.detect(&conn(), &stream[..n]), Detection::NeedMore, "{name}[..{n}]");
+        }
+    }
+}
+
+#[test]
+fn truncated_datagrams_are_no_match() {
+    let ovpn = backend("").expect("no params");
+    for n in 0..14 {
+        assert_eq!(
+            ovpn.can_handle_message(&conn(), &UDP_PLAIN[..n]),
+            Detection::NoMatch,
+            "{n}"
+        );
+    }
+}
+
+#[test]
+fn other_opcodes_and_key_ids_are_no_match() {
+    for byte in 0..=u8::MAX {
+        let mut packet = UDP_PLAIN.to_vec();
+        packet[0] = byte;
+        let accepted = byte == 0x38 || byte == 0x50;
+        assert_eq!(
+            matches!(parse_packet(&packet), Verdict::Reset { .. }),
+            accepted,
+            "{byte:#04x}"
+        );
+        let mut stream = TCP_PLAIN.to_vec();
+        stream[2] = byte;
+        if !accepted {
+            // Decided from the opcode byte, before the rest arrives.
+            assert!(matches!(parse_stream(&stream[..3]), Verdict::Invalid(_)), "{byte:#04x}");
+        }
+    }
+    // P_CONTROL_HARD_RESET_SERVER_V2 (8), as a server would answer.
+    assert_eq!(
+        parse_packet(&[[0x40].as_slice(), &[1; 13]].concat()),
+        Verdict::Invalid("opcode is not a client hard reset (V2 or V3)")
+    );
+}
+
+#[test]
+fn implausible_lengths_are_no_match_early() {
+    assert!(matches!(parse_stream(&[0x00, 13]), Verdict::Invalid(_)));
+    assert!(matches!(parse_stream(&[0x00, 0]), Verdict::Invalid(_)));
+    assert!(matches!(parse_stream(&[0x08, 0x01]), Verdict::Invalid(_)));
+    assert!(matches!(parse_stream(&[0x09]), Verdict::Invalid(_)));
+    assert_eq!(parse_stream(&[0x08, 0x00]), Verdict::Incomplete);
+    assert!(matches!(parse_packet(&vec![0x38; MAX_PACKET + 1]), Verdict::Invalid(_)));
+    assert!(matches!(parse_packet(&vec![0x38; MAX_PACKET]), Verdict::Reset { .. }));
+}
+
+#[test]
+fn other_protocols_are_no_match() {
+    let ovpn = backend("").expect("no params");
+    let others: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n",
+        &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03],
+        b"0 alice 17\n",
+        b"CNXN\x01\x00\x00\x01",
+    ];
+    for other in others {
+        // Decided from the first byte over TCP.
+        assert_eq!(ovpn.detect(&conn(), &other[..1]), Detection::NoMatch, "{other:?}");
+        assert_eq!(ovpn.detect(&conn(), other), Detection::NoMatch, "{other:?}");
+        assert_eq!(ovpn.can_handle_message(&conn(), other), Detection::NoMatch, "{other:?}");
+    }
+}
+
+#[test]
+fn params_are_refused() {
+    assert!(backend("").is_ok());
+    let err = backend("foo = 1").expect_err("unknown param");
+    assert!(err.contains("foo"), "{err}");
+}
+
+/// xorshift64*: deterministic and dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn fuzz_no_panic_and_decisions_are_final() {
+    let ovpn = backend("").expect("no params");
+    let mut rng = Rng(0x0b5e_55ed_1194);
+    let seeds: Vec<&[u8]> = TCP_CAPTURES
+        .iter()
+        .map(|c| c.1)
+        .chain(UDP_CAPTURES.iter().map(|c| c.1))
+        .collect();
+    for round in 0..20_000 {
+        let mut input: Vec<u8> = match round % 3 {
+            0 => (0..rng.below(64)).map(|_| rng.next() as u8).collect(),
+            _ => seeds[rng.below(seeds.len())].to_vec(),
+        };
+        for _ in 0..rng.below(4) {
+            if !input.is_empty() {
+                let at = rng.below(input.len());
+                input[at] = rng.next() as u8;
+            }
+        }
+        input.truncate(rng.below(input.len() + 1));
+        let udp = ovpn.can_handle_message(&conn(), &input);
+        assert_ne!(udp, Detection::NeedMore, "{input:?}");
+        if input.is_empty() {
+            continue;
+        }
+        let full = ovpn.detect(&conn(), &input);
+        // Once a prefix is decided, the longer input gives the same answer.
+        for n in 1..input.len() {
+            let early = ovpn.detect(&conn(), &input[..n]);
+            if early != Detection::NeedMore {
+                assert_eq!(early, full, "{input:?} decided at {n}");
+                break;
+            }
+        }
+    }
+}

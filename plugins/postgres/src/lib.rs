@@ -1,0 +1,131 @@
+//! pmmux plugin `postgres`: matches a PostgreSQL client by its first message (see [`message`]):
+//! an `SSLRequest`, a `GSSENCRequest`, a `CancelRequest` or a plaintext protocol-3 `StartupMessage`,
+//! optionally only for some users or databases. Detection only: matched connections are forwarded
+//! to the backend's `target`.
+//!
+//! Params (both optional; one string or a list; exact, case-sensitive comparison):
+//!
+//! ```toml
+//! [backend.params]
+//! user = ["alice", "bob"]
+//! database = "shop"
+//! ```
+//!
+//! `database` is compared with the database the server will use: the `database` parameter, or the
+//! user name when the client sent none (as PostgreSQL does).
+//!
+//! **Encrypted connections carry no user.** With `sslmode=require` (or `prefer`, libpq's default)
+//! the client's first message is an 8-byte `SSLRequest`; the user and database follow inside TLS,
+//! out of sight. A backend with `user` or `database` therefore never matches `SSLRequest`,
+//! `GSSENCRequest` or `CancelRequest`: route those with a backend without params (usually of lower
+//! priority than the filtered ones).
+//!
+//! Properties on a match: `postgres.request` (`ssl`, `gssenc`, `cancel` or `startup`), and for a
+//! startup `postgres.user` and, when sent, `postgres.database`.
+
+pub mod message;
+
+use abi_stable::std_types::RVec;
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use serde::{Deserialize, Deserializer};
+
+use message::{parse, Parse, Request};
+
+/// The backend's `[backend.params]`, as written by the user.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// User names to match.
+    #[serde(default, deserialize_with = "user_list")]
+    pub user: Option<Vec<String>>,
+    /// Database names to match.
+    #[serde(default, deserialize_with = "database_list")]
+    pub database: Option<Vec<String>>,
+}
+
+fn user_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    pmmux_plugin_api::params::string_or_list(d, "user", "`user`: a user name or a list of user names").map(Some)
+}
+
+fn database_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    pmmux_plugin_api::params::string_or_list(d, "database", "`database`: a database name or a list of them").map(Some)
+}
+
+/// Refuses an empty list or an empty name.
+fn validate(name: &str, list: &Option<Vec<String>>) -> Result<(), String> {
+    match list {
+        Some(list) if list.is_empty() => Err(format!("`{name}` is an empty list: omit it to match any {name}")),
+        Some(list) if list.iter().any(String::is_empty) => Err(format!("`{name}` holds an empty name")),
+        _ => Ok(()),
+    }
+}
+
+/// A `postgres` backend.
+#[derive(Debug, Clone, Default)]
+pub struct Postgres {
+    users: Option<Vec<String>>,
+    databases: Option<Vec<String>>,
+}
+
+impl Postgres {
+    /// Builds the backend from its params; the error tells the user what is wrong with them.
+    pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
+        Self::from_params(spec.params()?)
+    }
+
+    /// Builds the backend from already parsed params.
+    pub fn from_params(params: Params) -> Result<Self, String> {
+        validate("user", &params.user)?;
+        validate("database", &params.database)?;
+        Ok(Postgres {
+            users: params.user,
+            databases: params.database,
+        })
+    }
+
+    /// Detection over the bytes previewed so far.
+    pub fn detect_stream(&self, preview: &[u8]) -> Detection {
+        match parse(preview) {
+            Parse::Incomplete => Detection::NeedMore,
+            Parse::Invalid(_) => Detection::NoMatch,
+            Parse::Complete(request) if self.accepts(&request) => Detection::Match(properties(&request)),
+            Parse::Complete(_) => Detection::NoMatch,
+        }
+    }
+
+    fn accepts(&self, request: &Request) -> bool {
+        let filtered = self.users.is_some() || self.databases.is_some();
+        match request {
+            Request::Startup(startup) => {
+                let database = startup.database.as_deref().unwrap_or(&startup.user);
+                self.users.as_ref().is_none_or(|u| u.contains(&startup.user))
+                    && self.databases.as_ref().is_none_or(|d| d.iter().any(|d| d == database))
+            }
+            _ => !filtered,
+        }
+    }
+}
+
+/// The `postgres.*` properties of a first message.
+pub fn properties(request: &Request) -> RVec<Property> {
+    let mut props = vec![Property::new("postgres.request", request.name())];
+    if let Request::Startup(startup) = request {
+        props.push(Property::new("postgres.user", startup.user.as_str()));
+        if let Some(database) = &startup.database {
+            props.push(Property::new("postgres.database", database.as_str()));
+        }
+    }
+    RVec::from(props)
+}
+
+impl Backend for Postgres {
+    fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
+        self.detect_stream(preview)
+    }
+}
+
+export_plugin! {
+    name: "postgres",
+    version: env!("CARGO_PKG_VERSION"),
+    protocols: { "postgres" => Postgres::new },
+}

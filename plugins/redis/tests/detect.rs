@@ -1,0 +1,187 @@
+//! The `redis` backend over real redis-cli captures, hand-built commands, other protocols, params,
+//! and thousands of random and mutated inputs.
+
+use abi_stable::std_types::{RNone, RStr};
+use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_redis::{parse, Parse, Redis};
+
+// See tests/data/README.md: redis-cli 7.0.15 (Debian 12).
+/// `redis-cli ping`: `*1\r\n$4\r\nping\r\n`.
+const PING: &[u8] = include_bytes!("data/ping.bin");
+/// `redis-cli --user bob --pass secret get k`: `AUTH bob secret` first.
+const AUTH: &[u8] = include_bytes!("data/auth.bin");
+
+fn backend(params_toml: &str) -> Result<Redis, String> {
+    Redis::new(&BackendSpec {
+        name: RStr::from_str("test"),
+        protocol: RStr::from_str("redis"),
+        target: RNone,
+        priority: RStr::from_str("normal"),
+        params_toml: RStr::from_str(params_toml),
+    })
+}
+
+fn redis() -> Redis {
+    backend("").expect("no params")
+}
+
+fn command(detection: Detection) -> String {
+    match detection {
+        Detection::Match(props) => {
+            assert_eq!(props.len(), 1);
+            assert_eq!(props[0].key.as_str(), "redis.command");
+            props[0].value.to_string()
+        }
+        other => panic!("expected a match, got {other:?}"),
+    }
+}
+
+#[test]
+fn captures_match_with_their_command() {
+    assert_eq!(command(redis().detect_stream(PING)), "PING");
+    assert_eq!(command(redis().detect_stream(AUTH)), "AUTH");
+}
+
+#[test]
+fn resp_and_inline_commands_match() {
+    for (input, cmd) in [
+        (&b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"[..], "GET"),
+        (b"*2\r\n$5\r\nhello\r\n$1\r\n3\r\n", "HELLO"),
+        (b"*12\r\n$12\r\ngeoradius_ro\r\n", "GEORADIUS_RO"),
+        (b"PING\r\n", "PING"),
+        (b"ping\n", "PING"),
+        (b"AUTH s3cret\r\n", "AUTH"),
+        (b"hello 3 AUTH default pw\r\n", "HELLO"),
+    ] {
+        assert_eq!(command(redis().detect_stream(input)), cmd, "{input:?}");
+    }
+}
+
+#[test]
+fn every_strict_prefix_needs_more() {
+    for whole in [PING, AUTH, b"PING\r\n", b"AUTH pw\r\n", b"HELLO\n"] {
+        let decided_at = match whole.first() {
+            // A RESP match is decided once the command name's CRLF is in.
+            Some(b'*') => whole
+                .windows(2)
+                .enumerate()
+                .filter(|(_, w)| w == b"\r\n")
+                .nth(2)
+                .map(|(i, _)| i + 2),
+            _ => Some(whole.len()),
+        };
+        let decided_at = decided_at.expect("a CRLF");
+        for n in 1..decided_at {
+            assert_eq!(
+                redis().detect_stream(&whole[..n]),
+                Detection::NeedMore,
+                "{whole:?} prefix {n}"
+            );
+        }
+        for n in decided_at..=whole.len() {
+            assert!(matches!(redis().detect_stream(&whole[..n]), Detection::Match(_)));
+        }
+    }
+}
+
+#[test]
+fn other_protocols_and_other_text_are_refused_early() {
+    let others: [(&[u8], usize); 8] = [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1),
+        (b"POST / HTTP/1.1\r\n", 2),
+        (b"HEAD / HTTP/1.1\r\n", 3),
+        (&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc], 1),
+        (b"SSH-2.0-OpenSSH_9.2p1\r\n", 1),
+        (&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], 1),
+        (b"PINGS\r\n", 5),
+        (b"SET k v\r\n", 1),
+    ];
+    for (other, decided_at) in others {
+        assert_eq!(
+            redis().detect_stream(&other[..decided_at]),
+            Detection::NoMatch,
+            "{other:?}"
+        );
+        assert_eq!(redis().detect_stream(other), Detection::NoMatch, "{other:?}");
+    }
+}
+
+#[test]
+fn malformed_resp_is_refused() {
+    for bad in [
+        &b"*0\r\n"[..],
+        b"*-1\r\n",
+        b"*01\r\n$4\r\nPING\r\n",
+        b"*1\r\n:4\r\n",
+        b"*1\r\n$0\r\n\r\n",
+        b"*1\r\n$33\r\n",
+        b"*1\r\n$4\r\nPI1G\r\n",
+        b"*1\r\n$4\r\n_ING\r\n",
+        b"*1\r\n$4\r\nPINGX\r\n",
+        b"*1\rX",
+        b"*2000000\r\n",
+        b"PING \x01\r\n",
+    ] {
+        assert!(matches!(parse(bad), Parse::Invalid(_)), "{bad:?}: {:?}", parse(bad));
+    }
+    let long = [&b"AUTH "[..], &[b'x'; 2000]].concat();
+    assert_eq!(redis().detect_stream(&long), Detection::NoMatch);
+}
+
+#[test]
+fn params_are_refused() {
+    let err = backend("command = \"PING\"").expect_err("no params");
+    assert!(err.contains("unknown field"), "{err}");
+}
+
+/// xorshift64*: deterministic and dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let seeds: [&[u8]; 4] = [PING, AUTH, b"PING\r\n", b"hello 3\r\n"];
+    let alphabet = b"*$\r\n0123456789PINGAUTHELOping _";
+    for i in 0..20_000 {
+        let mut input: Vec<u8> = match i % 3 {
+            0 => (0..rng.below(40) + 1)
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect(),
+            _ => seeds[rng.below(seeds.len())].to_vec(),
+        };
+        if i % 3 != 0 {
+            for _ in 0..rng.below(4) {
+                let at = rng.below(input.len());
+                input[at] = if rng.below(2) == 0 {
+                    rng.next() as u8
+                } else {
+                    alphabet[rng.below(alphabet.len())]
+                };
+            }
+            input.truncate(rng.below(input.len()) + 1);
+        }
+        let whole = redis().detect_stream(&input);
+        for n in 1..input.len() {
+            match redis().detect_stream(&input[..n]) {
+                Detection::NeedMore => {}
+                decided => {
+                    assert_eq!(decided, whole, "prefix {n} of {input:?}");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! pmmux plugin `socks5`: matches a client whose first bytes are a SOCKS5 method-selection greeting
+//! (RFC 1928 §3): `VER = 5`, `NMETHODS >= 1`, then that many method bytes. Takes no params.
+//!
+//! Property on a match:
+//! * `socks5.methods`: the offered authentication methods in the order sent, comma-separated:
+//!   `none` (0x00), `gssapi` (0x01), `username-password` (0x02, RFC 1929), else `0xNN`.
+//!
+//! The backend answers `NeedMore` until the whole greeting is there and `NoMatch` from the first
+//! byte that rules it out: a version other than 5, zero methods, or a method of 0xFF ("no acceptable
+//! methods" is a server's answer, never a client's offer). Bytes after the greeting (a client sending
+//! its request optimistically) do not change the verdict.
+
+use abi_stable::std_types::RVec;
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+
+/// The protocol version byte of SOCKS5.
+pub const VERSION: u8 = 5;
+/// Method 0xFF, "no acceptable methods": only a server sends it.
+const NO_ACCEPTABLE: u8 = 0xff;
+
+/// A `socks5` backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Socks5;
+
+impl Socks5 {
+    /// Builds the backend; `socks5` has no params, so any given are an error.
+    pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct NoParams {}
+        let _: NoParams = spec.params()?;
+        Ok(Socks5)
+    }
+}
+
+/// The outcome of parsing a greeting from the bytes seen so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Greeting {
+    /// A whole greeting: the offered methods, in order.
+    Complete(Vec<u8>),
+    /// A valid prefix of a greeting.
+    Incomplete,
+    /// Not a SOCKS5 greeting.
+    Invalid,
+}
+
+/// Parses the greeting at the start of `preview`.
+pub fn parse_greeting(preview: &[u8]) -> Greeting {
+    let Some((&version, rest)) = preview.split_first() else {
+        return Greeting::Incomplete;
+    };
+    if version != VERSION {
+        return Greeting::Invalid;
+    }
+    let Some((&count, rest)) = rest.split_first() else {
+        return Greeting::Incomplete;
+    };
+    if count == 0 {
+        return Greeting::Invalid;
+    }
+    let available = rest.get(..usize::from(count)).unwrap_or(rest);
+    if available.contains(&NO_ACCEPTABLE) {
+        return Greeting::Invalid;
+    }
+    if available.len() < usize::from(count) {
+        return Greeting::Incomplete;
+    }
+    Greeting::Complete(available.to_vec())
+}
+
+/// The name of an authentication method, as in the `socks5.methods` property.
+pub fn method_name(method: u8) -> String {
+    match method {
+        0x00 => "none".to_owned(),
+        0x01 => "gssapi".to_owned(),
+        0x02 => "username-password".to_owned(),
+        other => format!("0x{other:02x}"),
+    }
+}
+
+/// The detection itself, over the bytes seen so far.
+pub fn detect(preview: &[u8]) -> Detection {
+    match parse_greeting(preview) {
+        Greeting::Complete(methods) => {
+            let names: Vec<String> = methods.iter().map(|&m| method_name(m)).collect();
+            Detection::Match(RVec::from(vec![Property::new("socks5.methods", names.join(","))]))
+        }
+        Greeting::Incomplete => Detection::NeedMore,
+        Greeting::Invalid => Detection::NoMatch,
+    }
+}
+
+impl Backend for Socks5 {
+    fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
+        detect(preview)
+    }
+}
+
+export_plugin! {
+    name: "socks5",
+    version: env!("CARGO_PKG_VERSION"),
+    protocols: { "socks5" => Socks5::new },
+}

@@ -1,0 +1,166 @@
+//! The `socks5` backend over real greetings captured from curl, every prefix, other protocols,
+//! params, and thousands of random, truncated and mutated inputs (no panic, a stable verdict).
+
+use abi_stable::std_types::{RNone, RStr};
+use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_socks5::{detect, parse_greeting, Greeting, Socks5};
+
+// Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes
+// received; curl 7.88.1 (Debian 12). curl sends the greeting alone and waits for the server's choice.
+
+/// `curl --socks5 127.0.0.1:PORT http://x/`: methods none and GSSAPI (`05 02 00 01`).
+const CURL_NOAUTH: &[u8] = include_bytes!("data/curl_noauth.bin");
+/// `curl --socks5 127.0.0.1:PORT --proxy-user bob:secret http://x/`: none, GSSAPI and
+/// username/password (`05 03 00 01 02`).
+const CURL_USERPASS: &[u8] = include_bytes!("data/curl_userpass.bin");
+
+fn backend(params_toml: &str) -> Result<Socks5, String> {
+    Socks5::new(&BackendSpec {
+        name: RStr::from_str("test"),
+        protocol: RStr::from_str("socks5"),
+        target: RNone,
+        priority: RStr::from_str("normal"),
+        params_toml: RStr::from_str(params_toml),
+    })
+}
+
+fn props(detection: Detection) -> Vec<(String, String)> {
+    match detection {
+        Detection::Match(props) => props.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
+        other => panic!("expected a match, got {other:?}"),
+    }
+}
+
+fn methods(list: &str) -> Vec<(String, String)> {
+    vec![("socks5.methods".to_owned(), list.to_owned())]
+}
+
+#[test]
+fn captures_match_with_their_methods() {
+    assert_eq!(CURL_NOAUTH, [5, 2, 0, 1]);
+    assert_eq!(props(detect(CURL_NOAUTH)), methods("none,gssapi"));
+    assert_eq!(props(detect(CURL_USERPASS)), methods("none,gssapi,username-password"));
+}
+
+#[test]
+fn every_strict_prefix_needs_more() {
+    for capture in [CURL_NOAUTH, CURL_USERPASS] {
+        for n in 1..capture.len() {
+            assert_eq!(detect(&capture[..n]), Detection::NeedMore, "{capture:02x?} prefix {n}");
+        }
+    }
+}
+
+#[test]
+fn a_request_sent_right_after_the_greeting_still_matches() {
+    let mut optimistic = CURL_NOAUTH.to_vec();
+    optimistic.extend_from_slice(&[5, 1, 0, 3, 1, b'x', 0, 80]);
+    assert_eq!(props(detect(&optimistic)), methods("none,gssapi"));
+}
+
+#[test]
+fn private_and_unknown_methods_are_named_in_hex() {
+    assert_eq!(props(detect(&[5, 3, 0x03, 0x80, 0xfe])), methods("0x03,0x80,0xfe"));
+}
+
+#[test]
+fn invalid_greetings_are_no_match_early() {
+    assert_eq!(detect(&[5, 0]), Detection::NoMatch, "zero methods");
+    assert_eq!(
+        detect(&[5, 2, 0xff]),
+        Detection::NoMatch,
+        "0xff offered, decided before the end"
+    );
+    assert_eq!(detect(&[4]), Detection::NoMatch, "socks4");
+}
+
+#[test]
+fn other_protocols_are_no_match_from_their_first_byte() {
+    let inputs: &[(&str, &[u8])] = &[
+        ("http", b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+        (
+            "tls",
+            &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03],
+        ),
+        ("ssh", b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
+        ("socks4", &[4, 1, 0, 80, 127, 0, 0, 1, 0]),
+        ("rdp", &[3, 0, 0, 19, 14, 0xe0, 0, 0, 0, 0, 0]),
+        ("syslog", b"<13>1 - - - - - - hi\n"),
+    ];
+    for (name, input) in inputs {
+        assert_eq!(detect(&input[..1]), Detection::NoMatch, "{name}: first byte");
+        assert_eq!(detect(input), Detection::NoMatch, "{name}");
+    }
+}
+
+#[test]
+fn params_are_refused() {
+    assert!(backend("").is_ok());
+    let err = backend("methods = [\"none\"]").err().unwrap_or_default();
+    assert!(err.contains("unknown field"), "{err}");
+}
+
+/// xorshift64*: deterministic and dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The verdict on every prefix: once `Match` or `NoMatch`, more bytes never change it.
+fn assert_stable(input: &[u8]) {
+    let mut decided: Option<Detection> = None;
+    for n in 1..=input.len() {
+        let verdict = detect(&input[..n]);
+        if let Some(previous) = &decided {
+            assert_eq!(&verdict, previous, "{input:02x?} at {n}");
+        } else if verdict != Detection::NeedMore {
+            decided = Some(verdict);
+        }
+    }
+}
+
+#[test]
+fn random_truncated_and_mutated_inputs_never_panic() {
+    let mut rng = Rng(0x5eed_0005);
+    for round in 0..5000 {
+        let mut input = match round % 3 {
+            0 => (0..rng.below(12)).map(|_| rng.next() as u8).collect::<Vec<u8>>(),
+            1 => {
+                let count = rng.below(6) as u8;
+                let mut v = vec![5, count];
+                v.extend((0..rng.below(8)).map(|_| rng.next() as u8));
+                v
+            }
+            _ => CURL_USERPASS.to_vec(),
+        };
+        for _ in 0..rng.below(3) {
+            if !input.is_empty() {
+                let at = rng.below(input.len());
+                input[at] = rng.next() as u8;
+            }
+        }
+        input.truncate(rng.below(input.len() + 1));
+        if input.is_empty() {
+            continue;
+        }
+        assert_stable(&input);
+        let verdict = detect(&input);
+        let expected = parse_greeting(&input);
+        match (&verdict, expected) {
+            (Detection::Match(_), Greeting::Complete(_))
+            | (Detection::NeedMore, Greeting::Incomplete)
+            | (Detection::NoMatch, Greeting::Invalid) => {}
+            (v, g) => panic!("{input:02x?}: {v:?} vs {g:?}"),
+        }
+    }
+}

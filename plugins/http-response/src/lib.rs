@@ -10,6 +10,11 @@
 //! * `host`, `path_prefix`: the request filters of the `http` plugin (see
 //!   [`pmmux_http_core::HostPattern`] and [`pmmux_http_core::RequestFilter::matches_path`]).
 //!
+//! HTTP/2 is not served: a connection opening with the prior-knowledge preface (`PRI * HTTP/2.0`,
+//! which the `http` plugin can forward) is `NoMatch` here from its third byte, whatever the params,
+//! so a later backend can take it; there is no `h2c` param. Were the preface fed to a session
+//! anyway, it would be answered 400 and closed.
+//!
 //! Properties on a match: those of `http` (`http.method`, `http.host`, `http.path`,
 //! `http.version`). How the session answers is described on [`ResponseSession`]; in short, chunked
 //! request bodies are not supported (501 and close), malformed heads get 400, oversized heads 431.

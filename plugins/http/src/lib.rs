@@ -1,21 +1,31 @@
 //! pmmux plugin `http`: matches an HTTP/1.x request (known method, valid request line and header
-//! fields), optionally filtered by host and path prefix, and forwards it to the backend's target.
+//! fields), optionally filtered by host and path prefix, and forwards it to the backend's target. It
+//! also matches HTTP/2 with prior knowledge ("h2c" started with the `PRI * HTTP/2.0` preface, as
+//! `curl --http2-prior-knowledge` sends), unless filtered or refused by `h2c = false`.
 //!
 //! Params (all optional):
 //! * `host`: a pattern or a list of them; see [`HostPattern`] (`a.example`, `a.example:8080`,
 //!   `*.example`; case-insensitive; a pattern without a port matches every port).
 //! * `path_prefix`: a prefix or a list of them, compared with the path and query as sent; see
 //!   [`RequestFilter::matches_path`].
+//! * `h2c`: bool, default `true`: whether prior-knowledge HTTP/2 connections match. They are
+//!   recognised by their 24-byte preface alone (`NeedMore` on its prefixes); the host and path are in
+//!   the HPACK-compressed HEADERS frame that follows, which is not decoded, so a backend with `host`
+//!   or `path_prefix` never matches them (and `h2c = true` together with either is refused as
+//!   contradictory). HTTP/2 upgraded from HTTP/1.1 (`Upgrade: h2c`) starts as an HTTP/1.1 request
+//!   and is routed as one.
 //!
 //! Properties on a match: `http.method`, `http.host`, `http.path`, `http.version` (see
-//! [`properties`]). The detection itself lives in `pmmux-http-core` (re-exported here), which the
-//! `http-response` plugin shares.
+//! [`properties`]); for prior-knowledge HTTP/2, only `http.version` = `HTTP/2` (see
+//! [`h2_properties`]). The detection itself lives in `pmmux-http-core` (re-exported here), which the
+//! `http-response` plugin shares (that plugin serves HTTP/1.1 and never matches the HTTP/2
+//! preface).
 
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection};
 
 pub use pmmux_http_core::{
-    detect, method_prefix, probe, properties, HostPattern, Probe, RequestFilter, RequestInfo, StringOrList, MAX_HEAD,
-    MAX_HEADERS, METHODS,
+    detect, h2_preface, h2_properties, h2c_detect, method_prefix, probe, properties, HostPattern, Probe, RequestFilter,
+    RequestInfo, StringOrList, H2_PREFACE, H2_VERSION, MAX_HEAD, MAX_HEADERS, METHODS,
 };
 
 /// The `http` backend's params: the request filters.
@@ -28,32 +38,67 @@ pub struct HttpParams {
     /// Path prefixes; see [`RequestFilter::matches_path`].
     #[serde(default)]
     pub path_prefix: Option<StringOrList>,
+    /// Whether HTTP/2 prior-knowledge connections match; unset means yes when no filter is set.
+    #[serde(default)]
+    pub h2c: Option<bool>,
 }
 
 /// An `http` backend: detection with its filters; handling is the default forward to the target.
 #[derive(Debug)]
 pub struct Http {
     filter: RequestFilter,
+    h2c: bool,
 }
 
 impl Http {
     /// Builds the backend from its `[backend.params]`.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        let params: HttpParams = spec.params()?;
-        Ok(Http {
-            filter: RequestFilter::new(params.host, params.path_prefix)?,
-        })
+        Self::from_params(spec.params()?)
+    }
+
+    /// Builds the backend from already parsed params.
+    pub fn from_params(params: HttpParams) -> Result<Self, String> {
+        let filter = RequestFilter::new(params.host, params.path_prefix)?;
+        if params.h2c == Some(true) && !filter.is_empty() {
+            return Err(
+                "params.h2c = true cannot be combined with `host` or `path_prefix`: an HTTP/2 \
+                        prior-knowledge connection names neither before its HPACK-compressed headers, so \
+                        filters never pass it; omit `h2c` or the filters"
+                    .into(),
+            );
+        }
+        let h2c = params.h2c.unwrap_or(true) && filter.is_empty();
+        Ok(Http { filter, h2c })
     }
 
     /// The backend's request filters.
     pub fn filter(&self) -> &RequestFilter {
         &self.filter
     }
+
+    /// Whether this backend matches HTTP/2 prior-knowledge connections (`h2c` not false and no
+    /// filter configured).
+    pub fn accepts_h2c(&self) -> bool {
+        self.h2c
+    }
+
+    /// The detection itself, over the bytes previewed so far: the HTTP/2 preface when accepted
+    /// (its strict prefixes need more), else an HTTP/1.x request passing the filters.
+    pub fn detect_preview(&self, preview: &[u8]) -> Detection {
+        if self.h2c {
+            match h2_preface(preview) {
+                Some(true) => return Detection::Match(h2_properties()),
+                Some(false) => return Detection::NeedMore,
+                None => {}
+            }
+        }
+        detect(preview, &self.filter)
+    }
 }
 
 impl Backend for Http {
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
-        detect(preview, &self.filter)
+        self.detect_preview(preview)
     }
 }
 

@@ -94,6 +94,18 @@ impl ClientHello {
         self.supported_versions.contains(&TLS13)
     }
 
+    /// The best version the client offers, for the `min_version` / `max_version` params: the highest
+    /// TLS version (0x0301 to 0x0304 and any later 0x03xx) in `supported_versions` when it lists one
+    /// (GREASE and draft values ignored), else `legacy_version`.
+    pub fn best_version(&self) -> u16 {
+        self.supported_versions
+            .iter()
+            .copied()
+            .filter(|&v| v >> 8 == 3 && v & 0xff != 0)
+            .max()
+            .unwrap_or(self.legacy_version)
+    }
+
     /// The highest TLS version offered, as `"1.3"`, `"1.2"`, `"1.1"` or `"1.0"`: 1.3 when
     /// `supported_versions` offers it, otherwise from `legacy_version`.
     pub fn version(&self) -> &'static str {

@@ -2,19 +2,23 @@
 //! some server names (SNI) or ALPN protocols. Detection only: the plugin never terminates TLS, the
 //! host forwards the client's bytes untouched.
 //!
-//! Params (both optional, see [`matcher`]):
+//! Params (all optional, see [`matcher`]); a ClientHello must satisfy every one given:
 //!
 //! ```toml
 //! [backend.params]
 //! sni = ["example.com", "*.example.com"]   # or one string; `*.` matches exactly one label
 //! alpn = "h2"                              # or a list; matches when the client offers any
+//! min_version = "1.2"                      # "1.0" to "1.3": the best version offered is at least this
+//! max_version = "1.3"                      # ... and at most this
+//! ja4 = ["t13d1516h2_8daaf6152771_e5627efa2ab1"]  # or one string; the whole fingerprint, exactly
 //! ```
 //!
 //! Properties on a match:
 //! * `tls.sni`: the server name, lowercase, without a trailing dot (absent when the client sent none);
 //! * `tls.alpn`: the protocols the client offers, comma-separated, in its order (absent without ALPN;
 //!   bytes outside printable ASCII, `,` and `\` are written `\xNN`);
-//! * `tls.version`: `1.3` when `supported_versions` offers it, else `1.2`, `1.1` or `1.0`.
+//! * `tls.version`: `1.3` when `supported_versions` offers it, else `1.2`, `1.1` or `1.0`;
+//! * `tls.ja4`: the JA4 fingerprint (see [`ja4`]), e.g. `t13d1516h2_8daaf6152771_e5627efa2ab1`.
 //!
 //! A ClientHello may arrive over several TCP segments and several TLS records, and be larger than
 //! 4 KiB (post-quantum key shares, padding): the backend answers `NeedMore` until it is whole, within
@@ -23,6 +27,7 @@
 //! (bad lengths, duplicate extensions, a server name that is not printable ASCII).
 
 pub mod client_hello;
+pub mod ja4;
 pub mod matcher;
 
 use abi_stable::std_types::RVec;
@@ -74,6 +79,7 @@ pub fn properties(hello: &ClientHello) -> RVec<Property> {
         props.push(Property::new("tls.alpn", names.join(",")));
     }
     props.push(Property::new("tls.version", hello.version()));
+    props.push(Property::new("tls.ja4", ja4::ja4(hello)));
     props
 }
 

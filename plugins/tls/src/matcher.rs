@@ -1,5 +1,5 @@
-//! The `tls` backend's params (`sni`, `alpn`): reading and validating them, and deciding whether a
-//! parsed [`ClientHello`] matches them.
+//! The `tls` backend's params (`sni`, `alpn`, `min_version`, `max_version`, `ja4`): reading and
+//! validating them, and deciding whether a parsed [`ClientHello`] matches them.
 //!
 //! * `sni`: a host name or a list of them. Names compare case-insensitively, a trailing dot ignored.
 //!   A pattern `*.example.com` matches exactly one more label, as in certificates (RFC 6125 §6.4.3):
@@ -9,12 +9,22 @@
 //! * `alpn`: a protocol name or a list of them; matches when the client offers any of them (names
 //!   compare exactly, RFC 7301). A ClientHello without ALPN does not match.
 //!
-//! With neither, every ClientHello matches.
+//! * `min_version`, `max_version`: `"1.0"`, `"1.1"`, `"1.2"` or `"1.3"` (a TOML string; a bare
+//!   number such as `1.2` is accepted too). The best version the client offers
+//!   ([`ClientHello::best_version`]: the highest of `supported_versions`, else `legacy_version`) must
+//!   lie in the range, bounds included. `min_version` above `max_version` is refused.
+//! * `ja4`: a JA4 fingerprint or a list of them (see [`crate::ja4`]); matches when the ClientHello's
+//!   fingerprint equals one of them exactly, all three parts (lowercase, as JA4 prints them).
+//!
+//! With none, every ClientHello matches; with several, all must hold.
 
-use serde::de::Deserializer;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::client_hello::ClientHello;
+use crate::ja4::{is_ja4_shaped, ja4};
 
 /// The backend's `[backend.params]`, as written by the user.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +36,15 @@ pub struct Params {
     /// ALPN protocol names to match (any one offered suffices).
     #[serde(default, deserialize_with = "alpn_list")]
     pub alpn: Option<Vec<String>>,
+    /// Lowest acceptable best offered version, `"1.0"` to `"1.3"`.
+    #[serde(default, deserialize_with = "version")]
+    pub min_version: Option<String>,
+    /// Highest acceptable best offered version, `"1.0"` to `"1.3"`.
+    #[serde(default, deserialize_with = "version")]
+    pub max_version: Option<String>,
+    /// JA4 fingerprints to match (any one suffices).
+    #[serde(default, deserialize_with = "ja4_list")]
+    pub ja4: Option<Vec<String>>,
 }
 
 fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -34,6 +53,42 @@ fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::E
 
 fn alpn_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     pmmux_plugin_api::params::string_or_list(d, "alpn", "`alpn`: a protocol name or a list of protocol names").map(Some)
+}
+
+fn ja4_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    pmmux_plugin_api::params::string_or_list(d, "ja4", "`ja4`: a JA4 fingerprint or a list of them").map(Some)
+}
+
+/// Reads a version as a string (`"1.2"`) or a TOML float (`1.2`), as text; checked later.
+fn version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct VersionText;
+    impl Visitor<'_> for VersionText {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a TLS version: \"1.0\", \"1.1\", \"1.2\" or \"1.3\"")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(format!("{v:?}"))
+        }
+    }
+    d.deserialize_any(VersionText).map(Some)
+}
+
+/// The protocol version number of `"1.0"` to `"1.3"`.
+pub fn parse_version(text: &str) -> Option<u16> {
+    match text {
+        "1.0" => Some(0x0301),
+        "1.1" => Some(0x0302),
+        "1.2" => Some(0x0303),
+        "1.3" => Some(0x0304),
+        _ => None,
+    }
 }
 
 /// One validated `sni` pattern, lowercase, without a trailing dot.
@@ -125,6 +180,10 @@ pub fn normalize_host(name: &str) -> String {
 pub struct Matcher {
     sni: Option<Vec<SniPattern>>,
     alpn: Option<Vec<Vec<u8>>>,
+    /// Inclusive bounds on [`ClientHello::best_version`].
+    min_version: Option<u16>,
+    max_version: Option<u16>,
+    ja4: Option<Vec<String>>,
 }
 
 impl Matcher {
@@ -156,7 +215,41 @@ impl Matcher {
                 Some(list.into_iter().map(String::into_bytes).collect())
             }
         };
-        Ok(Matcher { sni, alpn })
+        let version = |name: &str, text: Option<String>| match text {
+            None => Ok(None),
+            Some(t) => parse_version(&t).map(Some).ok_or_else(|| {
+                format!("params.{name}: `{t}` is not a TLS version; write \"1.0\", \"1.1\", \"1.2\" or \"1.3\"")
+            }),
+        };
+        let min_version = version("min_version", params.min_version)?;
+        let max_version = version("max_version", params.max_version)?;
+        if let (Some(min), Some(max)) = (min_version, max_version) {
+            if min > max {
+                return Err("params.min_version is above params.max_version: no ClientHello could match".into());
+            }
+        }
+        let ja4 = match params.ja4 {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return Err("params.ja4: the list is empty; omit `ja4` to accept any fingerprint".into())
+            }
+            Some(list) => {
+                if let Some(bad) = list.iter().find(|f| !is_ja4_shaped(f)) {
+                    return Err(format!(
+                        "params.ja4: `{bad}` is not a JA4 fingerprint (lowercase, like \
+                         `t13d1516h2_8daaf6152771_e5627efa2ab1`)"
+                    ));
+                }
+                Some(list)
+            }
+        };
+        Ok(Matcher {
+            sni,
+            alpn,
+            min_version,
+            max_version,
+            ja4,
+        })
     }
 
     /// Whether the ClientHello satisfies every configured param.
@@ -173,7 +266,11 @@ impl Matcher {
             None => true,
             Some(wanted) => hello.alpn.iter().any(|offered| wanted.contains(offered)),
         };
-        sni_ok && alpn_ok
+        let best = hello.best_version();
+        let version_ok =
+            self.min_version.is_none_or(|min| best >= min) && self.max_version.is_none_or(|max| best <= max);
+        // Cheapest checks first: the fingerprint hashes.
+        sni_ok && alpn_ok && version_ok && self.ja4.as_ref().is_none_or(|list| list.contains(&ja4(hello)))
     }
 }
 
@@ -231,19 +328,19 @@ mod tests {
     fn empty_lists_are_refused() {
         let err = Matcher::from_params(Params {
             sni: Some(vec![]),
-            alpn: None,
+            ..Default::default()
         })
         .expect_err("empty sni");
         assert!(err.starts_with("params.sni: the list is empty"), "{err}");
         let err = Matcher::from_params(Params {
-            sni: None,
             alpn: Some(vec![]),
+            ..Default::default()
         })
         .expect_err("empty alpn");
         assert!(err.starts_with("params.alpn: the list is empty"), "{err}");
         let err = Matcher::from_params(Params {
-            sni: None,
             alpn: Some(vec!["".into()]),
+            ..Default::default()
         })
         .expect_err("empty name");
         assert!(err.contains("1 to 255 bytes"), "{err}");

@@ -21,6 +21,7 @@ fn each_capture_matches_with_its_properties() {
                 ("tls.sni", "a.example"),
                 ("tls.alpn", "h2,http/1.1"),
                 ("tls.version", "1.3"),
+                ("tls.ja4", JA4_OPENSSL_TLS13),
             ]),
         ),
         (
@@ -29,6 +30,7 @@ fn each_capture_matches_with_its_properties() {
                 ("tls.sni", "b.example"),
                 ("tls.alpn", "h2,http/1.1"),
                 ("tls.version", "1.3"),
+                ("tls.ja4", JA4_CURL),
             ]),
         ),
         (
@@ -37,13 +39,21 @@ fn each_capture_matches_with_its_properties() {
                 ("tls.sni", "c.example"),
                 ("tls.alpn", "http/1.1"),
                 ("tls.version", "1.2"),
+                ("tls.ja4", JA4_OPENSSL_TLS12),
             ]),
         ),
         (
             OPENSSL_TLS11,
-            pairs(&[("tls.sni", "d.example"), ("tls.version", "1.1")]),
+            pairs(&[
+                ("tls.sni", "d.example"),
+                ("tls.version", "1.1"),
+                ("tls.ja4", JA4_OPENSSL_TLS11),
+            ]),
         ),
-        (OPENSSL_NOSNI, pairs(&[("tls.version", "1.3")])),
+        (
+            OPENSSL_NOSNI,
+            pairs(&[("tls.version", "1.3"), ("tls.ja4", JA4_OPENSSL_NOSNI)]),
+        ),
     ];
     for (capture, props_expected) in expected {
         assert_eq!(props(any.detect_preview(capture)), props_expected);
@@ -170,6 +180,8 @@ fn client_hello_larger_than_4_kib() {
         ("tls.sni", "big.example"),
         ("tls.alpn", "h2,http/1.1"),
         ("tls.version", "1.3"),
+        // Ciphers 1301,1302,c02f; extensions SNI, ALPN, 002b, 0033, 0015; no signature algorithms.
+        ("tls.ja4", "t13d0305h2_40b44b994229_96269a492c76"),
     ]);
     let backend = tls(r#"sni = "*.example""#);
     // One record, TCP-segment-sized records, tiny records: all the same.

@@ -1,4 +1,4 @@
-//! The `sni` and `alpn` params, end to end: from TOML params to a verdict on real and synthetic
+//! The `sni`, `alpn`, `min_version`, `max_version` and `ja4` params, end to end: from TOML params to a verdict on real and synthetic
 //! ClientHellos, and the messages for bad params.
 
 mod common;
@@ -90,6 +90,50 @@ fn sni_and_alpn_must_both_match() {
 }
 
 #[test]
+fn version_range_uses_the_best_offered_version() {
+    // Captures: TLS 1.3 (supported_versions), 1.2 and 1.1 (legacy_version only).
+    assert!(matches(r#"min_version = "1.3""#, CURL));
+    assert!(!matches(r#"min_version = "1.3""#, OPENSSL_TLS12));
+    assert!(matches(r#"min_version = "1.2""#, OPENSSL_TLS12));
+    assert!(!matches(r#"min_version = "1.2""#, OPENSSL_TLS11));
+    assert!(matches(r#"max_version = "1.1""#, OPENSSL_TLS11));
+    assert!(!matches(r#"max_version = "1.2""#, OPENSSL_TLS13));
+    assert!(matches("min_version = \"1.2\"\nmax_version = \"1.2\"", OPENSSL_TLS12));
+    assert!(!matches("min_version = \"1.2\"\nmax_version = \"1.2\"", OPENSSL_NOSNI));
+    // "Legacy" clients: a range of old versions only.
+    assert!(matches("min_version = \"1.0\"\nmax_version = \"1.1\"", OPENSSL_TLS11));
+    // A bare TOML number works too.
+    assert!(matches("min_version = 1.3", OPENSSL_TLS13));
+    // supported_versions wins over legacy_version, GREASE and unknown values are ignored.
+    let only12 = HelloBuilder {
+        versions: vec![0x3a3a, 0x0303],
+        ..Default::default()
+    };
+    assert!(matches(r#"max_version = "1.2""#, &only12.record()));
+    let legacy10 = HelloBuilder {
+        legacy_version: 0x0301,
+        versions: vec![],
+        ..Default::default()
+    };
+    assert!(matches(r#"max_version = "1.0""#, &legacy10.record()));
+    assert!(!matches(r#"min_version = "1.1""#, &legacy10.record()));
+}
+
+#[test]
+fn ja4_routes_by_exact_fingerprint() {
+    assert!(matches(&format!("ja4 = {JA4_CURL:?}"), CURL));
+    assert!(!matches(&format!("ja4 = {JA4_CURL:?}"), OPENSSL_TLS13));
+    let list = format!("ja4 = [{JA4_OPENSSL_TLS12:?}, {JA4_OPENSSL_NOSNI:?}]");
+    assert!(matches(&list, OPENSSL_TLS12));
+    assert!(matches(&list, OPENSSL_NOSNI));
+    assert!(!matches(&list, OPENSSL_TLS13));
+    // Combined with the other params: all must hold.
+    assert!(matches(&format!("sni = \"b.example\"\nja4 = {JA4_CURL:?}"), CURL));
+    assert!(!matches(&format!("sni = \"a.example\"\nja4 = {JA4_CURL:?}"), CURL));
+    assert!(!matches(&format!("max_version = \"1.2\"\nja4 = {JA4_CURL:?}"), CURL));
+}
+
+#[test]
 fn bad_params_are_refused_with_a_clear_message() {
     for (params, says) in [
         ("sni = []", "params.sni: the list is empty"),
@@ -105,6 +149,27 @@ fn bad_params_are_refused_with_a_clear_message() {
         ("sni = 5", "`sni`: a host name or a list of host names"),
         ("alpn = [1]", "in the `alpn` list: invalid type"),
         ("snii = \"a.example\"", "unknown field `snii`"),
+        (
+            r#"min_version = "1.4""#,
+            "params.min_version: `1.4` is not a TLS version",
+        ),
+        (
+            r#"max_version = "TLSv1.2""#,
+            "params.max_version: `TLSv1.2` is not a TLS version",
+        ),
+        ("min_version = 1.25", "`1.25` is not a TLS version"),
+        ("min_version = 3", "a TLS version"),
+        (
+            "min_version = \"1.3\"\nmax_version = \"1.2\"",
+            "above params.max_version",
+        ),
+        ("ja4 = []", "params.ja4: the list is empty"),
+        (r#"ja4 = "t13d1516h2""#, "is not a JA4 fingerprint"),
+        (
+            r#"ja4 = "T13D1516H2_8DAAF6152771_E5627EFA2AB1""#,
+            "is not a JA4 fingerprint (lowercase",
+        ),
+        ("ja4 = 1", "`ja4`: a JA4 fingerprint or a list of them"),
     ] {
         match backend(params) {
             Ok(_) => panic!("{params}: accepted"),

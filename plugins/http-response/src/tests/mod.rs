@@ -2,6 +2,7 @@
 //! 127.0.0.1 port 0 that stored the first bytes each client sent).
 
 mod fuzz;
+mod h2c;
 mod params;
 mod session;
 
@@ -33,6 +34,10 @@ const WRK_GET: &[u8] = include_bytes!("../../tests/data/wrk_get.bin");
 const TLS_CLIENT_HELLO: &[u8] = include_bytes!("../../tests/data/curl_tls_client_hello.bin");
 /// OpenSSH 9.2p1 (Debian 12) client identification string.
 const SSH_BANNER: &[u8] = include_bytes!("../../tests/data/ssh_banner.bin");
+
+/// curl 7.88.1 (nghttp2 1.52.0): `curl --http2-prior-knowledge http://127.0.0.1:P/` (the preface,
+/// SETTINGS, WINDOW_UPDATE and HEADERS, as one read).
+const CURL_H2_PRIOR_KNOWLEDGE: &[u8] = include_bytes!("../../tests/data/curl_h2_prior_knowledge.bin");
 
 /// The body the test backends serve.
 const BODY: &str = "hello\n";

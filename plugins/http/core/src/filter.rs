@@ -189,6 +189,17 @@ impl RequestFilter {
         !self.hosts.is_empty()
     }
 
+    /// Whether a `path_prefix` filter is configured.
+    pub fn has_path_filter(&self) -> bool {
+        !self.path_prefixes.is_empty()
+    }
+
+    /// Whether neither filter is configured (every request passes). Only such a filter can pass an
+    /// HTTP/2 prior-knowledge connection, which names no host and no path (see [`crate::h2`]).
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.path_prefixes.is_empty()
+    }
+
     /// Does a request with this host (as sent; `None` when it named none) pass the `host` filter?
     pub fn matches_host(&self, host: Option<&str>) -> bool {
         match host {

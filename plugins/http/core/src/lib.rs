@@ -9,14 +9,21 @@
 //! is known, without waiting for the rest of the head. A request that names no host (HTTP/1.0, or a
 //! non-conforming HTTP/1.1 client) is decided when its head is complete, and passes only filters
 //! without `host` patterns. Malformed input (per `httparse`) is `NoMatch`.
+//!
+//! [`detect`] and [`probe`] see HTTP/1.x only: the HTTP/2 prior-knowledge preface (`PRI * HTTP/2.0`)
+//! is `NoMatch` there (`PRI` is not a method of [`METHODS`]). The preface is recognised separately by
+//! the [`h2`] module, for the `http` plugin, which forwards and so can carry HTTP/2; `http-response`,
+//! which answers in HTTP/1.1 itself, does not use it.
 
 mod filter;
+pub mod h2;
 mod request;
 
 use pmmux_plugin_api::abi_stable::std_types::RVec;
 use pmmux_plugin_api::{Detection, Property};
 
 pub use filter::{HostPattern, RequestFilter, StringOrList};
+pub use h2::{h2_preface, h2_properties, h2c_detect, H2_PREFACE, H2_VERSION};
 pub use request::{method_prefix, probe, Probe, RequestInfo, MAX_HEAD, MAX_HEADERS, METHODS};
 
 /// Detection over the bytes previewed so far: an HTTP/1.x request passing `filter`, with its

@@ -4,6 +4,7 @@
 mod detect;
 mod filter;
 mod fuzz;
+mod h2c;
 
 use abi_stable::std_types::{RNone, RSlice, RStr};
 use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection, FfiAddr, Property};
@@ -34,6 +35,10 @@ pub(super) const WRK_GET: &[u8] = include_bytes!("../../tests/data/wrk_get.bin")
 pub(super) const TLS_CLIENT_HELLO: &[u8] = include_bytes!("../../tests/data/curl_tls_client_hello.bin");
 /// OpenSSH 9.2p1 (Debian 12) client identification string.
 pub(super) const SSH_BANNER: &[u8] = include_bytes!("../../tests/data/ssh_banner.bin");
+
+/// curl 7.88.1 (nghttp2 1.52.0): `curl --http2-prior-knowledge http://127.0.0.1:P/`: the 24-byte
+/// preface, then SETTINGS, WINDOW_UPDATE and the HEADERS frame, as one read.
+pub(super) const CURL_H2_PRIOR_KNOWLEDGE: &[u8] = include_bytes!("../../tests/data/curl_h2_prior_knowledge.bin");
 
 /// Every captured HTTP request, with a name for messages.
 pub(super) const HTTP_SAMPLES: &[(&str, &[u8])] = &[

@@ -22,6 +22,29 @@ pub const OPENSSL_TLS11: &[u8] = include_bytes!("../data/openssl_tls11.bin");
 /// `openssl s_client -connect 127.0.0.1:PORT -noservername` (TLS 1.3 without SNI or ALPN).
 pub const OPENSSL_NOSNI: &[u8] = include_bytes!("../data/openssl_nosni.bin");
 
+// The JA4 fingerprints of the captures, computed by an independent Python implementation (its own
+// ClientHello parser and the FoxIO JA4 rules) over the capture files, not by this crate.
+
+/// JA4 of [`OPENSSL_TLS13`].
+pub const JA4_OPENSSL_TLS13: &str = "t13d3111h2_e8f1e7e78f70_1f22a2ca17c4";
+/// JA4 of [`CURL`].
+pub const JA4_CURL: &str = "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6";
+/// JA4 of [`OPENSSL_TLS12`].
+pub const JA4_OPENSSL_TLS12: &str = "t12d2808h1_d943125447b4_e7e480e5a997";
+/// JA4 of [`OPENSSL_TLS11`].
+pub const JA4_OPENSSL_TLS11: &str = "t11d090600_c491f621fb4c_195413a0cc0f";
+/// JA4 of [`OPENSSL_NOSNI`].
+pub const JA4_OPENSSL_NOSNI: &str = "t13i310900_e8f1e7e78f70_1f22a2ca17c4";
+
+/// Every capture with its JA4.
+pub const CAPTURE_JA4: &[(&str, &[u8], &str)] = &[
+    ("openssl_tls13", OPENSSL_TLS13, JA4_OPENSSL_TLS13),
+    ("curl", CURL, JA4_CURL),
+    ("openssl_tls12", OPENSSL_TLS12, JA4_OPENSSL_TLS12),
+    ("openssl_tls11", OPENSSL_TLS11, JA4_OPENSSL_TLS11),
+    ("openssl_nosni", OPENSSL_NOSNI, JA4_OPENSSL_NOSNI),
+];
+
 /// Every capture, with a name for assertion messages.
 pub const CAPTURES: &[(&str, &[u8])] = &[
     ("openssl_tls13", OPENSSL_TLS13),

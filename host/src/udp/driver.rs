@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use abi_stable::std_types::{ROption, RResult, RSlice};
+use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use arc_swap::ArcSwap;
-use pmmux_plugin_api::{ConnInfo, UdpAction};
+use pmmux_plugin_api::{ConnInfo, Property, UdpAction};
 use tokio::net::{lookup_host, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -67,16 +67,19 @@ pub struct UdpContext {
 /// it) and, once it forwards, the upstream socket and its reply reader.
 struct Flow {
     backend: Arc<Backend>,
+    /// What the backend's detection reported for this client, handed to every `handle_message`.
+    properties: RVec<Property>,
     upstream: Option<Upstream>,
 }
 
 impl Flow {
     /// A flow counts as one live (and one routed) connection of its backend while it exists.
-    fn new(backend: Arc<Backend>) -> Flow {
+    fn new(backend: Arc<Backend>, properties: RVec<Property>) -> Flow {
         backend.stats.live.fetch_add(1, Ordering::Relaxed);
         backend.stats.routed.fetch_add(1, Ordering::Relaxed);
         Flow {
             backend,
+            properties,
             upstream: None,
         }
     }
@@ -232,8 +235,8 @@ impl Driver {
             client,
             self.local,
         );
-        let index = match router.decide_datagram(message) {
-            Decision::Route { index, .. } => index,
+        let (index, properties) = match router.decide_datagram(message) {
+            Decision::Route { index, properties } => (index, properties),
             _ => {
                 self.ctx.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                 if self.unmatched_log.due(now) {
@@ -246,7 +249,7 @@ impl Driver {
         let backend = Arc::clone(&registry.backends[index]);
         let idle_timeout = backend.config.udp_idle_timeout;
         let is_plugin = matches!(backend.kind, BackendKind::Plugin(_));
-        let flow = Flow::new(backend);
+        let flow = Flow::new(backend, properties);
         let created = match self.apply(
             Input::Detected {
                 client,
@@ -264,7 +267,13 @@ impl Driver {
                 writer::remember(client, &self.socket);
             }
             if let Some(f) = self.flows.get(flow) {
-                tracing::debug!(listener = %self.ctx.name, %client, backend = f.backend.name(), plugin = %f.backend.plugin_label(), "UDP flow created");
+                let properties = f
+                    .properties
+                    .iter()
+                    .map(|p| format!("{}={}", p.key, p.value))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::debug!(listener = %self.ctx.name, %client, backend = f.backend.name(), plugin = %f.backend.plugin_label(), %properties, "UDP flow created");
             }
             self.deliver(flow, message, client).await;
         }
@@ -282,7 +291,7 @@ impl Driver {
                     peer: client.into(),
                     local: self.local.into(),
                     listener: abi_stable::std_types::RStr::from_str(&self.ctx.name),
-                    properties: RSlice::from_slice(&[]),
+                    properties: RSlice::from_slice(&flow.properties),
                 };
                 match object.handle_message(&conn, RSlice::from_slice(message)) {
                     RResult::ROk(action) => {

@@ -9,12 +9,14 @@
 # Default run: about 3 minutes plus the build (5 rounds; bulk 2 GiB or 5 s per stream, connection rate
 # 3 s per run, reload 50 timed replaces + 3 x (5 s steady + 5 s reloading), udp 1 s per way
 # (direct, pmmux, pmmux dns-first, socat) x 1 and 16 clients + 100,000 echo flows + 15,000
-# forwarded flows, memory 10,000 connections per case). The binary stops itself (and pmmux) after
+# forwarded flows, memory 10,000 connections per case; detect ~15 s in-process, every plugin built
+# here). The binary stops itself (and pmmux) after
 # --max-secs (600 by default).
 # `target/release/pmmux-bench --help` lists every knob.
 #
 #   bash bench/run.sh --tests reload                          the hot-reload test alone (~1 min)
 #   bash bench/run.sh --tests udp                             UDP round trips + memory per flow (~50 s)
+#   bash bench/run.sh --tests detect                          detection ns per plugin and per decision (~15 s)
 #   bash bench/run.sh --tests reload --reload-how rename,cp   time both ways of replacing the file
 #
 # Open files: the memory test's routed case holds 10,000 connections, so the bench process (client

@@ -1,6 +1,7 @@
 //! `pmmux-bench`: the command line, the run's setup (limits, upstream servers, plugin folder), the
 //! watchdog that bounds the run, and the final table, summary line and TSV.
 
+mod detect;
 mod load;
 mod measure;
 mod pmlog;
@@ -29,8 +30,8 @@ const FD_MARGIN: u64 = 300;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 pub struct Args {
-    /// Measurements to run, comma-separated: bulk, rate, memory, reload, udp.
-    #[arg(long, default_value = "bulk,rate,memory,reload,udp", value_delimiter = ',')]
+    /// Measurements to run, comma-separated: detect, bulk, rate, memory, reload, udp.
+    #[arg(long, default_value = "detect,bulk,rate,memory,reload,udp", value_delimiter = ',')]
     pub tests: Vec<String>,
     /// Rounds per measurement (direct and pmmux alternate within each round).
     #[arg(long, default_value_t = 5)]
@@ -100,6 +101,12 @@ pub struct Args {
     /// at the open-file limit minus 1,000.
     #[arg(long, default_value_t = 15_000)]
     pub udp_pass_flows: usize,
+    /// Detect: calls per timed batch (each per-plugin figure and each routing figure).
+    #[arg(long, default_value_t = 200_000)]
+    pub detect_iters: usize,
+    /// Detect: timed batches per figure (the median is quoted).
+    #[arg(long, default_value_t = 7)]
+    pub detect_batches: usize,
     /// The pmmux binary [default: `pmmux` next to this binary].
     #[arg(long)]
     pub pmmux: Option<PathBuf>,
@@ -182,8 +189,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--rounds and --conns must be above 0");
     }
     for t in &args.tests {
-        if !["bulk", "rate", "memory", "reload", "udp"].contains(&t.as_str()) {
-            bail!("unknown test `{t}` (expected bulk, rate, memory, reload, udp)");
+        if !["detect", "bulk", "rate", "memory", "reload", "udp"].contains(&t.as_str()) {
+            bail!("unknown test `{t}` (expected detect, bulk, rate, memory, reload, udp)");
         }
     }
     if args.runs("udp") && (args.udp_clients == 0 || args.udp_payload < 8 || args.udp_payload > 65_507) {
@@ -252,6 +259,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         println!("== work folder kept: {}", setup.path().display());
     }
 
+    // First, while the machine is quiet: in-process, no sockets.
+    if args.runs("detect") {
+        detect::run(args, &plugin_src, setup.path(), &mut results)?;
+    }
     if args.runs("bulk") || args.runs("rate") {
         let mut p = setup.start("main", servers.addrs, 3000, args.server_cpu())?;
         measure::check(&servers, &p)?;
@@ -346,6 +357,7 @@ fn summary(r: &Results) -> String {
             parts.push(format!("RSS {label} {v:.2} KiB/conn"));
         }
     }
+    parts.extend(detect::summary(r));
     parts.extend(reload_summary(r));
     parts.extend(udp_summary(r));
     format!("SUMMARY: {}", parts.join(" | "))

@@ -6,13 +6,13 @@ use std::path::Path;
 /// One measured quantity over the rounds.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// `bulk`, `rate`, `memory`, `reload`, `udp`.
+    /// `detect`, `bulk`, `rate`, `memory`, `reload`, `udp`.
     pub test: &'static str,
     /// What is measured (`gbps`, `conn_per_s`, `p99_ms`, ...).
     pub metric: String,
     /// `direct`, `pmmux` or `ratio` (pmmux / direct) or `added` (pmmux - direct); the udp test also
     /// has `socat`, `ratio_socat` and `added_socat`; the reload test compares `reloading` with
-    /// `steady` the same way.
+    /// `steady` the same way; the detect test's per-plugin rows are `match` and `nomatch`.
     pub path: &'static str,
     /// Unit for the reader.
     pub unit: &'static str,
@@ -111,12 +111,14 @@ impl Results {
 
     /// The human-readable table: one row per (test, metric) with direct, pmmux and the comparison;
     /// then the rows also measured through socat (the udp test), pmmux against socat; then, if the
-    /// reload test ran, its steady-versus-reloading rows. Each block is left out when empty.
+    /// reload test ran, its steady-versus-reloading rows; then the detect test's per-plugin rows (ns
+    /// per call on matching and non-matching bytes). Each block is left out when empty.
     pub fn table(&self) -> String {
         let blocks = [
             self.block(["direct", "pmmux"], ["ratio", "added"], false),
             self.block(["socat", "pmmux"], ["ratio_socat", "added_socat"], true),
             self.block(["steady", "reloading"], ["ratio", "added"], false),
+            self.block(["match", "nomatch"], ["", ""], false),
         ];
         let blocks: Vec<String> = blocks.into_iter().filter(|b| !b.is_empty()).collect();
         blocks.join("\n")

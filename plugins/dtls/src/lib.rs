@@ -1,0 +1,231 @@
+//! pmmux plugin `dtls`: matches a UDP client whose first datagram starts with a DTLS ClientHello
+//! (DTLS 1.0, 1.2 or 1.3), optionally only for some server names (SNI). UDP only: DTLS has no TCP
+//! transport, so `detect` never matches. Detection only: the plugin never terminates DTLS, the host
+//! forwards the datagrams untouched.
+//!
+//! ```toml
+//! [backend.params]
+//! sni = ["a.example", "*.example.net"]   # or one string; `*.` matches exactly one label
+//! ```
+//!
+//! `sni` names compare case-insensitively, a trailing dot ignored; `*.example.net` matches
+//! `a.example.net` but neither `example.net` nor `a.b.example.net`. With `sni` set, a ClientHello
+//! without a server name does not match — nor does a first fragment that ends before the
+//! `server_name` extension (see below). Without `sni`, every ClientHello matches.
+//!
+//! What is checked is in [`client_hello`]: the record header (handshake, 0xFEFF / 0xFEFD, epoch 0),
+//! the handshake header (ClientHello, message_seq 0 or 1, fragment_offset 0) and the body, cookie
+//! included. A ClientHello larger than the path MTU comes in fragments: the first datagram then holds
+//! only its start (fragment_length < length). It matches on its headers, and the server name, ALPN
+//! and versions are reported when they lie inside it (OpenSSL puts `server_name` early; a capture
+//! with `-mtu 256` carries it in the first fragment).
+//!
+//! Properties on a match:
+//! * `dtls.version`: `1.3` when `supported_versions` offers 0xFEFC (RFC 9147: such a ClientHello
+//!   has legacy_version 0xFEFD), else `1.2` or `1.0` from client_version;
+//! * `dtls.sni`: the server name, lowercase, without a trailing dot (absent when none was seen);
+//! * `dtls.alpn`: the protocols offered, comma-separated, in the client's order (absent without
+//!   ALPN; bytes outside printable ASCII, `,` and `\` are written `\xNN`);
+//! * `dtls.fragment = true` when the datagram held only the first fragment of the ClientHello.
+
+pub mod client_hello;
+
+use abi_stable::std_types::RVec;
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use serde::de::Deserializer;
+
+use client_hello::{parse_datagram, ClientHello};
+
+/// The backend's `[backend.params]`, as written by the user.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Server names to match (exact or `*.` wildcard).
+    #[serde(default, deserialize_with = "sni_list")]
+    pub sni: Option<Vec<String>>,
+}
+
+fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    pmmux_plugin_api::params::string_or_list(d, "sni", "`sni`: a host name or a list of host names").map(Some)
+}
+
+/// One validated `sni` pattern, lowercase, without a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SniPattern {
+    /// This name only.
+    Exact(String),
+    /// `*.<suffix>`: one label, then `.<suffix>`; holds the suffix.
+    Wildcard(String),
+}
+
+impl SniPattern {
+    /// Validates a pattern as written in the config.
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        let name = normalize_host(pattern);
+        if name == "*" {
+            return Err("`*` alone would match any name: omit `sni` to accept every server name".into());
+        }
+        let (wildcard, rest) = match name.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, name.as_str()),
+        };
+        let labels_ok = !rest.is_empty()
+            && rest.len() <= 253
+            && rest.split('.').all(|label| {
+                (1..=63).contains(&label.len())
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !labels_ok {
+            return Err(format!(
+                "`{pattern}` is not a host name or `*.` pattern (ASCII letters, digits, `-`, `_` in labels of \
+                 1 to 63; internationalized names in their `xn--` form; `*` only as the whole leftmost label)"
+            ));
+        }
+        Ok(if wildcard {
+            SniPattern::Wildcard(rest.to_owned())
+        } else {
+            SniPattern::Exact(rest.to_owned())
+        })
+    }
+
+    /// Whether a normalized host name matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            SniPattern::Exact(name) => host == name,
+            SniPattern::Wildcard(suffix) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        }
+    }
+}
+
+/// A server name as compared and reported: lowercase, without a trailing dot.
+pub fn normalize_host(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    match lower.strip_suffix('.') {
+        Some(stripped) => stripped.to_owned(),
+        None => lower,
+    }
+}
+
+/// A `dtls` backend.
+#[derive(Debug, Clone, Default)]
+pub struct Dtls {
+    sni: Option<Vec<SniPattern>>,
+}
+
+impl Dtls {
+    /// Builds the backend from its params; the error tells the user what is wrong with them.
+    pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
+        Self::from_params(spec.params()?)
+    }
+
+    /// Validates the params.
+    pub fn from_params(params: Params) -> Result<Self, String> {
+        let sni = match params.sni {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return Err("params.sni: the list is empty; omit `sni` to accept every server name".into())
+            }
+            Some(list) => Some(
+                list.iter()
+                    .map(|p| SniPattern::parse(p).map_err(|e| format!("params.sni: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        Ok(Dtls { sni })
+    }
+
+    /// The verdict over one whole datagram.
+    pub fn detect_message(&self, datagram: &[u8]) -> Detection {
+        match parse_datagram(datagram) {
+            Ok(hello) if self.matches(&hello) => Detection::Match(properties(&hello)),
+            _ => Detection::NoMatch,
+        }
+    }
+
+    fn matches(&self, hello: &ClientHello) -> bool {
+        match (&self.sni, &hello.server_name) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(patterns), Some(name)) => {
+                let host = normalize_host(name);
+                patterns.iter().any(|p| p.matches(&host))
+            }
+        }
+    }
+}
+
+impl Backend for Dtls {
+    /// DTLS runs over UDP only.
+    fn detect(&self, _conn: &ConnInfo<'_>, _preview: &[u8]) -> Detection {
+        Detection::NoMatch
+    }
+
+    fn can_handle_message(&self, _client: &ConnInfo<'_>, message: &[u8]) -> Detection {
+        self.detect_message(message)
+    }
+}
+
+/// The `dtls.*` properties of a ClientHello.
+pub fn properties(hello: &ClientHello) -> RVec<Property> {
+    let mut props = RVec::new();
+    props.push(Property::new("dtls.version", hello.version()));
+    if let Some(name) = &hello.server_name {
+        props.push(Property::new("dtls.sni", normalize_host(name)));
+    }
+    if !hello.alpn.is_empty() {
+        let names: Vec<String> = hello.alpn.iter().map(|p| escape(p)).collect();
+        props.push(Property::new("dtls.alpn", names.join(",")));
+    }
+    if !hello.complete {
+        props.push(Property::new("dtls.fragment", "true"));
+    }
+    props
+}
+
+/// Printable ASCII as is, except `,` (the list separator) and `\`; other bytes as `\xNN`.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (b.is_ascii_graphic() || b == b' ') && b != b',' && b != b'\\' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+export_plugin! {
+    name: "dtls",
+    version: env!("CARGO_PKG_VERSION"),
+    protocols: { "dtls" => Dtls::new },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        let exact = SniPattern::parse("A.Example.").expect("valid");
+        assert!(exact.matches("a.example"));
+        assert!(!exact.matches("b.a.example"));
+        let wild = SniPattern::parse("*.example.net").expect("valid");
+        assert!(wild.matches("a.example.net"));
+        assert!(!wild.matches("example.net"));
+        assert!(!wild.matches("a.b.example.net"));
+        for bad in ["*", "", "a..b", "a.*.b", "bücher.example", "a b", "*."] {
+            assert!(SniPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn alpn_escaping() {
+        assert_eq!(escape(b"webrtc"), "webrtc");
+        assert_eq!(escape(b"a,b\\\n"), "a\\x2cb\\x5c\\x0a");
+    }
+}

@@ -208,7 +208,10 @@ fn a_dns_flow_survives_hot_reloads_of_its_plugin_and_new_clients_use_the_new_ver
         assert_eq!(dig(port, "id.a.example", "TXT", false), ["\"server-a\""]);
     }
     let c = udp_counters(admin, port);
-    assert_eq!((c.flows, c.expired, c.unmatched), (5, 0, 0), "{c:?}");
+    // Three flows from our own sockets, plus one per distinct source port dig chose: dig picks its
+    // port at random, and a second dig that lands on the first one's port reuses its live flow.
+    assert!((4..=5).contains(&c.flows), "{c:?}");
+    assert_eq!((c.expired, c.unmatched), (0, 0), "{c:?}");
     assert_eq!(dns.queries("www.a.example"), 1 + 2 * 4);
     assert!(pm.is_running());
 }

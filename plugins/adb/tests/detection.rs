@@ -1,9 +1,9 @@
 //! The `adb` backend over a real `CNXN` captured from `adb connect`, messages built from adb's
 //! protocol.txt, every prefix of them, other protocols, and thousands of random and mutated inputs.
 
-use abi_stable::std_types::{RNone, RStr};
 use pmmux_adb::{detect, parse, Adb, Parse, MAX_DATA};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{spec, Rng};
 
 /// Captured on loopback with a Python listener on 127.0.0.1 (port 0) saving the first bytes: Android
 /// Debug Bridge 1.0.41, "Version 29.0.6-debian" (Debian 12 `adb 1:29.0.6-28`), `adb connect
@@ -126,37 +126,15 @@ fn other_protocols_are_no_match_from_the_first_byte() {
 
 #[test]
 fn params_are_refused() {
-    let spec = |params: &'static str| BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("adb"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params),
-    };
+    let spec = |params: &'static str| spec("adb", params);
     assert!(Adb::new(&spec("")).is_ok());
     let err = Adb::new(&spec("serial = \"x\"")).expect_err("unknown param");
     assert!(err.contains("serial"), "{err}");
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn fuzz_no_panic_and_decisions_are_final() {
-    let mut rng = Rng(0xadb_c0ffee);
+    let mut rng = Rng::new(0xadb_c0ffee);
     let seeds = [
         ADB_CONNECT.to_vec(),
         cnxn(0x0100_0000, b"host::\0"),
@@ -164,13 +142,13 @@ fn fuzz_no_panic_and_decisions_are_final() {
     ];
     for round in 0..20_000 {
         let mut input: Vec<u8> = match round % 3 {
-            0 => (0..rng.below(80)).map(|_| rng.next() as u8).collect(),
+            0 => (0..rng.below(80)).map(|_| rng.next_u64() as u8).collect(),
             _ => seeds[rng.below(seeds.len())].clone(),
         };
         for _ in 0..rng.below(3) {
             if !input.is_empty() {
                 let at = rng.below(input.len());
-                input[at] = rng.next() as u8;
+                input[at] = rng.next_u64() as u8;
             }
         }
         input.truncate(rng.below(input.len() + 1));

@@ -13,9 +13,9 @@
 //! The UDP tracker connect request and the uTP SYN are built from BEP 15 and BEP 29 (aria2 did not
 //! use the `udp://` tracker in the capture run, and does not speak uTP).
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
 use pmmux_bittorrent::{detect_message, detect_stream, BitTorrent, HANDSHAKE_DECIDES_AT};
-use pmmux_plugin_api::{Backend, BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{Backend, Detection};
+use pmmux_plugin_testkit::{conn_port, spec};
 
 const HANDSHAKE: &[u8] = include_bytes!("data/aria2_handshake.bin");
 const MSE: &[u8] = include_bytes!("data/aria2_mse_encrypted.bin");
@@ -40,24 +40,8 @@ fn kind(k: &str) -> Vec<(String, String)> {
     vec![("bittorrent.kind".to_owned(), k.to_owned())]
 }
 
-fn conn() -> ConnInfo<'static> {
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 6881).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from("test"),
-        properties: RSlice::from_slice(&[]),
-    }
-}
-
 fn backend(params_toml: &str) -> Result<BitTorrent, String> {
-    BitTorrent::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("bittorrent"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    BitTorrent::new(&spec("bittorrent", params_toml))
 }
 
 #[test]
@@ -68,11 +52,11 @@ fn aria2_handshake_matches_with_info_hash() {
         ("bittorrent.info_hash".to_owned(), INFO_HASH.to_owned()),
     ];
     let bt = backend("").unwrap();
-    assert_eq!(props(bt.detect(&conn(), HANDSHAKE)), want);
+    assert_eq!(props(bt.detect(&conn_port(6881), HANDSHAKE)), want);
     // Decided once the info hash is in; the peer id is not waited for.
     assert_eq!(props(detect_stream(&HANDSHAKE[..HANDSHAKE_DECIDES_AT])), want);
     // A handshake is not a datagram protocol.
-    assert_eq!(bt.can_handle_message(&conn(), HANDSHAKE), Detection::NoMatch);
+    assert_eq!(bt.can_handle_message(&conn_port(6881), HANDSHAKE), Detection::NoMatch);
 }
 
 #[test]
@@ -85,9 +69,12 @@ fn every_strict_prefix_needs_more() {
 #[test]
 fn udp_kinds_match() {
     let bt = backend("").unwrap();
-    assert_eq!(props(bt.can_handle_message(&conn(), DHT_PING)), kind("dht"));
-    assert_eq!(props(bt.can_handle_message(&conn(), TRACKER_CONNECT)), kind("tracker"));
-    assert_eq!(props(bt.can_handle_message(&conn(), UTP_SYN)), kind("utp"));
+    assert_eq!(props(bt.can_handle_message(&conn_port(6881), DHT_PING)), kind("dht"));
+    assert_eq!(
+        props(bt.can_handle_message(&conn_port(6881), TRACKER_CONNECT)),
+        kind("tracker")
+    );
+    assert_eq!(props(bt.can_handle_message(&conn_port(6881), UTP_SYN)), kind("utp"));
     // BEP 5 examples: a find_node query, a ping response, an error.
     let find_node = b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe";
     assert_eq!(props(detect_message(find_node)), kind("dht"));

@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use pmmux_dns::message::{parse_query, parse_tcp, Parse};
 use pmmux_plugin_api::{Backend, Detection};
+use pmmux_plugin_testkit::Rng;
 
 /// A copy of `message` with the bytes at `at` replaced.
 fn patched(message: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {

@@ -1,10 +1,10 @@
 //! The `dtls` backend over real OpenSSL captures, synthetic ClientHellos (DTLS 1.3, which OpenSSL 3.0
 //! cannot send), other UDP protocols and thousands of random and mutated datagrams (no panic).
 
-use abi_stable::std_types::{RNone, RStr};
 use pmmux_dtls::client_hello::parse_datagram;
 use pmmux_dtls::Dtls;
-use pmmux_plugin_api::{Backend, BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{Backend, Detection};
+use pmmux_plugin_testkit::{conn_port, spec, Rng};
 
 // Captured on loopback with a Python UDP listener on 127.0.0.1 (port 0) saving the first datagram;
 // client OpenSSL 3.0 (Debian 12).
@@ -22,13 +22,7 @@ const FRAGMENT0: &[u8] = include_bytes!("data/openssl_mtu_fragment0.bin");
 const FRAGMENT1: &[u8] = include_bytes!("data/openssl_mtu_fragment1.bin");
 
 fn backend(params_toml: &str) -> Result<Dtls, String> {
-    Dtls::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("dtls"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Dtls::new(&spec("dtls", params_toml))
 }
 
 fn dtls(params_toml: &str) -> Dtls {
@@ -112,13 +106,7 @@ fn captures_match_with_properties() {
     // A later fragment carries no ClientHello fields: not a client's first datagram.
     assert_eq!(any.detect_message(FRAGMENT1), Detection::NoMatch);
     // Over TCP, never.
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 4433).into();
-    let conn = ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from("test"),
-        properties: abi_stable::std_types::RSlice::from_slice(&[]),
-    };
+    let conn = conn_port(4433);
     assert_eq!(any.detect(&conn, DTLS12), Detection::NoMatch);
     assert!(matches!(any.can_handle_message(&conn, DTLS12), Detection::Match(_)));
 }
@@ -225,36 +213,21 @@ fn other_udp_protocols_are_no_match() {
     }
 }
 
-/// xorshift64*: small, deterministic, good enough to fuzz with.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn fuzz_random_and_mutated_datagrams_never_panic() {
     let any = dtls("sni = \"*.example\"");
-    let mut rng = Rng(0xd715_5eed_0000_0001);
+    let mut rng = Rng::new(0xd715_5eed_0000_0001);
     let v13 = hello(Some("q.example"), &[0xfefc], &[1, 2, 3]);
     let seeds: Vec<&[u8]> = vec![DTLS12, DTLS10, NOSNI, FRAGMENT0, FRAGMENT1, &v13];
     for i in 0..20_000 {
         let input: Vec<u8> = if i % 3 == 0 {
             let n = rng.below(300);
-            (0..n).map(|_| rng.next() as u8).collect()
+            (0..n).map(|_| rng.next_u64() as u8).collect()
         } else {
             let mut m = seeds[rng.below(seeds.len())].to_vec();
             for _ in 0..=rng.below(4) {
                 let at = rng.below(m.len());
-                m[at] = rng.next() as u8;
+                m[at] = rng.next_u64() as u8;
             }
             let cut = rng.below(m.len() + 1);
             m.truncate(cut);

@@ -1,9 +1,9 @@
 //! The `mqtt` backend over real mosquitto_pub captures, hand-built packets, other protocols,
 //! params, and thousands of random and mutated inputs.
 
-use abi_stable::std_types::{RNone, RStr};
 use pmmux_mqtt::{parse, Mqtt, Parse};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{spec, Rng};
 
 // See tests/data/README.md: mosquitto_pub 2.0.11 (Debian 12), `-i myclient`.
 const V5: &[u8] = include_bytes!("data/connect_v5.bin");
@@ -11,13 +11,7 @@ const V311: &[u8] = include_bytes!("data/connect_v311.bin");
 const V31: &[u8] = include_bytes!("data/connect_v31.bin");
 
 fn backend(params_toml: &str) -> Result<Mqtt, String> {
-    Mqtt::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("mqtt"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Mqtt::new(&spec("mqtt", params_toml))
 }
 
 fn mqtt() -> Mqtt {
@@ -115,30 +109,14 @@ fn params_are_refused() {
     assert!(err.contains("unknown field"), "{err}");
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let seeds = [V5, V311, V31];
     for i in 0..20_000 {
         let mut input = match i % 3 {
             0 => {
-                let mut v: Vec<u8> = (0..rng.below(48) + 1).map(|_| rng.next() as u8).collect();
+                let mut v: Vec<u8> = (0..rng.below(48) + 1).map(|_| rng.next_u64() as u8).collect();
                 v[0] = 0x10; // get past the first byte often
                 v
             }
@@ -147,7 +125,7 @@ fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
         if i % 3 != 0 {
             for _ in 0..rng.below(4) {
                 let at = rng.below(input.len());
-                input[at] = rng.next() as u8;
+                input[at] = rng.next_u64() as u8;
             }
             input.truncate(rng.below(input.len()) + 1);
         }

@@ -1,9 +1,9 @@
 //! The `openvpn` backend over real first packets captured from OpenVPN clients, every prefix of the
 //! TCP ones, other protocols, and thousands of random, truncated and mutated inputs.
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
 use pmmux_openvpn::{parse_packet, parse_stream, OpenVpn, Verdict, MAX_PACKET};
-use pmmux_plugin_api::{Backend, BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{Backend, Detection};
+use pmmux_plugin_testkit::{conn_port, spec, Rng};
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes (TCP)
 // or the first datagram (UDP); client OpenVPN 2.6.14 (Debian 12, `openvpn 2.6.14-0+deb12u2`), run as
@@ -32,24 +32,8 @@ const UDP_CAPTURES: &[(&str, &[u8], &str)] = &[
     ("udp_tls_crypt", UDP_TLS_CRYPT, "P_CONTROL_HARD_RESET_CLIENT_V2"),
 ];
 
-fn conn() -> ConnInfo<'static> {
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 1194).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from("test"),
-        properties: RSlice::from_slice(&[]),
-    }
-}
-
 fn backend(params_toml: &str) -> Result<OpenVpn, String> {
-    OpenVpn::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("openvpn"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    OpenVpn::new(&spec("openvpn", params_toml))
 }
 
 fn props(detection: Detection) -> Vec<(String, String)> {
@@ -71,12 +55,12 @@ fn tcp_captures_match_with_properties() {
             ("openvpn.opcode".to_owned(), opcode.to_owned()),
             ("openvpn.session_id".to_owned(), hex(&stream[3..11])),
         ];
-        assert_eq!(props(ovpn.detect(&conn(), stream)), expected, "{name}");
+        assert_eq!(props(ovpn.detect(&conn_port(1194), stream)), expected, "{name}");
         let len = usize::from(u16::from_be_bytes([stream[0], stream[1]]));
         assert_eq!(len + 2, stream.len(), "{name}: one whole packet");
         // The same packet over UDP matches the same way.
         assert_eq!(
-            props(ovpn.can_handle_message(&conn(), &stream[2..])),
+            props(ovpn.can_handle_message(&conn_port(1194), &stream[2..])),
             expected,
             "{name}"
         );
@@ -91,10 +75,18 @@ fn udp_captures_match_with_properties() {
             ("openvpn.opcode".to_owned(), opcode.to_owned()),
             ("openvpn.session_id".to_owned(), hex(&datagram[1..9])),
         ];
-        assert_eq!(props(ovpn.can_handle_message(&conn(), datagram)), expected, "{name}");
+        assert_eq!(
+            props(ovpn.can_handle_message(&conn_port(1194), datagram)),
+            expected,
+            "{name}"
+        );
         let mut framed = (datagram.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(datagram);
-        assert_eq!(props(ovpn.detect(&conn(), &framed)), expected, "{name} over TCP");
+        assert_eq!(
+            props(ovpn.detect(&conn_port(1194), &framed)),
+            expected,
+            "{name} over TCP"
+        );
     }
     assert_eq!(UDP_PLAIN[0], 0x38);
 }
@@ -104,7 +96,11 @@ fn every_strict_prefix_of_a_tcp_capture_needs_more() {
     let ovpn = backend("").expect("no params");
     for &(name, stream, _) in TCP_CAPTURES {
         for n in 1..stream.len() {
-            assert_eq!(ovpn.detect(&conn(), &stream[..n]), Detection::NeedMore, "{name}[..{n}]");
+            assert_eq!(
+                ovpn.detect(&conn_port(1194), &stream[..n]),
+                Detection::NeedMore,
+                "{name}[..{n}]"
+            );
         }
     }
 }
@@ -114,7 +110,7 @@ fn truncated_datagrams_are_no_match() {
     let ovpn = backend("").expect("no params");
     for n in 0..14 {
         assert_eq!(
-            ovpn.can_handle_message(&conn(), &UDP_PLAIN[..n]),
+            ovpn.can_handle_message(&conn_port(1194), &UDP_PLAIN[..n]),
             Detection::NoMatch,
             "{n}"
         );
@@ -169,9 +165,17 @@ fn other_protocols_are_no_match() {
     ];
     for other in others {
         // Decided from the first byte over TCP.
-        assert_eq!(ovpn.detect(&conn(), &other[..1]), Detection::NoMatch, "{other:?}");
-        assert_eq!(ovpn.detect(&conn(), other), Detection::NoMatch, "{other:?}");
-        assert_eq!(ovpn.can_handle_message(&conn(), other), Detection::NoMatch, "{other:?}");
+        assert_eq!(
+            ovpn.detect(&conn_port(1194), &other[..1]),
+            Detection::NoMatch,
+            "{other:?}"
+        );
+        assert_eq!(ovpn.detect(&conn_port(1194), other), Detection::NoMatch, "{other:?}");
+        assert_eq!(
+            ovpn.can_handle_message(&conn_port(1194), other),
+            Detection::NoMatch,
+            "{other:?}"
+        );
     }
 }
 
@@ -182,26 +186,10 @@ fn params_are_refused() {
     assert!(err.contains("foo"), "{err}");
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn fuzz_no_panic_and_decisions_are_final() {
     let ovpn = backend("").expect("no params");
-    let mut rng = Rng(0x0b5e_55ed_1194);
+    let mut rng = Rng::new(0x0b5e_55ed_1194);
     let seeds: Vec<&[u8]> = TCP_CAPTURES
         .iter()
         .map(|c| c.1)
@@ -209,25 +197,25 @@ fn fuzz_no_panic_and_decisions_are_final() {
         .collect();
     for round in 0..20_000 {
         let mut input: Vec<u8> = match round % 3 {
-            0 => (0..rng.below(64)).map(|_| rng.next() as u8).collect(),
+            0 => (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect(),
             _ => seeds[rng.below(seeds.len())].to_vec(),
         };
         for _ in 0..rng.below(4) {
             if !input.is_empty() {
                 let at = rng.below(input.len());
-                input[at] = rng.next() as u8;
+                input[at] = rng.next_u64() as u8;
             }
         }
         input.truncate(rng.below(input.len() + 1));
-        let udp = ovpn.can_handle_message(&conn(), &input);
+        let udp = ovpn.can_handle_message(&conn_port(1194), &input);
         assert_ne!(udp, Detection::NeedMore, "{input:?}");
         if input.is_empty() {
             continue;
         }
-        let full = ovpn.detect(&conn(), &input);
+        let full = ovpn.detect(&conn_port(1194), &input);
         // Once a prefix is decided, the longer input gives the same answer.
         for n in 1..input.len() {
-            let early = ovpn.detect(&conn(), &input[..n]);
+            let early = ovpn.detect(&conn_port(1194), &input[..n]);
             if early != Detection::NeedMore {
                 assert_eq!(early, full, "{input:?} decided at {n}");
                 break;

@@ -1,8 +1,8 @@
 //! The `postgres` backend over real psql captures, hand-built messages from the protocol
 //! documentation, other protocols, params, and thousands of random and mutated inputs.
 
-use abi_stable::std_types::{RNone, RStr};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{spec, Rng};
 use pmmux_postgres::message::{parse, Parse};
 use pmmux_postgres::Postgres;
 
@@ -19,13 +19,7 @@ const CANCEL: &[u8] = &[
 ];
 
 fn backend(params_toml: &str) -> Result<Postgres, String> {
-    Postgres::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("postgres"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Postgres::new(&spec("postgres", params_toml))
 }
 
 fn pg(params_toml: &str) -> Postgres {
@@ -203,36 +197,22 @@ fn bad_params_are_refused() {
     }
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let backend = pg("user = [\"alice\", \"bob\"]");
     let seeds = [STARTUP, SSL_REQUEST, GSSENC, CANCEL];
     for i in 0..20_000 {
         let mut input = match i % 3 {
-            0 => (0..rng.below(64) + 1).map(|_| rng.next() as u8).collect::<Vec<u8>>(),
+            0 => (0..rng.below(64) + 1)
+                .map(|_| rng.next_u64() as u8)
+                .collect::<Vec<u8>>(),
             _ => seeds[rng.below(seeds.len())].to_vec(),
         };
         if i % 3 != 0 {
             for _ in 0..rng.below(4) {
                 let at = rng.below(input.len());
-                input[at] = rng.next() as u8;
+                input[at] = rng.next_u64() as u8;
             }
             input.truncate(rng.below(input.len()) + 1);
         }

@@ -1,8 +1,8 @@
 //! The `rdp` backend over real connection requests captured from FreeRDP, every prefix, other
 //! protocols, the `mstshash` param, and thousands of random, truncated and mutated inputs.
 
-use abi_stable::std_types::{RNone, RStr};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{spec, Rng};
 use pmmux_rdp::{parse, protocol_names, Parse, Rdp};
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes
@@ -16,13 +16,7 @@ const XFREERDP_ALICE: &[u8] = include_bytes!("data/xfreerdp_alice.bin");
 const XFREERDP_BOB: &[u8] = include_bytes!("data/xfreerdp_bob_nonla.bin");
 
 fn backend(params_toml: &str) -> Result<Rdp, String> {
-    Rdp::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("rdp"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Rdp::new(&spec("rdp", params_toml))
 }
 
 fn rdp(params_toml: &str) -> Rdp {
@@ -139,36 +133,20 @@ fn other_protocols_are_no_match_early() {
     }
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn random_truncated_and_mutated_inputs_never_panic() {
     let any = rdp("");
-    let mut rng = Rng(0x5eed_0d0b);
+    let mut rng = Rng::new(0x5eed_0d0b);
     for round in 0..6000 {
         let mut input = match round % 3 {
-            0 => (0..rng.below(48)).map(|_| rng.next() as u8).collect::<Vec<u8>>(),
+            0 => (0..rng.below(48)).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>(),
             1 => XFREERDP_ALICE.to_vec(),
             _ => XFREERDP_BOB.to_vec(),
         };
         for _ in 0..rng.below(3) {
             if !input.is_empty() {
                 let at = rng.below(input.len());
-                input[at] = rng.next() as u8;
+                input[at] = rng.next_u64() as u8;
             }
         }
         input.truncate(rng.below(input.len() + 1));

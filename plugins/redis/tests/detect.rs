@@ -1,8 +1,8 @@
 //! The `redis` backend over real redis-cli captures, hand-built commands, other protocols, params,
 //! and thousands of random and mutated inputs.
 
-use abi_stable::std_types::{RNone, RStr};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{spec, Rng};
 use pmmux_redis::{parse, Parse, Redis};
 
 // See tests/data/README.md: redis-cli 7.0.15 (Debian 12).
@@ -12,13 +12,7 @@ const PING: &[u8] = include_bytes!("data/ping.bin");
 const AUTH: &[u8] = include_bytes!("data/auth.bin");
 
 fn backend(params_toml: &str) -> Result<Redis, String> {
-    Redis::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("redis"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Redis::new(&spec("redis", params_toml))
 }
 
 fn redis() -> Redis {
@@ -134,25 +128,9 @@ fn params_are_refused() {
     assert!(err.contains("unknown field"), "{err}");
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let seeds: [&[u8]; 4] = [PING, AUTH, b"PING\r\n", b"hello 3\r\n"];
     let alphabet = b"*$\r\n0123456789PINGAUTHELOping _";
     for i in 0..20_000 {
@@ -166,7 +144,7 @@ fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
             for _ in 0..rng.below(4) {
                 let at = rng.below(input.len());
                 input[at] = if rng.below(2) == 0 {
-                    rng.next() as u8
+                    rng.next_u64() as u8
                 } else {
                     alphabet[rng.below(alphabet.len())]
                 };

@@ -8,8 +8,8 @@
 //! * `openssl_client_hello.bin`: `openssl s_client -connect 127.0.0.1:PORT -servername a.example`
 //!   (OpenSSL 3.0.22).
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
-use pmmux_plugin_api::{Backend, BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{Backend, Detection};
+use pmmux_plugin_testkit::{conn_port, spec};
 use pmmux_regex::{RegexProbe, MAX_PATTERNS};
 
 const CURL_HTTP: &[u8] = include_bytes!("data/curl_http.bin");
@@ -17,28 +17,12 @@ const OPENSSH: &[u8] = include_bytes!("data/openssh_banner.bin");
 const OPENSSL_HELLO: &[u8] = include_bytes!("data/openssl_client_hello.bin");
 
 fn backend(params_toml: &str) -> Result<RegexProbe, String> {
-    let spec = BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("regex"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    };
+    let spec = spec("regex", params_toml);
     RegexProbe::new(&spec)
 }
 
 fn probe(params_toml: &str) -> RegexProbe {
     backend(params_toml).unwrap_or_else(|e| panic!("params {params_toml:?}: {e}"))
-}
-
-fn conn() -> ConnInfo<'static> {
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 4000).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from("test"),
-        properties: RSlice::from_slice(&[]),
-    }
 }
 
 /// The `regex.pattern` of a match; panics on anything else.
@@ -65,38 +49,42 @@ fn captures_match_their_pattern_with_its_index() {
         ("tls", OPENSSL_HELLO, "1"),
         ("http", CURL_HTTP, "2"),
     ] {
-        assert_eq!(pattern_of(p.detect(&conn(), bytes)), index, "{name}");
-        assert_eq!(pattern_of(p.can_handle_message(&conn(), bytes)), index, "{name}");
+        assert_eq!(pattern_of(p.detect(&conn_port(4000), bytes)), index, "{name}");
+        assert_eq!(
+            pattern_of(p.can_handle_message(&conn_port(4000), bytes)),
+            index,
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn first_matching_pattern_in_list_order_wins() {
     let p = probe(r#"patterns = ['Host: ', '^GET ', '(?i)user-agent: curl']"#);
-    assert_eq!(pattern_of(p.detect(&conn(), CURL_HTTP)), "0");
+    assert_eq!(pattern_of(p.detect(&conn_port(4000), CURL_HTTP)), "0");
     let p = probe(r#"patterns = ['nothing here', '(?i)USER-AGENT: CURL/']"#);
-    assert_eq!(pattern_of(p.detect(&conn(), CURL_HTTP)), "1");
+    assert_eq!(pattern_of(p.detect(&conn_port(4000), CURL_HTTP)), "1");
 }
 
 #[test]
 fn patterns_are_unanchored_unless_they_say_so() {
     let anywhere = probe("patterns = 'OpenSSH_'");
-    assert_eq!(pattern_of(anywhere.detect(&conn(), OPENSSH)), "0");
+    assert_eq!(pattern_of(anywhere.detect(&conn_port(4000), OPENSSH)), "0");
     let anchored = probe("patterns = '^OpenSSH_'");
-    assert_eq!(anchored.detect(&conn(), OPENSSH), Detection::NoMatch);
+    assert_eq!(anchored.detect(&conn_port(4000), OPENSSH), Detection::NoMatch);
     // The SNI inside the ClientHello, found anywhere in the record.
     let sni = probe("patterns = 'a\\.example'");
-    assert_eq!(pattern_of(sni.detect(&conn(), OPENSSL_HELLO)), "0");
+    assert_eq!(pattern_of(sni.detect(&conn_port(4000), OPENSSL_HELLO)), "0");
 }
 
 #[test]
 fn byte_escapes_mean_bytes_and_unicode_is_opt_in() {
     let bytes = probe(r#"patterns = '^\xff\xfe.'"#);
-    assert_eq!(pattern_of(bytes.detect(&conn(), &[0xff, 0xfe, 0x80])), "0");
+    assert_eq!(pattern_of(bytes.detect(&conn_port(4000), &[0xff, 0xfe, 0x80])), "0");
     // With (?u), \xff is U+00FF, i.e. the UTF-8 bytes C3 BF.
     let unicode = probe(r#"patterns = '(?u)^\xff'"#);
-    assert_eq!(unicode.detect(&conn(), &[0xff]), Detection::NoMatch);
-    assert_eq!(pattern_of(unicode.detect(&conn(), "ÿ".as_bytes())), "0");
+    assert_eq!(unicode.detect(&conn_port(4000), &[0xff]), Detection::NoMatch);
+    assert_eq!(pattern_of(unicode.detect(&conn_port(4000), "ÿ".as_bytes())), "0");
 }
 
 #[test]
@@ -105,9 +93,9 @@ fn need_more_until_min_length_then_no_match() {
     // Patterns that decide within min_length bytes: every strict prefix of the capture is undecided
     // or already the full input's match, never refused.
     for bytes in [OPENSSH, OPENSSL_HELLO] {
-        let full = p.detect(&conn(), bytes);
+        let full = p.detect(&conn_port(4000), bytes);
         for n in 1..bytes.len() {
-            let verdict = p.detect(&conn(), &bytes[..n]);
+            let verdict = p.detect(&conn_port(4000), &bytes[..n]);
             assert!(
                 verdict == Detection::NeedMore || verdict == full,
                 "prefix {n}: {verdict:?}"
@@ -117,25 +105,32 @@ fn need_more_until_min_length_then_no_match() {
     // The HTTP pattern needs the whole request line (16+ bytes), more than min_length: a client
     // whose first segment stops earlier is refused, as with sslh. Documented; raise min_length.
     for n in 1..8 {
-        assert_eq!(p.detect(&conn(), &CURL_HTTP[..n]), Detection::NeedMore, "prefix {n}");
+        assert_eq!(
+            p.detect(&conn_port(4000), &CURL_HTTP[..n]),
+            Detection::NeedMore,
+            "prefix {n}"
+        );
     }
-    assert_eq!(p.detect(&conn(), &CURL_HTTP[..12]), Detection::NoMatch);
+    assert_eq!(p.detect(&conn_port(4000), &CURL_HTTP[..12]), Detection::NoMatch);
     // The TLS record header decides from its third byte.
-    assert_eq!(pattern_of(p.detect(&conn(), &OPENSSL_HELLO[..3])), "1");
+    assert_eq!(pattern_of(p.detect(&conn_port(4000), &OPENSSL_HELLO[..3])), "1");
     // A whole request line matches whatever follows.
-    assert_eq!(p.detect(&conn(), b"GET / HTTP/1.1\r\n"), p.detect(&conn(), CURL_HTTP));
-    assert_eq!(p.detect(&conn(), b"HELO there"), Detection::NoMatch);
+    assert_eq!(
+        p.detect(&conn_port(4000), b"GET / HTTP/1.1\r\n"),
+        p.detect(&conn_port(4000), CURL_HTTP)
+    );
+    assert_eq!(p.detect(&conn_port(4000), b"HELO there"), Detection::NoMatch);
 
-    assert_eq!(p.detect(&conn(), b"HELO"), Detection::NeedMore);
+    assert_eq!(p.detect(&conn_port(4000), b"HELO"), Detection::NeedMore);
     // A datagram is whole: too short is no match.
-    assert_eq!(p.can_handle_message(&conn(), b"HELO"), Detection::NoMatch);
+    assert_eq!(p.can_handle_message(&conn_port(4000), b"HELO"), Detection::NoMatch);
     // A match before min_length is final at once.
     let short = probe("patterns = '^\\x16'\nmin_length = 100");
-    assert_eq!(pattern_of(short.detect(&conn(), &OPENSSL_HELLO[..1])), "0");
+    assert_eq!(pattern_of(short.detect(&conn_port(4000), &OPENSSL_HELLO[..1])), "0");
     // Default min_length 1: the first byte decides.
     let default = probe("patterns = '^SSH-'");
-    assert_eq!(default.detect(&conn(), b"S"), Detection::NoMatch);
-    assert_eq!(pattern_of(default.detect(&conn(), b"SSH-")), "0");
+    assert_eq!(default.detect(&conn_port(4000), b"S"), Detection::NoMatch);
+    assert_eq!(pattern_of(default.detect(&conn_port(4000), b"SSH-")), "0");
 }
 
 #[test]
@@ -212,14 +207,14 @@ fn fuzz_random_truncated_and_mutated_inputs() {
                 m
             }
         };
-        let tcp = p.detect(&conn(), &input);
+        let tcp = p.detect(&conn_port(4000), &input);
         match &tcp {
             Detection::NeedMore => assert!(input.len() < 8, "{input:?}"),
             Detection::NoMatch => assert!(input.len() >= 8, "{input:?}"),
             Detection::Match(_) => {}
         }
         // Over UDP the same bytes give the same match, and never NeedMore.
-        let udp = p.can_handle_message(&conn(), &input);
+        let udp = p.can_handle_message(&conn_port(4000), &input);
         match tcp {
             Detection::Match(_) => assert_eq!(udp, tcp),
             _ => assert_eq!(udp, Detection::NoMatch),

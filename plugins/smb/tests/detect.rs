@@ -1,8 +1,8 @@
 //! The `smb` backend over real smbclient captures, other protocols, params, and thousands of
 //! random and mutated inputs.
 
-use abi_stable::std_types::{RNone, RStr};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{spec, Rng};
 use pmmux_smb::{parse, Parse, Smb};
 
 // See tests/data/README.md: smbclient 4.17.12 (Debian 12).
@@ -12,13 +12,7 @@ const SMB2: &[u8] = include_bytes!("data/smb2_negotiate.bin");
 const SMB1: &[u8] = include_bytes!("data/smb1_negotiate.bin");
 
 fn backend(params_toml: &str) -> Result<Smb, String> {
-    Smb::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("smb"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Smb::new(&spec("smb", params_toml))
 }
 
 fn smb(params_toml: &str) -> Smb {
@@ -132,30 +126,14 @@ fn dialect_param() {
     }
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let any = smb("");
     for i in 0..10_000 {
         let mut input = match i % 3 {
             0 => {
-                let mut v: Vec<u8> = (0..rng.below(128) + 1).map(|_| rng.next() as u8).collect();
+                let mut v: Vec<u8> = (0..rng.below(128) + 1).map(|_| rng.next_u64() as u8).collect();
                 v[0] = 0; // get past the first byte often
                 v
             }
@@ -165,7 +143,7 @@ fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
             for _ in 0..rng.below(4) {
                 // Mutate mostly the fixed parts, where the checks are.
                 let at = rng.below(input.len().min(120));
-                input[at] = rng.next() as u8;
+                input[at] = rng.next_u64() as u8;
             }
             input.truncate(rng.below(input.len()) + 1);
         }

@@ -1,8 +1,8 @@
 //! The `socks4` backend over real requests captured from curl, every prefix, other protocols,
 //! params, and thousands of random, truncated and mutated inputs (no panic, a stable verdict).
 
-use abi_stable::std_types::{RNone, RStr};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{assert_verdict_stable, spec, Rng};
 use pmmux_socks4::{detect, parse_request, Command, Parse, Socks4, MAX_FIELD};
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes
@@ -18,13 +18,7 @@ const CURL_SOCKS4A_USER: &[u8] = include_bytes!("data/curl_socks4a_user.bin");
 const CAPTURES: [&[u8]; 3] = [CURL_SOCKS4, CURL_SOCKS4A, CURL_SOCKS4A_USER];
 
 fn backend(params_toml: &str) -> Result<Socks4, String> {
-    Socks4::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("socks4"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Socks4::new(&spec("socks4", params_toml))
 }
 
 fn props(detection: Detection) -> Vec<(String, String)> {
@@ -122,41 +116,12 @@ fn params_are_refused() {
     assert!(err.contains("unknown field"), "{err}");
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// The verdict on every prefix: once `Match` or `NoMatch`, more bytes never change it.
-fn assert_stable(input: &[u8]) {
-    let mut decided: Option<Detection> = None;
-    for n in 1..=input.len() {
-        let verdict = detect(&input[..n]);
-        if let Some(previous) = &decided {
-            assert_eq!(&verdict, previous, "{input:02x?} at {n}");
-        } else if verdict != Detection::NeedMore {
-            decided = Some(verdict);
-        }
-    }
-}
-
 #[test]
 fn random_truncated_and_mutated_inputs_never_panic() {
-    let mut rng = Rng(0x5eed_0004);
+    let mut rng = Rng::new(0x5eed_0004);
     for round in 0..6000 {
         let mut input = match round % 4 {
-            0 => (0..rng.below(24)).map(|_| rng.next() as u8).collect::<Vec<u8>>(),
+            0 => (0..rng.below(24)).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>(),
             1 => {
                 let mut v = vec![4, 1 + rng.below(2) as u8, 0, 80, 0, 0, 0, rng.below(3) as u8];
                 v.extend((0..rng.below(16)).map(|_| {
@@ -173,14 +138,14 @@ fn random_truncated_and_mutated_inputs_never_panic() {
         for _ in 0..rng.below(3) {
             if !input.is_empty() {
                 let at = rng.below(input.len());
-                input[at] = rng.next() as u8;
+                input[at] = rng.next_u64() as u8;
             }
         }
         input.truncate(rng.below(input.len() + 1));
         if input.is_empty() {
             continue;
         }
-        assert_stable(&input);
+        assert_verdict_stable(detect, &input);
         match (detect(&input), parse_request(&input)) {
             (Detection::Match(_), Parse::Complete(_))
             | (Detection::NeedMore, Parse::Incomplete)

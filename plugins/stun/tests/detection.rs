@@ -2,8 +2,8 @@
 //! protocols, TCP prefixes, and thousands of random and mutated inputs (no panic, no false match of
 //! random bytes).
 
-use abi_stable::std_types::{RNone, RStr};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{spec, Rng};
 use pmmux_stun::message::{crc32, parse_message, FINGERPRINT_XOR};
 use pmmux_stun::Stun;
 
@@ -32,13 +32,7 @@ const RFC5769_REQUEST: &[u8] = &[
 ];
 
 fn backend(params_toml: &str) -> Result<Stun, String> {
-    Stun::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("stun"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Stun::new(&spec("stun", params_toml))
 }
 
 fn stun(params_toml: &str) -> Stun {
@@ -282,28 +276,10 @@ fn other_protocols_are_no_match() {
     }
 }
 
-/// xorshift64*: small, deterministic, good enough to fuzz with.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 #[test]
 fn fuzz_random_and_mutated_inputs_never_panic() {
     let all = stun("methods = [\"binding\", \"allocate\", \"send\", \"refresh\"]\nclassic = true");
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Rng::new(0x5eed_1234_abcd_0001);
     let seeds: Vec<&[u8]> = vec![STUNCLIENT, RFC5769_REQUEST, ALLOCATE_UDP, ALLOCATE_TCP];
     for i in 0..20_000 {
         let input = if i % 2 == 0 {
@@ -313,7 +289,7 @@ fn fuzz_random_and_mutated_inputs_never_panic() {
             let mut m = seeds[rng.below(seeds.len())].to_vec();
             for _ in 0..=rng.below(4) {
                 let at = rng.below(m.len());
-                m[at] = rng.next() as u8;
+                m[at] = rng.next_u64() as u8;
             }
             let cut = rng.below(m.len() + 1);
             m.truncate(cut);

@@ -1,8 +1,8 @@
 //! The `tinc` backend over a real ID line captured from tincd and lines built from tinc's protocol
 //! documentation, every prefix of them, other protocols, and thousands of random and mutated inputs.
 
-use abi_stable::std_types::{RNone, RStr};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::{spec, Rng};
 use pmmux_tinc::{detect, parse, Parse, Tinc, MAX_LINE};
 
 /// Captured on loopback with a Python listener on 127.0.0.1 (port 0) saving the first bytes: tinc
@@ -108,41 +108,19 @@ fn other_protocols_are_no_match_from_the_first_byte() {
 
 #[test]
 fn params_are_refused() {
-    let spec = |params: &'static str| BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("tinc"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params),
-    };
+    let spec = |params: &'static str| spec("tinc", params);
     assert!(Tinc::new(&spec("")).is_ok());
     let err = Tinc::new(&spec("name = \"alice\"")).expect_err("unknown param");
     assert!(err.contains("name"), "{err}");
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn fuzz_no_panic_and_decisions_are_final() {
-    let mut rng = Rng(0x7469_6e63_1707);
+    let mut rng = Rng::new(0x7469_6e63_1707);
     let alphabet = b"0 17.\n?_aZ9-";
     for round in 0..20_000 {
         let mut input: Vec<u8> = match round % 4 {
-            0 => (0..rng.below(40)).map(|_| rng.next() as u8).collect(),
+            0 => (0..rng.below(40)).map(|_| rng.next_u64() as u8).collect(),
             1 => (0..rng.below(40))
                 .map(|_| alphabet[rng.below(alphabet.len())])
                 .collect(),
@@ -152,7 +130,7 @@ fn fuzz_no_panic_and_decisions_are_final() {
             if !input.is_empty() {
                 let at = rng.below(input.len());
                 input[at] = if rng.below(2) == 0 {
-                    rng.next() as u8
+                    rng.next_u64() as u8
                 } else {
                     alphabet[rng.below(alphabet.len())]
                 };

@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use pmmux_plugin_testkit::Rng;
 use pmmux_tls::client_hello::{parse_records, ClientHello, Parse};
 use pmmux_tls::ja4::{ja4, ja4_for, Transport};
 use sha2::{Digest, Sha256};

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::Rng;
 use pmmux_tls::client_hello::{parse_handshake, parse_records, Parse};
 
 #[test]

@@ -2,28 +2,12 @@
 //! run unprivileged here: the kernel module needs an interface), other protocols, and thousands of
 //! random, truncated and mutated datagrams.
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
-use pmmux_plugin_api::{Backend, BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{Backend, Detection};
+use pmmux_plugin_testkit::{conn_port, spec, Rng};
 use pmmux_wireguard::{message_type, WireGuard};
 
-fn conn() -> ConnInfo<'static> {
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 51820).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from("test"),
-        properties: RSlice::from_slice(&[]),
-    }
-}
-
 fn backend(params_toml: &str) -> Result<WireGuard, String> {
-    WireGuard::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("wireguard"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    WireGuard::new(&spec("wireguard", params_toml))
 }
 
 fn message_type_of(detection: Detection) -> String {
@@ -88,20 +72,35 @@ fn transport(padded: usize) -> Vec<u8> {
 #[test]
 fn each_message_type_matches_with_its_type() {
     let wg = backend("").expect("no params");
-    assert_eq!(message_type_of(wg.can_handle_message(&conn(), &initiation())), "1");
-    assert_eq!(message_type_of(wg.can_handle_message(&conn(), &response())), "2");
-    assert_eq!(message_type_of(wg.can_handle_message(&conn(), &cookie_reply())), "3");
+    assert_eq!(
+        message_type_of(wg.can_handle_message(&conn_port(51820), &initiation())),
+        "1"
+    );
+    assert_eq!(
+        message_type_of(wg.can_handle_message(&conn_port(51820), &response())),
+        "2"
+    );
+    assert_eq!(
+        message_type_of(wg.can_handle_message(&conn_port(51820), &cookie_reply())),
+        "3"
+    );
     for padded in [0, 16, 32, 1408] {
-        assert_eq!(message_type_of(wg.can_handle_message(&conn(), &transport(padded))), "4");
+        assert_eq!(
+            message_type_of(wg.can_handle_message(&conn_port(51820), &transport(padded))),
+            "4"
+        );
     }
 }
 
 #[test]
 fn handshake_only_matches_initiations_only() {
     let wg = backend("handshake_only = true").expect("valid params");
-    assert_eq!(message_type_of(wg.can_handle_message(&conn(), &initiation())), "1");
+    assert_eq!(
+        message_type_of(wg.can_handle_message(&conn_port(51820), &initiation())),
+        "1"
+    );
     for other in [response(), cookie_reply(), transport(0), transport(64)] {
-        assert_eq!(wg.can_handle_message(&conn(), &other), Detection::NoMatch);
+        assert_eq!(wg.can_handle_message(&conn_port(51820), &other), Detection::NoMatch);
     }
 }
 
@@ -111,7 +110,7 @@ fn wrong_sizes_and_reserved_bytes_are_no_match() {
     let init = initiation();
     for n in 0..init.len() {
         assert_eq!(
-            wg.can_handle_message(&conn(), &init[..n]),
+            wg.can_handle_message(&conn_port(51820), &init[..n]),
             Detection::NoMatch,
             "initiation[..{n}]"
         );
@@ -143,8 +142,8 @@ fn wrong_sizes_and_reserved_bytes_are_no_match() {
 #[test]
 fn tcp_never_matches() {
     let wg = backend("").expect("no params");
-    assert_eq!(wg.detect(&conn(), &initiation()), Detection::NoMatch);
-    assert_eq!(wg.detect(&conn(), &[1]), Detection::NoMatch);
+    assert_eq!(wg.detect(&conn_port(51820), &initiation()), Detection::NoMatch);
+    assert_eq!(wg.detect(&conn_port(51820), &[1]), Detection::NoMatch);
 }
 
 #[test]
@@ -161,8 +160,12 @@ fn other_protocols_are_no_match() {
         dns,
     ];
     for other in &others {
-        assert_eq!(wg.can_handle_message(&conn(), other), Detection::NoMatch, "{other:?}");
-        assert_eq!(wg.detect(&conn(), other), Detection::NoMatch);
+        assert_eq!(
+            wg.can_handle_message(&conn_port(51820), other),
+            Detection::NoMatch,
+            "{other:?}"
+        );
+        assert_eq!(wg.detect(&conn_port(51820), other), Detection::NoMatch);
     }
 }
 
@@ -174,49 +177,33 @@ fn params_are_checked() {
     assert!(backend("handshake_only = false").is_ok());
 }
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn fuzz_no_panic_and_always_a_verdict() {
     let all = backend("").expect("no params");
     let strict = backend("handshake_only = true").expect("valid params");
     let seeds = [initiation(), response(), cookie_reply(), transport(0), transport(96)];
-    let mut rng = Rng(0x5157_4e47_5541_5244);
+    let mut rng = Rng::new(0x5157_4e47_5541_5244);
     for round in 0..20_000 {
         let mut input: Vec<u8> = match round % 3 {
-            0 => (0..rng.below(200)).map(|_| rng.next() as u8).collect(),
+            0 => (0..rng.below(200)).map(|_| rng.next_u64() as u8).collect(),
             _ => seeds[rng.below(seeds.len())].clone(),
         };
         for _ in 0..rng.below(3) {
             if !input.is_empty() {
                 let at = rng.below(input.len());
-                input[at] = rng.next() as u8;
+                input[at] = rng.next_u64() as u8;
             }
         }
         if rng.below(2) == 0 {
             input.truncate(rng.below(input.len() + 1));
         }
-        let verdict = all.can_handle_message(&conn(), &input);
+        let verdict = all.can_handle_message(&conn_port(51820), &input);
         assert_eq!(matches!(verdict, Detection::Match(_)), message_type(&input).is_ok());
-        let strict_verdict = strict.can_handle_message(&conn(), &input);
+        let strict_verdict = strict.can_handle_message(&conn_port(51820), &input);
         assert_eq!(
             matches!(strict_verdict, Detection::Match(_)),
             message_type(&input) == Ok(1)
         );
-        assert_eq!(all.detect(&conn(), &input), Detection::NoMatch);
+        assert_eq!(all.detect(&conn_port(51820), &input), Detection::NoMatch);
     }
 }

@@ -6,8 +6,8 @@
 //! * `sendxmpp_stream.bin`: `echo hello | sendxmpp -u alice -p secret -j 127.0.0.1:PORT bob@example.org`;
 //! * `sendxmpp_localhost.bin`: the same with `-j localhost:PORT`.
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
-use pmmux_plugin_api::{Backend, BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{Backend, Detection};
+use pmmux_plugin_testkit::{conn_port, spec};
 use pmmux_xmpp::stream::{parse, Parse, MAX_HEADER};
 use pmmux_xmpp::Xmpp;
 
@@ -34,27 +34,11 @@ const RFC_S2S: &[u8] = b"<?xml version='1.0'?>
        xmlns:stream='http://etherx.jabber.org/streams'>";
 
 fn backend(params_toml: &str) -> Result<Xmpp, String> {
-    Xmpp::new(&BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("xmpp"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    })
+    Xmpp::new(&spec("xmpp", params_toml))
 }
 
 fn xmpp(params_toml: &str) -> Xmpp {
     backend(params_toml).unwrap_or_else(|e| panic!("params {params_toml:?}: {e}"))
-}
-
-fn conn() -> ConnInfo<'static> {
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 5222).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from("test"),
-        properties: RSlice::from_slice(&[]),
-    }
 }
 
 fn props(d: Detection) -> Vec<(String, String)> {
@@ -82,12 +66,12 @@ const ALL: [(&str, &[u8], &str, &str); 4] = [
 fn stream_headers_match_with_properties() {
     let any = xmpp("");
     for (name, bytes, to, ns) in ALL {
-        assert_eq!(props(any.detect(&conn(), bytes)), expected(to, ns), "{name}");
+        assert_eq!(props(any.detect(&conn_port(5222), bytes)), expected(to, ns), "{name}");
         // What follows the header (here, the start of a stanza) changes nothing.
         let more = [bytes, &b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"[..]].concat();
-        assert_eq!(props(any.detect(&conn(), &more)), expected(to, ns), "{name}");
+        assert_eq!(props(any.detect(&conn_port(5222), &more)), expected(to, ns), "{name}");
         // XMPP is TCP only.
-        assert_eq!(any.can_handle_message(&conn(), bytes), Detection::NoMatch);
+        assert_eq!(any.can_handle_message(&conn_port(5222), bytes), Detection::NoMatch);
     }
 }
 
@@ -97,7 +81,7 @@ fn every_strict_prefix_needs_more() {
     for (name, bytes, _, _) in ALL {
         for n in 1..bytes.len() {
             assert_eq!(
-                any.detect(&conn(), &bytes[..n]),
+                any.detect(&conn_port(5222), &bytes[..n]),
                 Detection::NeedMore,
                 "{name} prefix {n}"
             );
@@ -109,24 +93,27 @@ fn every_strict_prefix_needs_more() {
 fn routes_by_to_any_case() {
     let im = xmpp("to = ['IM.Example.com', 'localhost']");
     assert_eq!(
-        props(im.detect(&conn(), RFC_C2S)),
+        props(im.detect(&conn_port(5222), RFC_C2S)),
         expected("im.example.com", "jabber:client")
     );
     assert_eq!(
-        props(im.detect(&conn(), SENDXMPP_LOCALHOST)),
+        props(im.detect(&conn_port(5222), SENDXMPP_LOCALHOST)),
         expected("localhost", "jabber:client")
     );
-    assert_eq!(im.detect(&conn(), RFC_S2S), Detection::NoMatch);
-    assert_eq!(im.detect(&conn(), SENDXMPP_IP), Detection::NoMatch);
+    assert_eq!(im.detect(&conn_port(5222), RFC_S2S), Detection::NoMatch);
+    assert_eq!(im.detect(&conn_port(5222), SENDXMPP_IP), Detection::NoMatch);
     let net = xmpp("to = 'example.net.'");
     assert_eq!(
-        props(net.detect(&conn(), RFC_S2S)),
+        props(net.detect(&conn_port(5222), RFC_S2S)),
         expected("example.net", "jabber:server")
     );
     // A header without `to` matches only when no `to` is configured.
     let no_to = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
-    assert_eq!(props(xmpp("").detect(&conn(), no_to)), expected("", "jabber:client"));
-    assert_eq!(net.detect(&conn(), no_to), Detection::NoMatch);
+    assert_eq!(
+        props(xmpp("").detect(&conn_port(5222), no_to)),
+        expected("", "jabber:client")
+    );
+    assert_eq!(net.detect(&conn_port(5222), no_to), Detection::NoMatch);
 }
 
 #[test]
@@ -140,7 +127,7 @@ fn variants_accepted() {
     ];
     for (bytes, to) in cases {
         assert_eq!(
-            props(any.detect(&conn(), bytes)),
+            props(any.detect(&conn_port(5222), bytes)),
             expected(to, "jabber:client"),
             "{bytes:?}"
         );
@@ -174,7 +161,7 @@ fn not_streams_are_no_match_with_a_reason() {
             Parse::Invalid(why) => assert!(why.contains(reason), "{bytes:?}: {why}"),
             other => panic!("{bytes:?}: {other:?}"),
         }
-        assert_eq!(any.detect(&conn(), bytes), Detection::NoMatch);
+        assert_eq!(any.detect(&conn_port(5222), bytes), Detection::NoMatch);
     }
     // A header that never ends is refused at the limit.
     let endless = [
@@ -182,8 +169,8 @@ fn not_streams_are_no_match_with_a_reason() {
         &vec![b' '; MAX_HEADER][..],
     ]
     .concat();
-    assert_eq!(any.detect(&conn(), &endless), Detection::NoMatch);
-    assert_eq!(any.detect(&conn(), &endless[..100]), Detection::NeedMore);
+    assert_eq!(any.detect(&conn_port(5222), &endless), Detection::NoMatch);
+    assert_eq!(any.detect(&conn_port(5222), &endless[..100]), Detection::NeedMore);
 }
 
 #[test]
@@ -193,8 +180,8 @@ fn other_protocols_are_no_match_from_the_first_byte() {
     let tls: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01];
     let ssh = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n";
     for bytes in [&http[..], tls, &ssh[..]] {
-        assert_eq!(any.detect(&conn(), bytes), Detection::NoMatch);
-        assert_eq!(any.detect(&conn(), &bytes[..1]), Detection::NoMatch);
+        assert_eq!(any.detect(&conn_port(5222), bytes), Detection::NoMatch);
+        assert_eq!(any.detect(&conn_port(5222), &bytes[..1]), Detection::NoMatch);
     }
 }
 
@@ -256,11 +243,11 @@ fn fuzz_random_truncated_and_mutated_inputs() {
                 m
             }
         };
-        let whole = any.detect(&conn(), &input);
-        let _ = routed.detect(&conn(), &input);
+        let whole = any.detect(&conn_port(5222), &input);
+        let _ = routed.detect(&conn_port(5222), &input);
         // Once decided, more bytes never change the answer.
         for n in 1..input.len() {
-            match any.detect(&conn(), &input[..n]) {
+            match any.detect(&conn_port(5222), &input[..n]) {
                 Detection::NeedMore => {}
                 early => {
                     assert_eq!(early, whole, "{input:?} at {n}");

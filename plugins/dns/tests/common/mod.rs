@@ -1,10 +1,10 @@
 //! Shared by the integration tests: the captured queries, a `dns` backend built from TOML params,
-//! TCP framing, a builder for synthetic messages, and a small deterministic PRNG.
+//! TCP framing and a builder for synthetic messages.
 #![allow(dead_code)] // each test file uses a different part
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
 use pmmux_dns::Dns;
-use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{ConnInfo, Detection};
+use pmmux_plugin_testkit::conn_port;
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first datagram
 // (UDP) or the first message with its length prefix (TCP); clients from Debian 12's bind9 tools,
@@ -77,13 +77,7 @@ pub fn all_messages() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)
 
 /// A `dns` backend from `[backend.params]` given as TOML text.
 pub fn backend(params_toml: &str) -> Result<Dns, String> {
-    let spec = BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("dns"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    };
+    let spec = pmmux_plugin_testkit::spec("dns", params_toml);
     Dns::new(&spec)
 }
 
@@ -94,13 +88,7 @@ pub fn dns(params_toml: &str) -> Dns {
 
 /// Connection facts for calling the `Backend` hooks directly.
 pub fn conn() -> ConnInfo<'static> {
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 5353).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from("test"),
-        properties: RSlice::from_slice(&[]),
-    }
+    conn_port(5353)
 }
 
 /// The properties of a match as (key, value) pairs; panics on anything but a match.
@@ -149,33 +137,4 @@ pub fn opt(options: &[(u16, &[u8])]) -> Vec<u8> {
     out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
     out.extend_from_slice(&rdata);
     out
-}
-
-/// xorshift64*: deterministic and dependency-free.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform-ish in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    pub fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
-    }
 }

@@ -5,34 +5,15 @@
 use super::*;
 use crate::{detect, probe, HostPattern, Probe, RequestFilter, StringOrList, MAX_HEAD, METHODS};
 
-/// xorshift64*: deterministic, good enough to shake parsers.
-pub(crate) struct Rng(u64);
+pub(crate) use pmmux_plugin_testkit::Rng;
 
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform-ish in `0..n` (`n > 0`).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        // Bias towards bytes that matter to an HTTP parser.
-        const INTERESTING: &[u8] = b"\r\n :/\t\0\x7f\xff\xc3Hh.*?[]";
-        if self.below(3) == 0 {
-            INTERESTING[self.below(INTERESTING.len())]
-        } else {
-            self.next() as u8
-        }
+/// A random byte, biased towards bytes that matter to an HTTP parser.
+fn byte(rng: &mut Rng) -> u8 {
+    const INTERESTING: &[u8] = b"\r\n :/\t\0\x7f\xff\xc3Hh.*?[]";
+    if rng.below(3) == 0 {
+        INTERESTING[rng.below(INTERESTING.len())]
+    } else {
+        rng.next_u64() as u8
     }
 }
 
@@ -46,11 +27,11 @@ pub(crate) fn mutate(rng: &mut Rng, input: &mut Vec<u8>, other: &[u8]) {
         }
         1 if len > 0 => {
             let at = rng.below(len);
-            input[at] = rng.byte();
+            input[at] = byte(rng);
         }
         2 => {
             let at = rng.below(len + 1);
-            let b = rng.byte();
+            let b = byte(rng);
             input.insert(at, b);
         }
         3 if len > 0 => {
@@ -134,7 +115,7 @@ fn random_bytes_never_panic_and_are_rejected_early() {
     let filters = filters();
     for _ in 0..4000 {
         let len = rng.below(300);
-        let mut input: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let mut input: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         if rng.below(2) == 0 {
             // Give half of them a valid method so the parser proper gets exercised.
             let method = METHODS[rng.below(METHODS.len())];

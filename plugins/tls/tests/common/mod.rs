@@ -1,9 +1,8 @@
 //! Shared by the integration tests: the captured ClientHellos, a builder for synthetic ones, record
-//! framing, a `tls` backend built from TOML params, and a small deterministic PRNG.
+//! framing and a `tls` backend built from TOML params.
 #![allow(dead_code)] // each test file uses a different part
 
-use abi_stable::std_types::{RNone, RStr};
-use pmmux_plugin_api::{BackendSpec, Detection};
+use pmmux_plugin_api::Detection;
 use pmmux_tls::Tls;
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes
@@ -164,13 +163,7 @@ impl HelloBuilder {
 
 /// A `tls` backend from `[backend.params]` given as TOML text.
 pub fn backend(params_toml: &str) -> Result<Tls, String> {
-    let spec = BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str("tls"),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    };
+    let spec = pmmux_plugin_testkit::spec("tls", params_toml);
     Tls::new(&spec)
 }
 
@@ -184,34 +177,5 @@ pub fn props(detection: Detection) -> Vec<(String, String)> {
     match detection {
         Detection::Match(props) => props.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
         other => panic!("expected a match, got {other:?}"),
-    }
-}
-
-/// xorshift64*: deterministic and dependency-free.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform-ish in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    pub fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
     }
 }

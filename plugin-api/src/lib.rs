@@ -66,6 +66,7 @@
 pub mod backend;
 pub mod ffi;
 pub mod log;
+pub mod names;
 pub mod params;
 
 pub use abi_stable;

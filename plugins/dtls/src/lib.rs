@@ -49,66 +49,7 @@ fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::E
     pmmux_plugin_api::params::string_or_list(d, "sni", "`sni`: a host name or a list of host names").map(Some)
 }
 
-/// One validated `sni` pattern, lowercase, without a trailing dot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SniPattern {
-    /// This name only.
-    Exact(String),
-    /// `*.<suffix>`: one label, then `.<suffix>`; holds the suffix.
-    Wildcard(String),
-}
-
-impl SniPattern {
-    /// Validates a pattern as written in the config.
-    pub fn parse(pattern: &str) -> Result<Self, String> {
-        let name = normalize_host(pattern);
-        if name == "*" {
-            return Err("`*` alone would match any name: omit `sni` to accept every server name".into());
-        }
-        let (wildcard, rest) = match name.strip_prefix("*.") {
-            Some(rest) => (true, rest),
-            None => (false, name.as_str()),
-        };
-        let labels_ok = !rest.is_empty()
-            && rest.len() <= 253
-            && rest.split('.').all(|label| {
-                (1..=63).contains(&label.len())
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !labels_ok {
-            return Err(format!(
-                "`{pattern}` is not a host name or `*.` pattern (ASCII letters, digits, `-`, `_` in labels of \
-                 1 to 63; internationalized names in their `xn--` form; `*` only as the whole leftmost label)"
-            ));
-        }
-        Ok(if wildcard {
-            SniPattern::Wildcard(rest.to_owned())
-        } else {
-            SniPattern::Exact(rest.to_owned())
-        })
-    }
-
-    /// Whether a normalized host name matches.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            SniPattern::Exact(name) => host == name,
-            SniPattern::Wildcard(suffix) => host
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
-        }
-    }
-}
-
-/// A server name as compared and reported: lowercase, without a trailing dot.
-pub fn normalize_host(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    match lower.strip_suffix('.') {
-        Some(stripped) => stripped.to_owned(),
-        None => lower,
-    }
-}
+pub use pmmux_plugin_api::names::{normalize_host, NamePattern as SniPattern};
 
 /// A `dtls` backend.
 #[derive(Debug, Clone, Default)]

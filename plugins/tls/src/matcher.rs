@@ -91,89 +91,7 @@ pub fn parse_version(text: &str) -> Option<u16> {
     }
 }
 
-/// One validated `sni` pattern, lowercase, without a trailing dot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SniPattern {
-    /// Matches this name only.
-    Exact(String),
-    /// `*.<suffix>`: matches one label followed by `.<suffix>`; holds the suffix.
-    Wildcard(String),
-}
-
-impl SniPattern {
-    /// Validates a pattern as written in the config; the error explains what is wrong with it.
-    pub fn parse(pattern: &str) -> Result<Self, String> {
-        if !pattern.is_ascii() {
-            return Err(format!(
-                "`{pattern}` is not ASCII: write internationalized names in their `xn--` form, as clients send them"
-            ));
-        }
-        let lower = pattern.to_ascii_lowercase();
-        let name = lower.strip_suffix('.').unwrap_or(&lower);
-        if name == "*" {
-            return Err("`*` alone would match any name: omit `sni` to accept every server name".into());
-        }
-        let (wildcard, rest) = match name.strip_prefix("*.") {
-            Some(rest) => (true, rest),
-            None => (false, name),
-        };
-        if rest.contains('*') {
-            return Err(format!(
-                "`{pattern}`: a wildcard is only allowed as the whole leftmost label, as in `*.example.com`"
-            ));
-        }
-        check_host_name(rest).map_err(|why| format!("`{pattern}` is not a valid host name: {why}"))?;
-        Ok(if wildcard {
-            SniPattern::Wildcard(rest.to_owned())
-        } else {
-            SniPattern::Exact(rest.to_owned())
-        })
-    }
-
-    /// Whether `host` (already passed through [`normalize_host`]) matches.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            SniPattern::Exact(name) => host == name,
-            SniPattern::Wildcard(suffix) => host
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
-        }
-    }
-}
-
-/// Letters, digits, `-` and `_` in dot-separated labels of 1 to 63 characters, 253 in all.
-fn check_host_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("it is empty");
-    }
-    if name.len() > 253 {
-        return Err("longer than 253 characters");
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("empty label");
-        }
-        if label.len() > 63 {
-            return Err("label longer than 63 characters");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err("only letters, digits, `-` and `_` are allowed in labels");
-        }
-    }
-    Ok(())
-}
-
-/// A client's server name as compared and reported: lowercase, without a trailing dot.
-pub fn normalize_host(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    match lower.strip_suffix('.') {
-        Some(stripped) => stripped.to_owned(),
-        None => lower,
-    }
-}
+pub use pmmux_plugin_api::names::{normalize_host, NamePattern as SniPattern};
 
 /// What a `tls` backend requires of a ClientHello.
 #[derive(Debug, Clone, Default)]
@@ -310,12 +228,12 @@ mod tests {
             ("*example.com", "only allowed as the whole leftmost label"),
             ("f*.example.com", "only allowed as the whole leftmost label"),
             ("*.*.example.com", "only allowed as the whole leftmost label"),
-            ("*", "omit `sni`"),
+            ("*", "omit the param"),
             ("", "it is empty"),
             ("a..b", "empty label"),
             ("bücher.example", "xn--"),
             ("a b.example", "only letters"),
-            ("*.", "omit `sni`"),
+            ("*.", "omit the param"),
         ] {
             let err = SniPattern::parse(bad).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");

@@ -143,7 +143,10 @@ fn bad_params_are_refused_with_a_clear_message() {
             "a wildcard is only allowed as the whole leftmost label",
         ),
         (r#"sni = ["ok.example", "*.*.example"]"#, "`*.*.example`"),
-        (r#"sni = "*""#, "params.sni: `*` alone would match any name: omit the param"),
+        (
+            r#"sni = "*""#,
+            "params.sni: `*` alone would match any name: omit the param",
+        ),
         (r#"sni = "a b""#, "not a valid host name"),
         (r#"alpn = """#, "1 to 255 bytes"),
         ("sni = 5", "`sni`: a host name or a list of host names"),

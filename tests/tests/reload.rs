@@ -57,6 +57,20 @@ fn wait_for_version(addr: SocketAddr, want: &str) -> Duration {
     }
 }
 
+/// Starts pmmux with only the `versioned` backend and `v1` as its library, and waits until new
+/// connections are greeted by v1. Returns the host, the live library path, its address and the
+/// admin port.
+fn start_serving_v1(v1: &Path) -> (Pmmux, std::path::PathBuf, SocketAddr, u16) {
+    let (port, admin) = (free_port(), free_port());
+    let pm = Pmmux::start(&config(port, admin, VERSIONED), &[]);
+    let live = pm.plugin_dir().join("libfixture_versioned.so");
+    fs::copy(v1, &live).expect("install v1");
+    let addr = loopback(port);
+    pm.wait_listening(addr);
+    wait_for_version(addr, "v1");
+    (pm, live, addr, admin)
+}
+
 /// The ways a deployment replaces a library file.
 #[derive(Clone, Copy, Debug)]
 enum Replace {
@@ -127,13 +141,7 @@ fn a_plugin_dropped_into_an_empty_folder_routes_the_next_connection() {
 fn replacing_a_plugin_under_load_loses_no_connection_and_new_ones_see_the_new_version() {
     let v1 = versioned_fixture("1");
     let v2 = versioned_fixture("2");
-    let (port, admin) = (free_port(), free_port());
-    let pm = Pmmux::start(&config(port, admin, VERSIONED), &[]);
-    let live = pm.plugin_dir().join("libfixture_versioned.so");
-    fs::copy(&v1, &live).expect("install v1");
-    let addr = loopback(port);
-    pm.wait_listening(addr);
-    wait_for_version(addr, "v1");
+    let (pm, live, addr, _) = start_serving_v1(&v1);
 
     // Clients keep opening connections and streaming checksummed bytes the whole time.
     let stop = Arc::new(AtomicBool::new(false));
@@ -198,13 +206,7 @@ fn replacing_a_plugin_under_load_loses_no_connection_and_new_ones_see_the_new_ve
 fn a_connection_opened_before_a_replace_keeps_its_version_after_replace_and_removal() {
     let v1 = versioned_fixture("1");
     let v2 = versioned_fixture("2");
-    let (port, admin) = (free_port(), free_port());
-    let pm = Pmmux::start(&config(port, admin, VERSIONED), &[]);
-    let live = pm.plugin_dir().join("libfixture_versioned.so");
-    fs::copy(&v1, &live).expect("install v1");
-    let addr = loopback(port);
-    pm.wait_listening(addr);
-    wait_for_version(addr, "v1");
+    let (pm, live, addr, admin) = start_serving_v1(&v1);
 
     let mut old = TcpStream::connect(addr).expect("connect");
     old.set_read_timeout(Some(T)).expect("timeout");
@@ -248,13 +250,7 @@ fn a_connection_opened_before_a_replace_keeps_its_version_after_replace_and_remo
 fn bad_files_dropped_over_a_working_plugin_are_refused_and_it_keeps_serving() {
     let v1 = versioned_fixture("1");
     let major2 = abi_fixture("major2");
-    let (port, admin) = (free_port(), free_port());
-    let pm = Pmmux::start(&config(port, admin, VERSIONED), &[]);
-    let live = pm.plugin_dir().join("libfixture_versioned.so");
-    fs::copy(&v1, &live).expect("install v1");
-    let addr = loopback(port);
-    pm.wait_listening(addr);
-    wait_for_version(addr, "v1");
+    let (pm, live, addr, _) = start_serving_v1(&v1);
 
     let good = fs::read(&v1).expect("read v1");
     let bad: [(&str, Vec<u8>, &str); 3] = [

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::ffi::{
     BackendBox, BackendSpec, ClientWriterBox, ConnInfo, Detection, FfiBackend, FfiBackend_TO, FfiSession,
-    FfiSession_TO, SessionBox, SessionCtl, TcpAction, UdpAction,
+    FfiSession_TO, HealthProbe, HealthVerdict, SessionBox, SessionCtl, TcpAction, UdpAction,
 };
 
 /// A backend: detection and handling hooks for one configured `[[backend]]`.
@@ -39,6 +39,28 @@ pub trait Backend: Send + Sync + 'static {
     /// Handle one datagram of a client routed here. Default: forward to the target.
     fn handle_message(&self, _client: &ConnInfo<'_>, _message: &[u8]) -> UdpAction {
         UdpAction::Forward(RNone)
+    }
+
+    /// Is this client ours, given all its datagrams so far (oldest first)? Asked instead of
+    /// [`Backend::can_handle_message`] once an earlier datagram got `NeedMore`, so a message spread
+    /// over several datagrams (a QUIC ClientHello) can be judged whole. Default: judge the newest.
+    fn detect_datagrams(&self, client: &ConnInfo<'_>, datagrams: &[&[u8]]) -> Detection {
+        match datagrams.last() {
+            Some(newest) => self.can_handle_message(client, newest),
+            None => Detection::NeedMore,
+        }
+    }
+
+    /// This protocol's health check of the target: bytes to send and a transport. `None` (the
+    /// default) leaves the host's TCP connect check.
+    fn health_probe(&self) -> Option<HealthProbe> {
+        None
+    }
+
+    /// Judges the target's answer to [`Backend::health_probe`] so far; `closed` on the last call,
+    /// when the target closed. Default: healthy.
+    fn health_verdict(&self, _response: &[u8], _closed: bool) -> HealthVerdict {
+        HealthVerdict::Healthy
     }
 }
 
@@ -136,6 +158,25 @@ impl<B: Backend> FfiBackend for Guarded<B> {
 
     fn handle_message(&self, client: &ConnInfo<'_>, message: RSlice<'_, u8>) -> RResult<UdpAction, RString> {
         guard("handle_message", || self.0.handle_message(client, message.as_slice()))
+    }
+
+    fn detect_datagrams(
+        &self,
+        client: &ConnInfo<'_>,
+        datagrams: RSlice<'_, RSlice<'_, u8>>,
+    ) -> RResult<Detection, RString> {
+        guard("detect_datagrams", || {
+            let all: Vec<&[u8]> = datagrams.iter().map(|d| d.as_slice()).collect();
+            self.0.detect_datagrams(client, &all)
+        })
+    }
+
+    fn health_probe(&self) -> RResult<ROption<HealthProbe>, RString> {
+        guard("health_probe", || self.0.health_probe().into())
+    }
+
+    fn health_verdict(&self, response: RSlice<'_, u8>, closed: bool) -> RResult<HealthVerdict, RString> {
+        guard("health_verdict", || self.0.health_verdict(response.as_slice(), closed))
     }
 }
 

@@ -21,11 +21,14 @@ use abi_stable::{
 
 /// Revision of the plugin ABI inside the current major version. Raised each time a field or method
 /// is appended; the host reports both sides' revisions when a plugin is refused.
+///
+/// * 1 — plugin-api 1.0.0.
+/// * 2 — plugin-api 1.1.0: `FfiBackend::detect_datagrams`, `health_probe`, `health_verdict`.
 #[cfg(not(feature = "test-abi-appended"))]
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Revision of the plugin ABI (test build that appends a field, as a later 1.x minor would).
 #[cfg(feature = "test-abi-appended")]
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// A socket address in a fixed layout: IPv4 addresses use the first four bytes of `ip`.
 #[repr(C)]
@@ -173,6 +176,39 @@ pub enum UdpAction {
     Drop,
 }
 
+/// How a backend's target is checked for health, when its plugin knows better than a TCP connect.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct HealthProbe {
+    /// Over which transport the host talks to the target.
+    pub transport: HealthTransport,
+    /// Bytes the host sends once connected (TCP) or as one datagram (UDP); may be empty for
+    /// server-speaks-first protocols (SSH).
+    pub send: RVec<u8>,
+}
+
+/// The transport of a [`HealthProbe`].
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthTransport {
+    /// Connect, send, read the answer until the verdict is known.
+    Tcp,
+    /// Send one datagram from a fresh socket, judge each reply datagram.
+    Udp,
+}
+
+/// A plugin's verdict on what a target answered to its [`HealthProbe`].
+#[repr(u8)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub enum HealthVerdict {
+    /// The target answered as a healthy server of this protocol does.
+    Healthy,
+    /// It did not; the text says why (logged when the backend's status changes).
+    Unhealthy(RString),
+    /// Cannot tell yet: read more (bounded by the check's timeout and 64 KiB).
+    NeedMore,
+}
+
 /// Static facts about one plugin library.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug)]
@@ -231,6 +267,37 @@ pub trait FfiBackend: Send + Sync {
     /// UDP handling of each datagram routed to this backend (the C# `HandleMessageAsync`).
     #[sabi(last_prefix_field)]
     fn handle_message(&self, client: &ConnInfo<'_>, message: RSlice<'_, u8>) -> RResult<UdpAction, RString>;
+
+    // ---- ABI revision 2 (plugin-api 1.1): appended; the bodies below run in the host when the
+    // plugin was built against 1.0 and its vtable has no such entry. ----
+
+    /// UDP detection over every datagram a client sent so far, oldest first, after the first ones got
+    /// `NeedMore` (a QUIC ClientHello spread over several Initial packets). The host holds those
+    /// datagrams, bounded in count, bytes and time, and replays them to the chosen backend.
+    /// Default: judge the newest datagram alone.
+    fn detect_datagrams(
+        &self,
+        client: &ConnInfo<'_>,
+        datagrams: RSlice<'_, RSlice<'_, u8>>,
+    ) -> RResult<Detection, RString> {
+        match datagrams.as_slice().last() {
+            Some(newest) => self.can_handle_message(client, *newest),
+            None => RResult::ROk(Detection::NeedMore),
+        }
+    }
+
+    /// The backend's own health check of its target, or `None` for the host's default (a TCP
+    /// connect, or for UDP-only backends no check). Default: `None`.
+    fn health_probe(&self) -> RResult<ROption<HealthProbe>, RString> {
+        RResult::ROk(ROption::RNone)
+    }
+
+    /// Judges what the target answered to [`FfiBackend::health_probe`]'s bytes so far; `closed`
+    /// when the target closed (TCP) — the last call. Default: any answer is healthy.
+    fn health_verdict(&self, response: RSlice<'_, u8>, closed: bool) -> RResult<HealthVerdict, RString> {
+        let _ = (response, closed);
+        RResult::ROk(HealthVerdict::Healthy)
+    }
 }
 
 /// An owned backend trait object.

@@ -9,7 +9,10 @@
 //!   [`Detection::NeedMore`] over the previewed bytes; [`Backend::open`] then forwards to the target
 //!   (the host relays) or serves through a [`Session`].
 //! * UDP: [`Backend::can_handle_message`] and [`Backend::handle_message`], with a [`ClientWriter`]
-//!   handed over in [`Backend::init_udp`].
+//!   handed over in [`Backend::init_udp`]; [`Backend::detect_datagrams`] when a client's message
+//!   spans several datagrams.
+//! * Health: [`Backend::health_probe`] / [`Backend::health_verdict`] let a protocol check its target
+//!   better than a TCP connect (the host does the I/O).
 //!
 //! Every hook runs inside `catch_unwind` on the plugin side, so a panic reaches the host as an error
 //! it counts, never as an unwind across the boundary. Build plugins with the default
@@ -72,8 +75,8 @@ pub mod params;
 pub use abi_stable;
 pub use backend::{guard, into_ffi_backend, Backend, ClientWriter, Handling, Session};
 pub use ffi::{
-    BackendSpec, ConnInfo, Detection, FfiAddr, PluginInfo, PluginMod, PluginModRef, Property, SessionCtl, UdpAction,
-    ABI_VERSION,
+    BackendSpec, ConnInfo, Detection, FfiAddr, HealthProbe, HealthTransport, HealthVerdict, PluginInfo, PluginMod,
+    PluginModRef, Property, SessionCtl, UdpAction, ABI_VERSION,
 };
 pub use log::Level;
 

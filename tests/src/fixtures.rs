@@ -70,3 +70,9 @@ pub fn versioned_fixture(version: &str) -> PathBuf {
         &format!("libfixture_versioned_v{version}.so"),
     )
 }
+
+/// A plugin (protocol `old`) built against the frozen plugin-api 1.0.0, ABI revision 1: what every
+/// plugin built before the appended methods looks like to this host.
+pub fn api_1_0_fixture() -> PathBuf {
+    build_fixture("api-1.0-plugin", &[], &[], "fixture_api_1_0", "libfixture_api_1_0.so")
+}

@@ -63,7 +63,7 @@ pub mod tls;
 
 pub use data::{random_bytes, sha256_file, sha256_hex, temp_dir, write_file_in};
 pub use dns::{dns_query, parse_dns_reply, DnsRecord, DnsReply, DnsServer, QTYPE_A, QTYPE_TXT};
-pub use fixtures::{abi_fixture, build_fixture, versioned_fixture};
+pub use fixtures::{abi_fixture, api_1_0_fixture, build_fixture, versioned_fixture};
 pub use http::{HttpServer, SERVER_NAME_HEADER};
 pub use net::{
     free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_listens_tcp, tcp_listening, wait_for_port,

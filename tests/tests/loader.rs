@@ -61,7 +61,7 @@ protocol = "echo"
         ("libpanic_export.so", "the root module loader panicked"),
         (
             "libmajor2.so",
-            "built against plugin-api 2.0.0, this host speaks plugin-api 1.0.0",
+            "built against plugin-api 2.0.0, this host speaks plugin-api 1.1.0",
         ),
         (
             "libzz_ssh_again.so",
@@ -171,8 +171,15 @@ fn inspect_plugin_prints_the_plugin_or_exactly_why_not() {
     let out = run(bin, &["inspect-plugin", plugin_lib("ssh").to_str().expect("path")], T);
     let text = out.expect_success("inspect-plugin ssh");
     assert!(text.contains("plugin:     ssh 1.0.0"), "{text}");
-    assert!(text.contains("plugin-api: 1.0.0 (ABI revision 1)"), "{text}");
+    assert!(text.contains("plugin-api: 1.1.0 (ABI revision 2)"), "{text}");
     assert!(text.contains("protocols:  ssh"), "{text}");
+
+    // A plugin built against plugin-api 1.0.0, before revision 2 appended methods, still loads.
+    let old = api_1_0_fixture();
+    let out = run(bin, &["inspect-plugin", old.to_str().expect("path")], T);
+    let text = out.expect_success("inspect-plugin on a plugin-api 1.0.0 build");
+    assert!(text.contains("plugin-api: 1.0.0 (ABI revision 1)"), "{text}");
+    assert!(text.contains("host ABI:   plugin-api 1.1.0 (ABI revision 2)"), "{text}");
 
     let major2 = abi_fixture("major2");
     let out = run(bin, &["inspect-plugin", major2.to_str().expect("path")], T);

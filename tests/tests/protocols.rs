@@ -1,7 +1,8 @@
 //! Real clients against real servers through pmmux, one application protocol per test: the
 //! `mosquitto` broker with `mosquitto_sub` / `mosquitto_pub` (`mqtt`), `redis-server` with
-//! `redis-cli` (`redis`), a PostgreSQL 15 server with `psql` (`postgres`), and `microsocks` with
-//! `curl --socks5` fetching from nginx (`socks5`). Every config lists `ssh`, `tls` and `http`
+//! `redis-cli` (`redis`), a PostgreSQL 15 server with `psql` (`postgres`), `microsocks` with
+//! `curl --socks5` fetching from nginx (`socks5`), and OpenSSH's `ssh -D` with `curl --socks4a`
+//! (`socks4`). Every config lists `ssh`, `tls` and `http`
 //! backends (forwarding to a decoy that must see nothing) before the backend under test, and an
 //! `echo` catch-all after it. Every server is started by the test on a free loopback port; the
 //! system services of these packages are never used. VPN protocols are in `protocols_vpn.rs`.
@@ -377,6 +378,74 @@ fn curl_socks5_through_pmmux_and_microsocks_downloads_from_nginx() {
         decoy.connections(),
         0,
         "the SOCKS5 client reached a decoy or the socks4 backend"
+    );
+    assert!(log_lines(&pm, &["backend=\"catch-all\""]).is_empty(), "{}", pm.log());
+}
+
+// ---------------------------------------------------------------- socks4a
+
+/// SOCKS4a carries the host name, not an address: `curl --socks4a` through pmmux to OpenSSH's
+/// dynamic forwarding (`ssh -D`, which speaks SOCKS4, SOCKS4a and SOCKS5), which resolves
+/// `localhost` and fetches from nginx. The `socks5` backend, listed first, must not take it.
+#[test]
+fn curl_socks4a_through_pmmux_and_ssh_dynamic_forwarding_downloads_from_nginx() {
+    let decoy = TcpSink::start();
+    let web = HttpServer::start("socks4a-web");
+    let sum = web.add_random_file("big.bin", 1 << 20);
+    let sshd = Sshd::start();
+    let dir = temp_dir("ssh-d");
+    let (forwarder, socks_port) = start_server("ssh -D", &dir.path().join("ssh.log"), |port| {
+        let mut cmd = Command::new("ssh");
+        cmd.args([
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-D",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(sshd.ssh_args(sshd.port()));
+        cmd
+    });
+    let (pm, port) = start_one(&plugins_with(&["socks4", "socks5"]), |port| {
+        format!(
+            "{head}{decoys}\
+             [[backend]]\nname = \"socks5\"\nprotocol = \"socks5\"\ntarget = \"{decoy}\"\n\
+             [[backend]]\nname = \"socks4\"\nprotocol = \"socks4\"\ntarget = \"127.0.0.1:{socks_port}\"\n{ECHO_CATCH_ALL}",
+            head = listeners(&[format!("127.0.0.1:{port}")]),
+            decoys = decoy_backends(decoy.addr()),
+            decoy = decoy.addr(),
+        )
+    });
+
+    let url = format!("http://localhost:{}/big.bin", web.addr().port());
+    let out = run(
+        "curl",
+        &[
+            "-sS",
+            "--fail",
+            "--max-time",
+            "30",
+            "--socks4a",
+            &format!("127.0.0.1:{port}"),
+            &url,
+        ],
+        CLIENT_TIMEOUT,
+    );
+    out.expect_success(&format!(
+        "curl --socks4a through pmmux; ssh -D log:\n{}",
+        forwarder.log()
+    ));
+    assert_eq!(out.stdout.len(), 1 << 20);
+    assert_eq!(sha256_hex(&out.stdout), sum);
+
+    // The request carried the name, which the plugin reports; pmmux routed it to the socks4 backend.
+    let line = wait_log_line(&pm, &["backend=\"socks4\"", "socks4.host=localhost"]);
+    assert!(line.contains("routed"), "{line}");
+    wait_log_line(&pm, &["backend=\"socks4\"", "connection closed"]);
+    assert_eq!(
+        decoy.connections(),
+        0,
+        "the SOCKS4a client reached a decoy or the socks5 backend"
     );
     assert!(log_lines(&pm, &["backend=\"catch-all\""]).is_empty(), "{}", pm.log());
 }

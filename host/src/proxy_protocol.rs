@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+pub mod config;
 pub mod decode;
 pub mod encode;
 pub mod io;

@@ -28,11 +28,19 @@ fn invalid(why: impl Into<String>) -> Decoded {
 pub fn decode(buf: &[u8]) -> Decoded {
     let n = buf.len().min(V2_SIGNATURE.len());
     if buf[..n] == V2_SIGNATURE[..n] {
-        return if n < V2_SIGNATURE.len() { Decoded::NeedMore } else { decode_v2(buf) };
+        return if n < V2_SIGNATURE.len() {
+            Decoded::NeedMore
+        } else {
+            decode_v2(buf)
+        };
     }
     let n = buf.len().min(V1_PREFIX.len());
     if buf[..n] == V1_PREFIX[..n] {
-        return if n < V1_PREFIX.len() { Decoded::NeedMore } else { decode_v1(buf) };
+        return if n < V1_PREFIX.len() {
+            Decoded::NeedMore
+        } else {
+            decode_v1(buf)
+        };
     }
     invalid("the first bytes are neither a PROXY v1 line nor the v2 signature")
 }
@@ -77,7 +85,12 @@ fn decode_v1(buf: &[u8]) -> Decoded {
         "UNKNOWN" => return unknown(Transport::Unspec),
         "TCP4" => false,
         "TCP6" => true,
-        other => return invalid(format!("PROXY v1 protocol `{}` is not TCP4, TCP6 or UNKNOWN", clip(other))),
+        other => {
+            return invalid(format!(
+                "PROXY v1 protocol `{}` is not TCP4, TCP6 or UNKNOWN",
+                clip(other)
+            ))
+        }
     };
     let fields: Vec<&str> = parts.collect();
     let [src, dst, sport, dport] = fields[..] else {
@@ -152,7 +165,11 @@ fn decode_v2(buf: &[u8]) -> Decoded {
         return Decoded::NeedMore;
     }
     let payload = &buf[V2_FIXED_LEN..len];
-    let command = if ver_cmd & 0x0f == 0 { Command::Local } else { Command::Proxy };
+    let command = if ver_cmd & 0x0f == 0 {
+        Command::Local
+    } else {
+        Command::Proxy
+    };
     let transport = match fam & 0x0f {
         0 => Transport::Unspec,
         1 => Transport::Stream,
@@ -164,7 +181,11 @@ fn decode_v2(buf: &[u8]) -> Decoded {
         1 => 12,
         2 => 36,
         3 => 216,
-        f => return invalid(format!("PROXY v2 address family {f} is not UNSPEC, INET, INET6 or UNIX")),
+        f => {
+            return invalid(format!(
+                "PROXY v2 address family {f} is not UNSPEC, INET, INET6 or UNIX"
+            ))
+        }
     };
     if payload.len() < addr_len {
         return invalid(format!(

@@ -46,7 +46,9 @@ pub fn encode_v2(
         Transport::Stream => 1,
         Transport::Dgram => 2,
     };
-    let endpoints = endpoints.filter(|_| command == Command::Proxy).map(|(s, d)| same_family(s, d));
+    let endpoints = endpoints
+        .filter(|_| command == Command::Proxy)
+        .map(|(s, d)| same_family(s, d));
     let mut payload = Vec::new();
     let family = match endpoints {
         None => 0,

@@ -124,3 +124,6 @@ pub async fn send_header(upstream: &mut TcpStream, version: Version, conn: &Conn
     let header = header_for(version, conn.peer_addr(), conn.local.into(), &conn.properties);
     upstream.write_all(&header).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,7 +28,11 @@ fn invalid(buf: &[u8]) -> String {
 /// with trailing bytes left alone.
 fn check_truncations(full: &[u8]) -> Header {
     for cut in 0..full.len() {
-        assert_eq!(decode(&full[..cut]), Decoded::NeedMore, "prefix of {cut} bytes of {full:?}");
+        assert_eq!(
+            decode(&full[..cut]),
+            Decoded::NeedMore,
+            "prefix of {cut} bytes of {full:?}"
+        );
     }
     let h = complete(full);
     assert_eq!(h.len, full.len());
@@ -43,7 +47,8 @@ fn v1_spec_examples() {
     let h = check_truncations(b"PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n");
     assert_eq!(h.source, Some(addr("255.255.255.255:65535")));
     assert_eq!(h.transport, Transport::Stream);
-    let worst6 = b"PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
+    let worst6 =
+        b"PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
     assert_eq!(worst6.len(), 104);
     let h = check_truncations(worst6);
     assert_eq!(h.dest, Some(addr("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")));
@@ -96,7 +101,10 @@ const V2_CAPTURED: [u8; 28] = [
 #[test]
 fn v2_captured_header_and_our_encoding_agree() {
     let h = check_truncations(&V2_CAPTURED);
-    assert_eq!((h.version, h.command, h.transport), (Version::V2, Command::Proxy, Transport::Stream));
+    assert_eq!(
+        (h.version, h.command, h.transport),
+        (Version::V2, Command::Proxy, Transport::Stream)
+    );
     assert_eq!(h.source, Some(addr("172.19.0.1:42578")));
     assert_eq!(h.dest, Some(addr("172.19.0.3:80")));
     let ours = encode_v2(
@@ -127,7 +135,10 @@ fn v2_round_trips_every_shape() {
     ] {
         let bytes = encode_v2(Command::Proxy, transport, Some((addr(s), addr(d))), &tlvs);
         let h = check_truncations(&bytes);
-        assert_eq!((h.transport, h.source, h.dest), (transport, Some(addr(s)), Some(addr(d))));
+        assert_eq!(
+            (h.transport, h.source, h.dest),
+            (transport, Some(addr(s)), Some(addr(d)))
+        );
         assert_eq!(h.tlvs, tlvs);
     }
     // LOCAL: no addresses, family UNSPEC; a decoder ignores addresses in LOCAL anyway.
@@ -285,5 +296,8 @@ fn seeded_fuzz_never_panics() {
             assert!(h.len <= buf.len() && h.len <= MAX_HEADER_LEN, "{h:?}");
         }
     }
-    assert!(complete_count > 1000, "the fuzz reached too few complete headers: {complete_count}");
+    assert!(
+        complete_count > 1000,
+        "the fuzz reached too few complete headers: {complete_count}"
+    );
 }

@@ -62,6 +62,9 @@ pub struct ListenerConfig {
     pub udp: bool,
     /// Strategy for this listener (overrides `routing.strategy`).
     pub strategy: Option<Strategy>,
+    /// Sources trusted to open their TCP connections with a PROXY header (`accept_proxy_protocol`);
+    /// empty: no source is, and no connection's bytes are read as one.
+    pub accept_proxy_protocol: Vec<ipnet::IpNet>,
 }
 
 /// How a backend is picked among those that match.
@@ -137,6 +140,9 @@ pub struct BackendConfig {
     pub params_toml: String,
     /// A UDP flow to this backend ends after this long without a datagram either way.
     pub udp_idle_timeout: Duration,
+    /// The PROXY header sent to the target before the client's bytes (`proxy_protocol`); such a
+    /// backend takes TCP connections only.
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// Every problem found in one configuration file.
@@ -234,6 +240,7 @@ struct RawListener {
     #[serde(default = "default_transport")]
     transport: Spanned<Vec<String>>,
     strategy: Option<Strategy>,
+    accept_proxy_protocol: Option<Spanned<Vec<String>>>,
 }
 
 fn default_transport() -> Spanned<Vec<String>> {
@@ -280,6 +287,7 @@ struct RawBackend {
     params: toml::Table,
     #[serde(default = "default_udp_idle_timeout_ms")]
     udp_idle_timeout_ms: u64,
+    proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 fn default_udp_idle_timeout_ms() -> u64 {
@@ -381,12 +389,23 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             }
         }
         let name = l.name.unwrap_or_else(|| address.to_string());
+        let accept_proxy_protocol = match &l.accept_proxy_protocol {
+            None => Vec::new(),
+            Some(list) => crate::proxy_protocol::config::trusted_sources(list.get_ref(), tcp).unwrap_or_else(|e| {
+                report(
+                    Some(list.span()),
+                    format!("listener `{name}`: accept_proxy_protocol {e}"),
+                );
+                Vec::new()
+            }),
+        };
         listeners.push(ListenerConfig {
             name,
             address,
             tcp,
             udp,
             strategy: l.strategy,
+            accept_proxy_protocol,
         });
     }
 
@@ -447,6 +466,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             matchers,
             params_toml,
             udp_idle_timeout: Duration::from_millis(b.udp_idle_timeout_ms.max(1)),
+            proxy_protocol: b.proxy_protocol,
         });
     }
     if let Some(t) = &r.on_timeout {

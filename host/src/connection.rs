@@ -16,6 +16,7 @@ use tracing::{field::Empty, Instrument};
 
 use crate::config::Strategy;
 use crate::preview::{self, Outcome};
+use crate::proxy_protocol;
 use crate::registry::{Backend, BackendKind, Registry};
 use crate::relay::{self, Transferred};
 use crate::router::{Decision, Router};
@@ -32,15 +33,23 @@ pub struct ListenerContext {
     /// The local address of every connection, when the listener is bound to one IP address (saves
     /// a `getsockname` per connection); `None` for wildcard listeners.
     pub local: Option<SocketAddr>,
+    /// Sources whose connections start with a PROXY header (`accept_proxy_protocol`).
+    pub accept_proxy_protocol: Arc<[ipnet::IpNet]>,
 }
 
 /// Handles one accepted connection to the end.
 pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
-    let span = tracing::info_span!("conn", %peer, listener = %ctx.name, backend = Empty, plugin = Empty);
-    handle_inner(stream, peer, ctx).instrument(span).await
+    let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
+    let span = if trusted {
+        // `peer` becomes the client the PROXY header names; `via` is the front that sent it.
+        tracing::info_span!("conn", peer = Empty, via = %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
+    } else {
+        tracing::info_span!("conn", %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
+    };
+    handle_inner(stream, peer, trusted, ctx).instrument(span).await
 }
 
-async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, trusted: bool, ctx: Arc<ListenerContext>) {
     let started = Instant::now();
     let local = match ctx.local.map_or_else(|| stream.local_addr(), Ok) {
         Ok(a) => a,
@@ -48,8 +57,26 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
     };
     let registry = ctx.registry.load_full();
     let strategy = ctx.strategy.unwrap_or(registry.routing.strategy);
-    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
     let mut preview = Vec::new();
+    let peer = if trusted {
+        // Boxed: the header read's state stays out of every connection's task.
+        match Box::pin(proxy_protocol::io::read_header(&stream, registry.routing.probe_timeout)).await {
+            Ok(accepted) => {
+                let client = accepted.client(peer);
+                tracing::Span::current().record("peer", tracing::field::display(client));
+                preview = accepted.rest;
+                client
+            }
+            Err(e) => {
+                tracing::Span::current().record("peer", tracing::field::display(peer));
+                tracing::info!(error = %e, "PROXY header refused; closed");
+                return close_gracefully(stream).await;
+            }
+        }
+    } else {
+        peer
+    };
+    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
     let (index, properties) = match preview::run(&stream, &mut router, &mut preview).await {
         Err(e) => return tracing::debug!(error = %e, "client error while previewing"),
         Ok(Outcome::Closed) => return tracing::debug!("client closed before sending anything"),
@@ -137,6 +164,8 @@ enum ConnError {
     NoTarget,
     #[error("client I/O error: {0}")]
     Client(#[from] std::io::Error),
+    #[error("upstream {target}: sending the PROXY header failed: {source}")]
+    ProxyHeader { target: String, source: std::io::Error },
 }
 
 async fn dispatch(
@@ -165,6 +194,14 @@ async fn dispatch(
     let target = target.ok_or(ConnError::NoTarget)?;
     let timeout = router.registry().routing.connect_timeout;
     let mut upstream = relay::connect(&target, timeout).await?;
+    if let Some(version) = backend.config.proxy_protocol {
+        proxy_protocol::io::send_header(&mut upstream, version, &router.conn_info(properties))
+            .await
+            .map_err(|source| ConnError::ProxyHeader {
+                target: target.clone(),
+                source,
+            })?;
+    }
     Ok(relay::relay(stream, &mut upstream, preview, &target).await?)
 }
 
@@ -226,6 +263,7 @@ mod tests {
             registry,
             strategy: None,
             local: None,
+            accept_proxy_protocol: Arc::from(Vec::new()),
         });
         let task = super::handle(client, addr, ctx);
         let size = std::mem::size_of_val(&task);

@@ -5,7 +5,8 @@
 //! per connection by [`connection`]. Plugins are loaded by [`plugin`] into the [`registry`] snapshot;
 //! [`config`] and [`matchers`] read the configuration; [`watcher`] notices changes and [`reload`]
 //! applies them (with [`diff`] saying what changed); [`status`] and [`admin`] show what is loaded;
-//! [`server`] runs the whole. UDP listeners run per-client flows in [`udp`].
+//! [`server`] runs the whole. UDP listeners run per-client flows in [`udp`]. [`proxy_protocol`]
+//! reads a trusted front's PROXY header and writes one to upstreams.
 
 pub mod admin;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod listener;
 pub mod matchers;
 pub mod plugin;
 pub mod preview;
+pub mod proxy_protocol;
 pub mod registry;
 pub mod relay;
 pub mod reload;

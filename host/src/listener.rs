@@ -118,6 +118,7 @@ impl ListenerSet {
                     registry,
                     strategy: config.strategy,
                     local,
+                    accept_proxy_protocol: Arc::from(config.accept_proxy_protocol.clone()),
                 };
                 self.runtime.spawn(accept_loop(
                     Arc::clone(tcp),

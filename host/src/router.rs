@@ -123,6 +123,12 @@ impl Router {
     /// Decides a UDP client's first datagram: each backend's `can_handle_message` is asked once
     /// (a datagram is whole: an undecided answer counts as no match).
     pub fn decide_datagram(&mut self, message: &[u8]) -> Decision {
+        // A backend sending a PROXY header takes TCP connections only (README, `proxy_protocol`).
+        for (state, backend) in self.states.iter_mut().zip(self.registry.backends.iter()) {
+            if backend.config.proxy_protocol.is_some() {
+                *state = State::Out;
+            }
+        }
         self.ask_pending(Hook::Udp, message);
         for s in &mut self.states {
             if *s == State::Pending {

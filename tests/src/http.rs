@@ -19,6 +19,10 @@ use crate::{IDENT_FILE, SERVER_START_TIMEOUT};
 /// The response header naming the server.
 pub const SERVER_NAME_HEADER: &str = "X-Server-Name";
 
+/// On a server from [`HttpServer::start_proxy_protocol`]: answers `<addr>:<port>` of the client
+/// named by the PROXY header the connection began with (`$proxy_protocol_addr:$proxy_protocol_port`).
+pub const PROXY_PROTOCOL_PATH: &str = "/proxy-protocol";
+
 /// A running nginx; killed on drop.
 pub struct HttpServer {
     guard: ChildGuard,
@@ -27,8 +31,19 @@ pub struct HttpServer {
     port: u16,
 }
 
-fn nginx_config(dir: &Path, port: u16, name: &str) -> String {
+fn nginx_config(dir: &Path, port: u16, name: &str, proxy_protocol: bool) -> String {
     let d = dir.display();
+    let (listen_pp, location_pp) = if proxy_protocol {
+        (
+            " proxy_protocol",
+            format!(
+                "location = {PROXY_PROTOCOL_PATH} {{ default_type text/plain; \
+                 return 200 \"$proxy_protocol_addr:$proxy_protocol_port\"; }}"
+            ),
+        )
+    } else {
+        ("", String::new())
+    };
     format!(
         "# pmmux-e2e test server {name}\n\
          master_process off;\n\
@@ -47,11 +62,12 @@ fn nginx_config(dir: &Path, port: u16, name: &str) -> String {
          \x20   sendfile on;\n\
          \x20   keepalive_timeout 15s;\n\
          \x20   server {{\n\
-         \x20       listen 127.0.0.1:{port};\n\
+         \x20       listen 127.0.0.1:{port}{listen_pp};\n\
          \x20       server_name {name};\n\
          \x20       root {d}/www;\n\
          \x20       add_header {SERVER_NAME_HEADER} \"{name}\" always;\n\
          \x20       location / {{ autoindex on; }}\n\
+         \x20       {location_pp}\n\
          \x20   }}\n\
          }}\n"
     )
@@ -63,6 +79,16 @@ impl HttpServer {
     /// # Panics
     /// When nginx is missing or does not come up.
     pub fn start(name: &str) -> HttpServer {
+        Self::start_with(name, false)
+    }
+
+    /// Like [`HttpServer::start`], but nginx expects a PROXY header (v1 or v2) on every connection
+    /// (`listen ... proxy_protocol`) and tells what it said at [`PROXY_PROTOCOL_PATH`].
+    pub fn start_proxy_protocol(name: &str) -> HttpServer {
+        Self::start_with(name, true)
+    }
+
+    fn start_with(name: &str, proxy_protocol: bool) -> HttpServer {
         assert!(
             name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)),
             "server name {name:?}: use letters, digits, '-', '.', '_'"
@@ -74,7 +100,7 @@ impl HttpServer {
         write_file_in(&d.join("www"), IDENT_FILE, name.as_bytes());
         let config = d.join("nginx.conf");
         let (guard, port) = with_free_port("nginx", |port| {
-            fs::write(&config, nginx_config(d, port, name)).map_err(|e| e.to_string())?;
+            fs::write(&config, nginx_config(d, port, name, proxy_protocol)).map_err(|e| e.to_string())?;
             let mut cmd = Command::new(&nginx);
             cmd.arg("-p")
                 .arg(d)

@@ -7,7 +7,7 @@
 //! - Bind only 127.0.0.1 or [::1], on port 0 or on a port [`free_port`] just found. Servers
 //!   retry on a new port when their bind loses a race.
 //! - Every process is owned by a guard ([`ChildGuard`], [`Pmmux`], [`Sshd`], [`TlsServer`], [`DnsServer`],
-//!   [`HttpServer`]) that kills it with its whole process tree and reaps it on drop, so a
+//!   [`HttpServer`], [`Haproxy`]) that kills it with its whole process tree and reaps it on drop, so a
 //!   panicking test leaves nothing behind; a guard dropped during a panic prints its log tail.
 //!   Keep guards in the test's locals: a guard in a `static` is never dropped.
 //! - Every wait is bounded; readiness is read from `/proc` (the process itself holds a listening
@@ -36,7 +36,7 @@
 //! `libpmmux_*.so` plugins ([`artifact`] panics with that advice otherwise).
 //! Debian packages: `openssh-server` (`/usr/sbin/sshd`), `openssh-client` (`ssh`, `ssh-keygen`,
 //! `ssh-keyscan`), `openssl`, `nginx-light` (`/usr/sbin/nginx`), `curl`, `dnsmasq-base`
-//! (`/usr/sbin/dnsmasq`), `bind9-dnsutils` (`dig`); and Linux (`/proc`,
+//! (`/usr/sbin/dnsmasq`), `bind9-dnsutils` (`dig`), `haproxy`; and Linux (`/proc`,
 //! `PR_SET_CHILD_SUBREAPER`). sshd needs root (it creates `/run/sshd` if missing).
 //!
 //! # Modules
@@ -44,7 +44,7 @@
 //! - [`process`]: [`ChildGuard`], [`run`] with a timeout, process-tree helpers.
 //! - [`net`]: [`free_port`], [`wait_for_port`], socket ownership via `/proc`.
 //! - [`pmmux`]: the [`Pmmux`] host guard.
-//! - [`sshd`], [`tls`], [`http`], [`dns`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
+//! - [`sshd`], [`tls`], [`http`], [`dns`], [`haproxy`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
 //! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
 
 use std::time::Duration;
@@ -52,6 +52,7 @@ use std::time::Duration;
 pub mod data;
 pub mod dns;
 pub mod fixtures;
+pub mod haproxy;
 pub mod http;
 pub mod net;
 pub mod paths;
@@ -64,7 +65,8 @@ pub mod tls;
 pub use data::{random_bytes, sha256_file, sha256_hex, temp_dir, write_file_in};
 pub use dns::{dns_query, parse_dns_reply, DnsRecord, DnsReply, DnsServer, QTYPE_A, QTYPE_TXT};
 pub use fixtures::{abi_fixture, api_1_0_fixture, build_fixture, versioned_fixture};
-pub use http::{HttpServer, SERVER_NAME_HEADER};
+pub use haproxy::Haproxy;
+pub use http::{HttpServer, PROXY_PROTOCOL_PATH, SERVER_NAME_HEADER};
 pub use net::{
     free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_listens_tcp, tcp_listening, wait_for_port,
 };

@@ -13,6 +13,8 @@ use toml::Spanned;
 
 use crate::matchers::{Matchers, MatchersConfig};
 
+mod env;
+
 /// Default bytes kept while detecting.
 pub const DEFAULT_PREVIEW_LIMIT: usize = 16 * 1024;
 /// Largest preview a user may configure: previews are held per connection before routing.
@@ -301,11 +303,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `path` names it in errors and anchors `plugin_dir`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let expanded = env::expand(text, |name| std::env::var(name).ok()).map_err(|errors| ConfigError {
+        path: path.to_owned(),
+        issues: errors
+            .into_iter()
+            .map(|e| {
+                let (line, column) = line_col(text, e.offset);
+                ConfigIssue { line, column, message: e.message }
+            })
+            .collect(),
+    })?;
     let locate = |span: Option<Range<usize>>, message: String| {
-        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        let (line, column) = span
+            .map(|s| line_col(text, expanded.original_offset(s.start)))
+            .unwrap_or((0, 0));
         ConfigIssue { line, column, message }
     };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+    let raw: RawConfig = toml::from_str(&expanded.text).map_err(|e| ConfigError {
         path: path.to_owned(),
         issues: vec![locate(e.span(), e.message().to_owned())],
     })?;

@@ -64,6 +64,9 @@ pub struct ListenerConfig {
     pub udp: bool,
     /// Strategy for this listener (overrides `routing.strategy`).
     pub strategy: Option<Strategy>,
+    /// SO_REUSEPORT: several processes (each setting it) share the address; the kernel spreads
+    /// new connections and UDP clients over them.
+    pub reuse_port: bool,
 }
 
 /// How a backend is picked among those that match.
@@ -236,6 +239,8 @@ struct RawListener {
     #[serde(default = "default_transport")]
     transport: Spanned<Vec<String>>,
     strategy: Option<Strategy>,
+    #[serde(default)]
+    reuse_port: bool,
 }
 
 fn default_transport() -> Spanned<Vec<String>> {
@@ -401,6 +406,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             tcp,
             udp,
             strategy: l.strategy,
+            reuse_port: l.reuse_port,
         });
     }
 

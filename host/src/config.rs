@@ -314,7 +314,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .into_iter()
             .map(|e| {
                 let (line, column) = line_col(text, e.offset);
-                ConfigIssue { line, column, message: e.message }
+                ConfigIssue {
+                    line,
+                    column,
+                    message: e.message,
+                }
             })
             .collect(),
     })?;

@@ -34,11 +34,21 @@ struct Cli {
 struct RunArgs {
     /// Quick start without a config file: listen on [ADDRESS:]PORT[:tcp|udp] (repeatable; address
     /// 0.0.0.0, both transports unless one is named; IPv6 as [::1]:PORT).
-    #[arg(short = 'p', long = "port", value_name = "[ADDRESS:]PORT[:tcp|udp]", conflicts_with = "config")]
+    #[arg(
+        short = 'p',
+        long = "port",
+        value_name = "[ADDRESS:]PORT[:tcp|udp]",
+        conflicts_with = "config"
+    )]
     ports: Vec<String>,
     /// Quick start: a backend NAME:PROTOCOL[:KEY=VALUE,...] (repeatable); keys target=HOST:PORT,
     /// target.ip= + target.port=, priority=, match.KEY=, the rest are plugin params.
-    #[arg(short = 'b', long = "backend", value_name = "NAME:PROTOCOL[:KEY=VALUE,...]", conflicts_with = "config")]
+    #[arg(
+        short = 'b',
+        long = "backend",
+        value_name = "NAME:PROTOCOL[:KEY=VALUE,...]",
+        conflicts_with = "config"
+    )]
     backends: Vec<String>,
     /// Quick start: the plugin folder (relative to the working folder).
     #[arg(long, default_value = "plugins", conflicts_with = "config")]

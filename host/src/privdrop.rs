@@ -106,7 +106,10 @@ pub fn drop_to(run_as: &RunAs, writable: &[&Path]) -> Result<(), PrivError> {
     unsafe {
         step(format!("supplementary groups [{gid}]"), libc::setgroups(1, &gid))?;
         step(format!("gid {gid}"), libc::setgid(gid))?;
-        step(format!("uid {} ({})", run_as.uid, run_as.user), libc::setuid(run_as.uid))?;
+        step(
+            format!("uid {} ({})", run_as.uid, run_as.user),
+            libc::setuid(run_as.uid),
+        )?;
         if run_as.uid != 0 && libc::setuid(0) == 0 {
             return Err(PrivError::Regained(run_as.uid));
         }
@@ -130,7 +133,11 @@ fn lookup_user(user: &str) -> Option<(u32, u32)> {
     let uid: u32 = user.parse().ok()?;
     // SAFETY: as above, for getpwuid_r.
     let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    Some(if rc == 0 && !result.is_null() { (uid, pwd.pw_gid) } else { (uid, uid) })
+    Some(if rc == 0 && !result.is_null() {
+        (uid, pwd.pw_gid)
+    } else {
+        (uid, uid)
+    })
 }
 
 fn lookup_group(group: &str) -> Option<u32> {

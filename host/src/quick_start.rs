@@ -253,9 +253,8 @@ pub fn build(ports: &[String], backends: &[String], plugin_dir: &Path) -> Result
     reload.insert("watch_config".into(), Value::Boolean(false));
     root.insert("reload".into(), Value::Table(reload));
     let text = toml::to_string(&root).map_err(|e| QuickStartError::Invalid(e.to_string()))?;
-    config::parse(Path::new(""), &text).map_err(|e| {
-        QuickStartError::Invalid(e.issues.into_iter().map(|i| i.message).collect::<Vec<_>>().join("; "))
-    })
+    config::parse(Path::new(""), &text)
+        .map_err(|e| QuickStartError::Invalid(e.issues.into_iter().map(|i| i.message).collect::<Vec<_>>().join("; ")))
 }
 
 #[cfg(test)]

@@ -59,7 +59,9 @@ impl Notifier {
 /// Reads `$NOTIFY_SOCKET` (and `$WATCHDOG_USEC` / `$WATCHDOG_PID`), connects, and removes them
 /// from the environment. Call first thing in `main`, while the process has a single thread.
 pub fn init() {
-    let Some(address) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(address) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let watchdog = std::env::var("WATCHDOG_USEC")
         .ok()
         .and_then(|u| u.parse::<u64>().ok())

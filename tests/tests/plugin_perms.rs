@@ -30,7 +30,8 @@ fn start(echo_server: &TcpServer) -> (Pmmux, u16, u16) {
 }
 
 fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 /// Whether the echo plugin answers on `port` now.
@@ -56,7 +57,10 @@ fn a_world_writable_plugin_folder_loads_nothing_until_its_mode_is_fixed() {
         "{line}"
     );
     assert!(!pm.log().contains("plugin loaded"), "{}", pm.log());
-    assert!(!echo_serves(echo_port), "the echo plugin serves from a world-writable folder");
+    assert!(
+        !echo_serves(echo_port),
+        "the echo plugin serves from a world-writable folder"
+    );
     pass_serves(pass_port);
 
     // Fixed: the next rescan loads it.
@@ -78,7 +82,10 @@ fn a_group_writable_plugin_file_is_refused_and_loads_once_fixed() {
     chmod(&staging, 0o664);
     fs::rename(&staging, &file).expect("rename into place");
     let line = wait_log_line(&pm, &["plugin refused", "is group-writable (mode 0664)"]);
-    assert!(line.contains(&format!("fix with chmod g-w {}", file.display())), "{line}");
+    assert!(
+        line.contains(&format!("fix with chmod g-w {}", file.display())),
+        "{line}"
+    );
     assert!(!echo_serves(echo_port));
     pass_serves(pass_port);
 
@@ -88,6 +95,12 @@ fn a_group_writable_plugin_file_is_refused_and_loads_once_fixed() {
 
     // Made writable again while loaded: refused, and the loaded version keeps serving.
     chmod(&file, 0o666);
-    wait_log_line(&pm, &["previous version keeps serving", "is group- and world-writable (mode 0666)"]);
+    wait_log_line(
+        &pm,
+        &[
+            "previous version keeps serving",
+            "is group- and world-writable (mode 0666)",
+        ],
+    );
     assert!(echo_serves(echo_port));
 }

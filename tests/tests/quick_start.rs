@@ -14,7 +14,10 @@ fn quick_start_with_p_and_b_serves_curl_to_nginx_and_echo_without_a_config_file(
     let web = HttpServer::start("qs-web");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}:tcp");
-    let http = format!("web:http:target.ip=127.0.0.1,target.port={},host=\"a.example\"", web.port());
+    let http = format!(
+        "web:http:target.ip=127.0.0.1,target.port={},host=\"a.example\"",
+        web.port()
+    );
     let pm = Pmmux::start_opts(&StartOptions {
         config: None,
         plugins: &["http", "echo"],
@@ -32,13 +35,19 @@ fn quick_start_with_p_and_b_serves_curl_to_nginx_and_echo_without_a_config_file(
     let echoed = tcp_roundtrip(loopback(port), b"not http\n", CLIENT_TIMEOUT).expect("echo round trip");
     assert_eq!(echoed, b"not http\n");
     // Another Host is not the web backend's: it falls to the echo.
-    let out = client("curl", &args(&["-sS", "-H", "Host: b.example", &web.url_via(port, IDENT_FILE)]));
+    let out = client(
+        "curl",
+        &args(&["-sS", "-H", "Host: b.example", &web.url_via(port, IDENT_FILE)]),
+    );
     assert!(!out.stdout_str().contains("qs-web"), "{}", out.stdout_str());
 
     // SIGHUP has no file to re-read: it says so and keeps serving.
     pm.signal(libc::SIGHUP);
     wait_log_line(&pm, &["configuration from the command line: nothing to reload"]);
-    let out = client("curl", &args(&["-sS", "-H", "Host: a.example", &web.url_via(port, IDENT_FILE)]));
+    let out = client(
+        "curl",
+        &args(&["-sS", "-H", "Host: a.example", &web.url_via(port, IDENT_FILE)]),
+    );
     assert_eq!(out.expect_success("curl after SIGHUP").trim(), "qs-web");
     assert!(pm.stop().is_some_and(|s| s.success()));
 }
@@ -47,9 +56,18 @@ fn quick_start_with_p_and_b_serves_curl_to_nginx_and_echo_without_a_config_file(
 fn quick_start_errors_name_the_argument() {
     let bin = pmmux_bin().to_string_lossy().into_owned();
     let cases: [(&[&str], &str); 4] = [
-        (&["-p", "80:sctp", "-b", "a:noop"], "pmmux: -p 80:sctp: expected [ADDRESS:]PORT[:tcp|udp]"),
-        (&["-p", "1", "-b", "a:pass:target=nohost"], "pmmux: command line: backend `a`: target `nohost` is not host:port"),
-        (&["-p", "1", "-b", "a:tls:sni=\"x"], "pmmux: -b a:tls:sni=\"x: the quoted value of `sni` is not closed"),
+        (
+            &["-p", "80:sctp", "-b", "a:noop"],
+            "pmmux: -p 80:sctp: expected [ADDRESS:]PORT[:tcp|udp]",
+        ),
+        (
+            &["-p", "1", "-b", "a:pass:target=nohost"],
+            "pmmux: command line: backend `a`: target `nohost` is not host:port",
+        ),
+        (
+            &["-p", "1", "-b", "a:tls:sni=\"x"],
+            "pmmux: -b a:tls:sni=\"x: the quoted value of `sni` is not closed",
+        ),
         (&["-b", "a:noop"], "pmmux: command line: -b needs at least one -p"),
     ];
     for (argv, want) in cases {
@@ -84,7 +102,9 @@ fn env_placeholder_supplies_a_target_and_an_unset_one_is_an_error_at_its_line() 
 
     // Without the variable: refused, naming the variable at line 7, column 11 of the file.
     let mut cmd = std::process::Command::new(pmmux_bin());
-    cmd.arg("check-config").arg(pm.config_path()).env_remove("PMMUX_E2E_TARGET");
+    cmd.arg("check-config")
+        .arg(pm.config_path())
+        .env_remove("PMMUX_E2E_TARGET");
     let out = run_cmd(cmd, None, Duration::from_secs(20));
     assert!(!out.status.success());
     let want = format!(

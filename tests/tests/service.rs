@@ -57,10 +57,7 @@ fn systemd_notify_ready_when_serving_then_reloading_ready_and_stopping() {
             let pm = Pmmux::start_opts(&StartOptions {
                 config: Some(&format!("{}{ECHO}", listener(port, ""))),
                 plugins: &["echo"],
-                env: &[
-                    ("NOTIFY_SOCKET", path.to_str().unwrap()),
-                    ("WATCHDOG_USEC", "400000"),
-                ],
+                env: &[("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
                 ..StartOptions::default()
             });
             let ready = try_next_state(&sock, &mut pings, &pm);
@@ -103,7 +100,9 @@ fn systemd_notify_ready_when_serving_then_reloading_ready_and_stopping() {
     pm.signal(libc::SIGTERM);
     let stopping = next_state(&sock, &mut pings, &pm);
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping:?}");
-    let status = pm.wait_exit(Duration::from_secs(10)).expect("pmmux exits after SIGTERM");
+    let status = pm
+        .wait_exit(Duration::from_secs(10))
+        .expect("pmmux exits after SIGTERM");
     assert!(status.success(), "{status}");
 }
 
@@ -130,7 +129,10 @@ fn systemd_unit_file_passes_systemd_analyze_verify() {
         "DynamicUser=yes",
         "LimitNOFILE=",
     ] {
-        assert!(unit.lines().any(|l| l.starts_with(line)), "the unit has no `{line}` line");
+        assert!(
+            unit.lines().any(|l| l.starts_with(line)),
+            "the unit has no `{line}` line"
+        );
     }
     // verify insists that ExecStart exists: point it at the binary just built.
     let exec = "/usr/local/bin/pmmux";
@@ -138,7 +140,11 @@ fn systemd_unit_file_passes_systemd_analyze_verify() {
     let dir = temp_dir("unit");
     let copy = dir.path().join("pmmux.service");
     std::fs::write(&copy, unit.replace(exec, &pmmux_bin().to_string_lossy())).unwrap();
-    let out = run(&analyze.to_string_lossy(), &["verify", &copy.to_string_lossy()], CLIENT_TIMEOUT);
+    let out = run(
+        &analyze.to_string_lossy(),
+        &["verify", &copy.to_string_lossy()],
+        CLIENT_TIMEOUT,
+    );
     // Unknown keys and bad values are only warnings: the unit is clean when stderr is empty.
     assert!(
         out.status.success() && out.stderr_str().trim().is_empty(),
@@ -151,7 +157,7 @@ fn systemd_unit_file_passes_systemd_analyze_verify() {
 /// One HTTP request over a new connection; returns the response body.
 fn http_body(port: u16) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&loopback(port), Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("set read timeout");
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut response = String::new();

@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(ok("t = 'x{{env:TARGET}}y'"), "t = 'x127.0.0.1:8080y'");
         assert_eq!(ok("# {{env:UNSET}}\nt = 1"), "# {{env:UNSET}}\nt = 1");
         assert_eq!(ok("t = {{env:TARGET}}"), "t = {{env:TARGET}}");
-        assert_eq!(ok("t = \"\"\"\n{{env:TARGET}}\"\"\""), "t = \"\"\"\n127.0.0.1:8080\"\"\"");
+        assert_eq!(
+            ok("t = \"\"\"\n{{env:TARGET}}\"\"\""),
+            "t = \"\"\"\n127.0.0.1:8080\"\"\""
+        );
     }
 
     #[test]

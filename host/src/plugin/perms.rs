@@ -79,7 +79,10 @@ mod tests {
             "plugin folder /x is world-writable (mode 1757): anyone could make pmmux run their code; fix with chmod o-w /x"
         );
         let e = verdict(p, "plugin file", 0, 0o100664, 0).unwrap_err();
-        assert!(e.starts_with("plugin file /x is group-writable (mode 0664): any member of its group"), "{e}");
+        assert!(
+            e.starts_with("plugin file /x is group-writable (mode 0664): any member of its group"),
+            "{e}"
+        );
         assert!(e.ends_with("fix with chmod g-w /x"), "{e}");
         let e = verdict(p, "plugin file", 4242, 0o100644, 0).unwrap_err();
         assert!(e.contains("owned by uid 4242, neither root nor root (uid 0)"), "{e}");
@@ -92,7 +95,9 @@ mod tests {
         assert_eq!(check_dir(dir.path()), Ok(()));
         assert_eq!(check_dir(&dir.path().join("missing")), Ok(()));
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(check_dir(dir.path()).unwrap_err().contains("world-writable (mode 0777)"));
+        assert!(check_dir(dir.path())
+            .unwrap_err()
+            .contains("world-writable (mode 0777)"));
         let file = dir.path().join("libx.so");
         fs::write(&file, b"x").unwrap();
         fs::set_permissions(&file, fs::Permissions::from_mode(0o646)).unwrap();

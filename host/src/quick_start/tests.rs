@@ -81,7 +81,15 @@ fn quoting_and_value_types() {
     let b = backend("m:pass:target=127.0.0.1:1,match.remote_ip=127.0.0.0/8,udp_idle_timeout_ms=500");
     assert_eq!(b["match"]["remote_ip"].as_str(), Some("127.0.0.0/8"));
     assert_eq!(b["udp_idle_timeout_ms"].as_integer(), Some(500));
-    for bad in ["web", "web:", ":http", "w:http:host", r#"w:http:host="a"#, r#"w:http:host="a"b"#, "w:http:=x"] {
+    for bad in [
+        "web",
+        "web:",
+        ":http",
+        "w:http:host",
+        r#"w:http:host="a"#,
+        r#"w:http:host="a"b"#,
+        "w:http:=x",
+    ] {
         let e = parse_backend(bad).unwrap_err().to_string();
         assert!(e.starts_with(&format!("-b {bad}: ")), "{e}");
     }
@@ -109,11 +117,19 @@ fn builds_a_config() {
     assert_eq!(c.path, Path::new(""));
 
     let e = build(&["1".into()], &["a:pass:target=nohost".into()], Path::new("p")).unwrap_err();
-    assert_eq!(e.to_string(), "command line: backend `a`: target `nohost` is not host:port");
+    assert_eq!(
+        e.to_string(),
+        "command line: backend `a`: target `nohost` is not host:port"
+    );
     let e = build(&["1".into()], &["a:noop".into(), "a:noop".into()], Path::new("p")).unwrap_err();
     assert!(e.to_string().contains("backend name `a` is used twice"), "{e}");
     let e = build(&[], &["a:noop".into()], Path::new("p")).unwrap_err();
     assert!(e.to_string().contains("at least one -p"), "{e}");
-    let e = build(&["1".into()], &["a:pass:target=1.2.3.4:1,priority=top".into()], Path::new("p")).unwrap_err();
+    let e = build(
+        &["1".into()],
+        &["a:pass:target=1.2.3.4:1,priority=top".into()],
+        Path::new("p"),
+    )
+    .unwrap_err();
     assert!(e.to_string().starts_with("command line: "), "{e}");
 }

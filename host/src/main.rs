@@ -50,9 +50,9 @@ struct RunArgs {
         conflicts_with = "config"
     )]
     backends: Vec<String>,
-    /// Quick start: the plugin folder (relative to the working folder).
-    #[arg(long, default_value = "plugins", conflicts_with = "config")]
-    plugin_dir: PathBuf,
+    /// Quick start: the plugin folder (relative to the working folder) [default: plugins].
+    #[arg(long, conflicts_with = "config")]
+    plugin_dir: Option<PathBuf>,
     /// After binding every listener, switch to this user (needs root).
     #[arg(long)]
     user: Option<String>,
@@ -123,9 +123,14 @@ fn init_logging(level: &str) {
 
 fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = if args.ports.is_empty() && args.backends.is_empty() {
+        anyhow::ensure!(
+            args.plugin_dir.is_none(),
+            "--plugin-dir goes with -p / -b; with a config file, set plugin_dir in it"
+        );
         config::load(path)?
     } else {
-        pmmux::quick_start::build(&args.ports, &args.backends, &args.plugin_dir)?
+        let plugin_dir = args.plugin_dir.as_deref().unwrap_or(Path::new("plugins"));
+        pmmux::quick_start::build(&args.ports, &args.backends, plugin_dir)?
     };
     let run_as = match &args.user {
         Some(user) => Some(pmmux::privdrop::resolve(user, args.group.as_deref())?),

@@ -77,6 +77,12 @@ fn quick_start_errors_name_the_argument() {
     }
     let out = run(&bin, &["--config", "x.toml", "-p", "1"], Duration::from_secs(20));
     assert!(out.stderr_str().contains("cannot be used with"), "{}", out.stderr_str());
+    let out = run(&bin, &["--plugin-dir", "p"], Duration::from_secs(20));
+    assert!(
+        out.stderr_str().contains("pmmux: --plugin-dir goes with -p / -b"),
+        "{}",
+        out.stderr_str()
+    );
 }
 
 #[test]

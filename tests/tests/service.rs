@@ -157,7 +157,8 @@ fn systemd_unit_file_passes_systemd_analyze_verify() {
 /// One HTTP request over a new connection; returns the response body.
 fn http_body(port: u16) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&loopback(port), Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("set read timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set read timeout");
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut response = String::new();
@@ -178,9 +179,18 @@ fn answering(port: u16, body: &str, reuse: bool) -> Pmmux {
 
 #[test]
 fn reuse_port_two_processes_share_a_port_and_one_survives_the_other() {
-    let port = free_port();
-    let a = answering(port, "A", true);
-    a.wait_listening(loopback(port));
+    // Retried on a new port when another process takes the probed one before A binds it.
+    let (a, port) = (0..5)
+        .find_map(|_| {
+            let port = free_port();
+            let a = answering(port, "A", true);
+            match a.try_wait_listening(loopback(port), PMMUX_START_TIMEOUT) {
+                Ok(()) => Some((a, port)),
+                Err(e) if e.contains("cannot listen on") => None,
+                Err(e) => panic!("{e}"),
+            }
+        })
+        .expect("pmmux could not bind a fresh port 5 times");
     let b = answering(port, "B", true);
     b.wait_listening(loopback(port));
 

@@ -13,6 +13,8 @@ use toml::Spanned;
 
 use crate::matchers::{Matchers, MatchersConfig};
 
+mod env;
+
 /// Default bytes kept while detecting.
 pub const DEFAULT_PREVIEW_LIMIT: usize = 16 * 1024;
 /// Largest preview a user may configure: previews are held per connection before routing.
@@ -65,6 +67,9 @@ pub struct ListenerConfig {
     /// Sources trusted to open their TCP connections with a PROXY header (`accept_proxy_protocol`);
     /// empty: no source is, and no connection's bytes are read as one.
     pub accept_proxy_protocol: Vec<ipnet::IpNet>,
+    /// SO_REUSEPORT: several processes (each setting it) share the address; the kernel spreads
+    /// new connections and UDP clients over them.
+    pub reuse_port: bool,
 }
 
 /// How a backend is picked among those that match.
@@ -241,6 +246,8 @@ struct RawListener {
     transport: Spanned<Vec<String>>,
     strategy: Option<Strategy>,
     accept_proxy_protocol: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    reuse_port: bool,
 }
 
 fn default_transport() -> Spanned<Vec<String>> {
@@ -309,11 +316,27 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `path` names it in errors and anchors `plugin_dir`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let expanded = env::expand(text, |name| std::env::var(name).ok()).map_err(|errors| ConfigError {
+        path: path.to_owned(),
+        issues: errors
+            .into_iter()
+            .map(|e| {
+                let (line, column) = line_col(text, e.offset);
+                ConfigIssue {
+                    line,
+                    column,
+                    message: e.message,
+                }
+            })
+            .collect(),
+    })?;
     let locate = |span: Option<Range<usize>>, message: String| {
-        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        let (line, column) = span
+            .map(|s| line_col(text, expanded.original_offset(s.start)))
+            .unwrap_or((0, 0));
         ConfigIssue { line, column, message }
     };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+    let raw: RawConfig = toml::from_str(&expanded.text).map_err(|e| ConfigError {
         path: path.to_owned(),
         issues: vec![locate(e.span(), e.message().to_owned())],
     })?;
@@ -406,6 +429,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             udp,
             strategy: l.strategy,
             accept_proxy_protocol,
+            reuse_port: l.reuse_port,
         });
     }
 

@@ -5,8 +5,10 @@
 //! per connection by [`connection`]. Plugins are loaded by [`plugin`] into the [`registry`] snapshot;
 //! [`config`] and [`matchers`] read the configuration; [`watcher`] notices changes and [`reload`]
 //! applies them (with [`diff`] saying what changed); [`status`] and [`admin`] show what is loaded;
-//! [`server`] runs the whole. UDP listeners run per-client flows in [`udp`]. [`proxy_protocol`]
-//! reads a trusted front's PROXY header and writes one to upstreams.
+//! [`server`] runs the whole; [`systemd`] tells the service manager, [`privdrop`] leaves root after
+//! binding, and [`quick_start`] builds a configuration from `-p` / `-b` arguments. UDP listeners run
+//! per-client flows in [`udp`]. [`proxy_protocol`] reads a trusted front's PROXY header and writes
+//! one to upstreams.
 
 pub mod admin;
 pub mod config;
@@ -17,6 +19,8 @@ pub mod matchers;
 pub mod plugin;
 pub mod preview;
 pub mod proxy_protocol;
+pub mod privdrop;
+pub mod quick_start;
 pub mod registry;
 pub mod relay;
 pub mod reload;
@@ -24,5 +28,6 @@ pub mod router;
 pub mod serve;
 pub mod server;
 pub mod status;
+pub mod systemd;
 pub mod udp;
 pub mod watcher;

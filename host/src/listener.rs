@@ -86,7 +86,7 @@ impl ListenerSet {
             self.start(cfg.clone(), socket);
         }
         if cfg.udp {
-            let udp = std::net::UdpSocket::bind(bound).and_then(|s| {
+            let udp = bind_udp(bound, cfg.reuse_port).and_then(|s| {
                 s.set_nonblocking(true)?;
                 UdpSocket::from_std(s)
             });
@@ -226,9 +226,22 @@ pub fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    socket.set_reuseport(cfg.reuse_port)?;
     socket.set_nodelay(true)?;
     socket.bind(cfg.address)?;
     socket.listen(BACKLOG)
+}
+
+/// Binds a UDP socket, with SO_REUSEPORT when asked (set before the bind, as the kernel needs).
+fn bind_udp(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_reuse_port(reuse_port)?;
+    socket.bind(&address.into())?;
+    Ok(socket.into())
 }
 
 /// Accepts connections until `shutdown` turns true; each connection is spawned on `tracker`.

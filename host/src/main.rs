@@ -23,14 +23,48 @@ struct Cli {
     /// Log level (error, warn, info, debug, trace) or a full filter; RUST_LOG wins when set.
     #[arg(long, default_value = "info", global = true)]
     log_level: String,
+    #[command(flatten)]
+    run: RunArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Options of a run (given before or after `run`).
+#[derive(clap::Args, Clone, Default)]
+struct RunArgs {
+    /// Quick start without a config file: listen on [ADDRESS:]PORT[:tcp|udp] (repeatable; address
+    /// 0.0.0.0, both transports unless one is named; IPv6 as [::1]:PORT).
+    #[arg(
+        short = 'p',
+        long = "port",
+        value_name = "[ADDRESS:]PORT[:tcp|udp]",
+        conflicts_with = "config"
+    )]
+    ports: Vec<String>,
+    /// Quick start: a backend NAME:PROTOCOL[:KEY=VALUE,...] (repeatable); keys target=HOST:PORT,
+    /// target.ip= + target.port=, priority=, match.KEY=, the rest are plugin params.
+    #[arg(
+        short = 'b',
+        long = "backend",
+        value_name = "NAME:PROTOCOL[:KEY=VALUE,...]",
+        conflicts_with = "config"
+    )]
+    backends: Vec<String>,
+    /// Quick start: the plugin folder (relative to the working folder) [default: plugins].
+    #[arg(long, conflicts_with = "config")]
+    plugin_dir: Option<PathBuf>,
+    /// After binding every listener, switch to this user (needs root).
+    #[arg(long)]
+    user: Option<String>,
+    /// With --user: the group to switch to (default: the user's primary group).
+    #[arg(long, requires = "user")]
+    group: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (the default).
-    Run,
+    Run(RunArgs),
     /// Validate a configuration: syntax, names, and that every backend builds with the plugins in
     /// its plugin folder. Exits 1 and lists every problem when anything is wrong.
     CheckConfig {
@@ -59,8 +93,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
+    pmmux::systemd::init();
     let result = match &cli.command {
-        None | Some(Command::Run) => run(&cli.config),
+        None => run(&cli.config, &cli.run),
+        Some(Command::Run(args)) => run(&cli.config, args),
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::InspectPlugin { file }) => inspect_plugin(file),
         Some(Command::Status { admin, json }) => status(&cli.config, *admin, *json),
@@ -85,8 +121,21 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = config::load(path)?;
+fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = if args.ports.is_empty() && args.backends.is_empty() {
+        anyhow::ensure!(
+            args.plugin_dir.is_none(),
+            "--plugin-dir goes with -p / -b; with a config file, set plugin_dir in it"
+        );
+        config::load(path)?
+    } else {
+        let plugin_dir = args.plugin_dir.as_deref().unwrap_or(Path::new("plugins"));
+        pmmux::quick_start::build(&args.ports, &args.backends, plugin_dir)?
+    };
+    let run_as = match &args.user {
+        Some(user) => Some(pmmux::privdrop::resolve(user, args.group.as_deref())?),
+        None => None,
+    };
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,6 +143,10 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
+        if let Some(run_as) = &run_as {
+            pmmux::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
+        }
+        pmmux::systemd::ready(&format!("serving {} listening socket(s)", server.local_addrs().len()));
         server.run(shutdown_signal()).await;
         anyhow::Ok(())
     })?;

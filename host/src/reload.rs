@@ -125,6 +125,12 @@ impl Reloader {
     /// Re-reads the configuration file if it changed since the last read (always with `force`);
     /// applies it, or keeps the running one and logs every error.
     fn reload_config(&mut self, force: bool) {
+        if self.config.path.as_os_str().is_empty() {
+            // Built from -p / -b: there is no file to read; rescan the plugins instead.
+            tracing::info!("configuration from the command line: nothing to reload; rescanning plugins");
+            self.reconcile_plugins();
+            return;
+        }
         let stamp = FileStamp::of(&self.config.path).ok();
         if !force && stamp.is_some() && stamp == self.config_stamp {
             return;
@@ -203,7 +209,9 @@ impl Reloader {
                 Ok(Signal::Rescan) => plugins_due = Some(now),
                 Ok(Signal::Reload) => {
                     config_due = None;
+                    crate::systemd::reloading();
                     self.reload_config(true);
+                    crate::systemd::ready("configuration reloaded");
                 }
                 Ok(Signal::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -234,6 +242,11 @@ impl Reloader {
     /// Counter of plugin library versions mapped into the process.
     pub fn mapped_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.loader.mapped()
+    }
+
+    /// The folder holding the loader's shadow copies.
+    pub fn shadow_dir(&self) -> &Path {
+        self.loader.shadow_dir()
     }
 
     /// The configuration file.

@@ -115,6 +115,12 @@ impl Server {
         lock(&self.listeners).local_addrs()
     }
 
+    /// The folder the plugin loader writes its shadow copies to (it must stay writable after a
+    /// privilege drop).
+    pub fn shadow_dir(&self) -> &std::path::Path {
+        self.reloader.shadow_dir()
+    }
+
     /// A handle for reading the status while the server runs.
     pub fn status(&self) -> StatusSource {
         self.status.clone()
@@ -142,7 +148,10 @@ impl Server {
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
 
+        let watchdog = tokio::spawn(crate::systemd::watchdog());
         shutdown.await;
+        crate::systemd::stopping();
+        watchdog.abort();
         let _ = signal_tx.send(Signal::Shutdown);
         hup.abort();
         let _ = admin_stop.send(true);

@@ -71,7 +71,7 @@ pub use net::{
     free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_listens_tcp, tcp_listening, wait_for_port,
 };
 pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
-pub use pmmux::{Pmmux, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
+pub use pmmux::{Pmmux, StartOptions, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
 pub use process::{descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt};
 pub use sshd::{Sshd, HOST_KEY_ALIAS};
 pub use tcp::{tcp_roundtrip, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};

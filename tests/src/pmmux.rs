@@ -9,7 +9,8 @@
 //! <tmp>/pmmux.log      the host's stdout and stderr
 //! ```
 //! The host runs as `pmmux --config <tmp>/pmmux.toml --log-level debug`, with `<tmp>` as its
-//! working folder and `RUST_BACKTRACE=1`.
+//! working folder and `RUST_BACKTRACE=1` ([`Pmmux::start_opts`] can leave `--config` out, add
+//! arguments and environment variables).
 
 use std::fs;
 use std::net::SocketAddr;
@@ -28,6 +29,22 @@ use crate::process::ChildGuard;
 pub const PMMUX_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long [`Pmmux::stop`] waits after SIGTERM before SIGKILL.
 pub const PMMUX_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How [`Pmmux::start_opts`] starts the host.
+#[derive(Clone, Copy, Default)]
+pub struct StartOptions<'a> {
+    /// The config text written to `<tmp>/pmmux.toml` and passed as `--config`; `None` runs
+    /// without a config file (the quick-start `-p` / `-b` form, given in `args`).
+    pub config: Option<&'a str>,
+    /// Plugins copied into `<tmp>/plugins/`, as for [`Pmmux::start`].
+    pub plugins: &'a [&'a str],
+    /// Extra files written into the plugin folder, as for [`Pmmux::start_with_files`].
+    pub files: &'a [(String, Vec<u8>)],
+    /// Arguments after the standard ones; `{PLUGIN_DIR}` and `{DIR}` are expanded.
+    pub args: &'a [&'a str],
+    /// Extra environment variables.
+    pub env: &'a [(&'a str, &'a str)],
+}
 
 /// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
 pub struct Pmmux {
@@ -59,6 +76,24 @@ impl Pmmux {
     }
 
     fn launch(config_toml: &str, plugins: &[&str], files: &[(String, Vec<u8>)], extra_args: &[&str]) -> Pmmux {
+        Self::start_opts(&StartOptions {
+            config: Some(config_toml),
+            plugins,
+            files,
+            args: extra_args,
+            env: &[],
+        })
+    }
+
+    /// Start the host as `options` say (with a config file or without one, extra environment).
+    pub fn start_opts(options: &StartOptions<'_>) -> Pmmux {
+        let StartOptions {
+            config,
+            plugins,
+            files,
+            args,
+            env,
+        } = *options;
         let bin = pmmux_bin();
         let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
         let dir = temp_dir("pmmux");
@@ -71,14 +106,16 @@ impl Pmmux {
         for (name, bytes) in files {
             write_file_in(&plugin_dir, name, bytes);
         }
-        let config = dir.path().join("pmmux.toml");
-        fs::write(&config, expand(config_toml, dir.path())).expect("write pmmux.toml");
         let mut cmd = Command::new(&bin);
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("--log-level")
+        if let Some(config_toml) = config {
+            let config = dir.path().join("pmmux.toml");
+            fs::write(&config, expand(config_toml, dir.path())).expect("write pmmux.toml");
+            cmd.arg("--config").arg(&config);
+        }
+        cmd.arg("--log-level")
             .arg("debug")
-            .args(extra_args)
+            .args(args.iter().map(|a| expand(a, dir.path())))
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .env("RUST_BACKTRACE", "1");
         let guard = ChildGuard::spawn_logged("pmmux", cmd, &dir.path().join("pmmux.log"))

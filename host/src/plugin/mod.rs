@@ -1,10 +1,11 @@
 //! Plugin libraries: loading one file safely ([`loader`]), checking it is whole ([`elf`]), and the
-//! host callback plugins log through ([`logger`]), and the set of plugins loaded now ([`set`]).
+//! host callback plugins log through ([`logger`]), who may write plugins ([`perms`]), and the set of plugins loaded now ([`set`]).
 
 #[cfg(target_os = "linux")]
 pub mod elf;
 pub mod loader;
 pub mod logger;
+pub mod perms;
 pub mod set;
 
 pub use loader::{LoadError, LoadedPlugin, Loader};

@@ -1,7 +1,8 @@
 //! The plugins loaded now, one per library file, and the reconciliation of that set against the
 //! plugin folder: new files are loaded, replaced files (another device, inode, size or mtime) are
 //! loaded again, removed files leave. A file that fails keeps the previous version serving and is not
-//! retried until it changes again.
+//! retried until it changes again. A plugin folder or file that someone other than root or pmmux's
+//! user could write ([`super::perms`]) loads nothing; what is loaded keeps serving.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::loader::{is_library, FileStamp, LoadError};
+use super::perms;
 use super::{LoadedPlugin, Loader};
 use crate::registry::BUILTIN_PROTOCOLS;
 
@@ -49,6 +51,9 @@ impl Reconciled {
 pub struct PluginSet {
     current: BTreeMap<PathBuf, Arc<LoadedPlugin>>,
     refused: HashMap<PathBuf, FileStamp>,
+    /// Permission refusals already reported (the folder's or a file's), so a rescan does not
+    /// repeat them; cleared when the permissions are fixed.
+    unsafe_perms: HashMap<PathBuf, String>,
 }
 
 impl PluginSet {
@@ -60,6 +65,11 @@ impl PluginSet {
     /// Brings the set in line with the libraries in `dir`.
     pub fn reconcile(&mut self, loader: &Loader, dir: &Path) -> Reconciled {
         let mut out = Reconciled::default();
+        if let Err(reason) = perms::check_dir(dir) {
+            self.refuse_perms(dir, reason, !self.current.is_empty(), &mut out);
+            return out;
+        }
+        self.unsafe_perms.remove(dir);
         let files = match library_files(dir) {
             Ok(files) => files,
             Err(e) => {
@@ -83,8 +93,14 @@ impl PluginSet {
             }
         }
         self.refused.retain(|path, _| files.iter().any(|(f, _)| f == path));
+        self.unsafe_perms.retain(|path, _| files.iter().any(|(f, _)| f == path));
         for (path, stamp) in files {
             let previous = self.current.get(&path).cloned();
+            if let Err(reason) = perms::check_file(&path) {
+                self.refuse_perms(&path, reason, previous.is_some(), &mut out);
+                continue;
+            }
+            self.unsafe_perms.remove(&path);
             if previous.as_ref().is_some_and(|p| p.stamp == stamp) || self.refused.get(&path) == Some(&stamp) {
                 continue;
             }
@@ -130,6 +146,18 @@ impl PluginSet {
             tracing::info!(plugin = %p.name, version = %p.version, file = %p.file.display(), "plugin removed");
         }
         out
+    }
+
+    /// Reports a permission refusal unless the same one was reported last time.
+    fn refuse_perms(&mut self, path: &Path, reason: String, kept_previous: bool, out: &mut Reconciled) {
+        if self.unsafe_perms.get(path) != Some(&reason) {
+            self.unsafe_perms.insert(path.to_owned(), reason.clone());
+            out.refused.push(Refusal {
+                file: path.to_owned(),
+                reason,
+                kept_previous,
+            });
+        }
     }
 
     /// Says which protocol of `p` is built in or provided by another file's plugin.

@@ -1,0 +1,135 @@
+//! Unit tests of the quick-start parser: ports (IPv4, IPv6, transports, C# forms), backend specs
+//! (quoting, typed values, target forms) and the configuration they build.
+
+use super::*;
+
+fn port(arg: &str) -> (String, bool, bool) {
+    let p = parse_port(arg).unwrap();
+    (p.address.to_string(), p.tcp, p.udp)
+}
+
+#[test]
+fn ports() {
+    assert_eq!(port("8443"), ("0.0.0.0:8443".into(), true, true));
+    assert_eq!(port("127.0.0.1:5353:udp"), ("127.0.0.1:5353".into(), false, true));
+    assert_eq!(port("8443:tcp"), ("0.0.0.0:8443".into(), true, false));
+    assert_eq!(port("[::1]:8443"), ("[::1]:8443".into(), true, true));
+    assert_eq!(port("[::1]:8443:udp"), ("[::1]:8443".into(), false, true));
+    assert_eq!(port("!:8080:tcp"), ("0.0.0.0:8080".into(), true, false));
+    let e = parse_port("8080:8080:tcp").unwrap_err().to_string();
+    assert!(e.starts_with("-p 8080:8080:tcp: NAT port mapping"), "{e}");
+    let e = parse_port("::1:80").unwrap_err().to_string();
+    assert!(e.contains("IPv6 as [::1]:PORT"), "{e}");
+    assert!(parse_port("host:80").is_err());
+    assert!(parse_port("70000").is_err());
+    assert!(parse_port("80:sctp").is_err());
+}
+
+fn backend(arg: &str) -> Table {
+    parse_backend(arg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn backend_with_target_and_params() {
+    let b = backend("web:http:target=127.0.0.1:8080,host=a.example");
+    assert_eq!(b["name"].as_str(), Some("web"));
+    assert_eq!(b["protocol"].as_str(), Some("http"));
+    assert_eq!(b["target"].as_str(), Some("127.0.0.1:8080"));
+    assert_eq!(b["params"]["host"].as_str(), Some("a.example"));
+    assert!(!b.contains_key("match"));
+}
+
+#[test]
+fn csharp_target_pairs_and_priority() {
+    let b = backend("ssh:ssh:target.ip=127.0.0.1,target.port=22,priority=vip");
+    assert_eq!(b["target"].as_str(), Some("127.0.0.1:22"));
+    assert_eq!(b["priority"].as_str(), Some("vip"));
+    assert!(!b.contains_key("params"));
+    let b = backend("web:pass:ip=127.0.0.1,port=3000");
+    assert_eq!(b["target"].as_str(), Some("127.0.0.1:3000"));
+    let b = backend("v6:pass:target.ip=::1,target.port=22");
+    assert_eq!(b["target"].as_str(), Some("[::1]:22"));
+    // `ip`/`port` are target keys for pass only; elsewhere they are params.
+    let b = backend("x:regex:port=5");
+    assert_eq!(b["params"]["port"].as_integer(), Some(5));
+    let b = backend("blackhole:noop");
+    assert_eq!(b.len(), 2);
+    let e = parse_backend("a:pass:target.ip=1.2.3.4").unwrap_err().to_string();
+    assert!(e.contains("go together"), "{e}");
+    let e = parse_backend("a:pass:target=1.2.3.4:1,target.ip=1.2.3.4,target.port=2").unwrap_err();
+    assert!(e.to_string().contains("not both"));
+}
+
+#[test]
+fn quoting_and_value_types() {
+    let b = backend(r#"t:tls:sni="a.example,b.example",alpn=h2,alpn="http/1.1",x="say \"hi\", k=v:1""#);
+    assert_eq!(b["params"]["sni"].as_str(), Some("a.example,b.example"));
+    let alpn: Vec<&str> = b["params"]["alpn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(alpn, ["h2", "http/1.1"]);
+    assert_eq!(b["params"]["x"].as_str(), Some("say \"hi\", k=v:1"));
+    let b = backend(r#"h:http-response:status=404,h2c=false,ratio=0.5,body="404",proxy.address="https://e:1""#);
+    assert_eq!(b["params"]["status"].as_integer(), Some(404));
+    assert_eq!(b["params"]["h2c"].as_bool(), Some(false));
+    assert_eq!(b["params"]["ratio"].as_float(), Some(0.5));
+    assert_eq!(b["params"]["body"].as_str(), Some("404"));
+    assert_eq!(b["params"]["proxy.address"].as_str(), Some("https://e:1"));
+    let b = backend("m:pass:target=127.0.0.1:1,match.remote_ip=127.0.0.0/8,udp_idle_timeout_ms=500");
+    assert_eq!(b["match"]["remote_ip"].as_str(), Some("127.0.0.0/8"));
+    assert_eq!(b["udp_idle_timeout_ms"].as_integer(), Some(500));
+    for bad in [
+        "web",
+        "web:",
+        ":http",
+        "w:http:host",
+        r#"w:http:host="a"#,
+        r#"w:http:host="a"b"#,
+        "w:http:=x",
+    ] {
+        let e = parse_backend(bad).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("-b {bad}: ")), "{e}");
+    }
+}
+
+#[test]
+fn builds_a_config() {
+    let c = build(
+        &["8443".into(), "127.0.0.1:5353:udp".into()],
+        &[
+            "web:http:target=127.0.0.1:8080,host=a.example".into(),
+            "ssh:ssh:target.ip=127.0.0.1,target.port=22,priority=vip".into(),
+        ],
+        Path::new("plugins"),
+    )
+    .unwrap();
+    assert_eq!(c.listeners.len(), 2);
+    assert!(c.listeners[0].tcp && c.listeners[0].udp);
+    assert!(!c.listeners[1].tcp && c.listeners[1].udp);
+    assert_eq!(c.backends[0].target.as_deref(), Some("127.0.0.1:8080"));
+    assert!(c.backends[0].params_toml.contains("host = \"a.example\""));
+    assert_eq!(c.backends[1].priority, crate::config::Priority::Vip);
+    assert!(c.plugin_dir.is_absolute() && c.plugin_dir.ends_with("plugins"));
+    assert!(!c.reload.watch_config);
+    assert_eq!(c.path, Path::new(""));
+
+    let e = build(&["1".into()], &["a:pass:target=nohost".into()], Path::new("p")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "command line: backend `a`: target `nohost` is not host:port"
+    );
+    let e = build(&["1".into()], &["a:noop".into(), "a:noop".into()], Path::new("p")).unwrap_err();
+    assert!(e.to_string().contains("backend name `a` is used twice"), "{e}");
+    let e = build(&[], &["a:noop".into()], Path::new("p")).unwrap_err();
+    assert!(e.to_string().contains("at least one -p"), "{e}");
+    let e = build(
+        &["1".into()],
+        &["a:pass:target=1.2.3.4:1,priority=top".into()],
+        Path::new("p"),
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("command line: "), "{e}");
+}

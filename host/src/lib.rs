@@ -5,14 +5,17 @@
 //! per connection by [`connection`]. Plugins are loaded by [`plugin`] into the [`registry`] snapshot;
 //! [`config`] and [`matchers`] read the configuration; [`watcher`] notices changes and [`reload`]
 //! applies them (with [`diff`] saying what changed); [`status`] and [`admin`] show what is loaded;
+//! [`limits`] bounds connections and [`metrics`] counts them;
 //! [`server`] runs the whole. UDP listeners run per-client flows in [`udp`].
 
 pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod diff;
+pub mod limits;
 pub mod listener;
 pub mod matchers;
+pub mod metrics;
 pub mod plugin;
 pub mod preview;
 pub mod registry;

@@ -13,9 +13,10 @@ use tokio::sync::watch;
 use crate::status::StatusSource;
 
 const MAX_REQUEST: usize = 8 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Requests answered at once; a client beyond this is closed at once.
-const MAX_IN_FLIGHT: usize = 32;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Requests answered at once; a client beyond this is closed at once (each one is bounded by
+/// [`REQUEST_TIMEOUT`], so slow clients hold a slot for 3 s at most).
+const MAX_IN_FLIGHT: usize = 128;
 
 /// Serves until `stop` turns true.
 pub async fn serve(listener: TcpListener, source: StatusSource, mut stop: watch::Receiver<bool>) {

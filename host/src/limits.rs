@@ -5,7 +5,9 @@
 //!
 //! What happens at each limit (README "Limits"):
 //! - `max_connections` (process or listener) full: the accept loop stops accepting until a slot
-//!   frees, as HAProxy's `maxconn` does. New clients wait in the kernel's backlog (their connect
+//!   frees, as HAProxy's `maxconn` does (an idle loop reserves nothing; a connection accepted in a
+//!   race for the last slot waits in the loop for the next one, so each listener may hold one
+//!   accepted, unserved connection past the limit). New clients wait in the kernel's backlog (their connect
 //!   succeeds, their bytes are read once a slot frees) instead of being turned away while the
 //!   process is merely busy; nothing is spent on them meanwhile. One hit is counted each time a
 //!   loop starts waiting.
@@ -362,15 +364,37 @@ impl ListenerLimits {
         Ok(Slot(Arc::clone(self)))
     }
 
-    /// Waits until [`ListenerLimits::reserve`] may succeed (a slot freed or a maximum changed).
-    /// Counts the hit and logs it at a bounded rate.
+    /// Whether a connection slot is free in the process and on this listener (none is taken).
+    pub fn room(&self) -> Result<(), LimitKind> {
+        let free = |s: &Slots| s.max().is_none_or(|m| s.count() < m);
+        if !free(&self.global.connections) {
+            return Err(LimitKind::Global);
+        }
+        if !free(&self.connections) {
+            return Err(LimitKind::Listener);
+        }
+        Ok(())
+    }
+
+    /// Waits, before accepting, until a connection slot is free (nothing is reserved: an idle
+    /// accept loop holds no slot). Each wait counts a hit, logged at a bounded rate.
+    pub async fn wait_for_room(&self, listener: &str) {
+        self.wait_until(listener, || self.room()).await
+    }
+
+    /// Takes a connection slot, waiting (as [`ListenerLimits::wait_for_room`]) while there is
+    /// none: after an accept that raced another listener for the last free slot.
     pub async fn wait_for_slot(self: &Arc<Self>, listener: &str) -> Slot {
+        self.wait_until(listener, || self.reserve()).await
+    }
+
+    async fn wait_until<T>(&self, listener: &str, mut attempt: impl FnMut() -> Result<T, LimitKind>) -> T {
         loop {
             let freed = self.global.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let kind = match self.reserve() {
-                Ok(slot) => return slot,
+            let kind = match attempt() {
+                Ok(t) => return t,
                 Err(kind) => kind,
             };
             if let Some(held_back) = self.hit(kind, now_ms()) {

@@ -301,10 +301,10 @@ pub async fn accept_loop(
 ) {
     let mut backoff = AcceptBackoff::default();
     loop {
-        let slot = tokio::select! {
+        tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
-            s = limits.wait_for_slot(&ctx.name) => s,
+            _ = limits.wait_for_room(&ctx.name) => {}
         };
         let accepted = tokio::select! {
             biased;
@@ -313,6 +313,14 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let slot = match limits.reserve() {
+                    Ok(slot) => slot,
+                    Err(_) => tokio::select! {
+                        biased;
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                        s = limits.wait_for_slot(&ctx.name) => s,
+                    },
+                };
                 if let Some((errors, lasted)) = backoff.success(std::time::Instant::now()) {
                     tracing::info!(listener = %ctx.name, errors, ms = lasted.as_millis(), "accepting again after accept errors");
                 }
@@ -331,7 +339,6 @@ pub async fn accept_loop(
             Err(e) if is_per_connection(&e) => tracing::debug!(error = %e, "accept: connection aborted"),
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS/ENOMEM: out of a resource; wait for connections to end.
-                drop(slot);
                 ctx.metrics
                     .accept_errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -202,7 +202,9 @@ fn reconfiguring_keeps_open_connections_counted() {
         max_connections_per_ip: None,
     });
     assert_eq!(l.reserve().unwrap_err(), LimitKind::Listener);
+    assert_eq!(l.room(), Err(LimitKind::Listener));
     drop(held);
+    assert_eq!(l.room(), Ok(()));
     assert!(l.reserve().is_ok());
     assert_eq!(l.config().max_connections, Some(2));
 }
@@ -217,9 +219,13 @@ async fn a_waiting_accept_loop_wakes_when_a_slot_frees() {
         ListenerLimitsConfig::default(),
     );
     let held = l.reserve().unwrap();
+    assert_eq!(l.room(), Err(LimitKind::Global));
     let waiter = {
         let l = Arc::clone(&l);
-        tokio::spawn(async move { l.wait_for_slot("t").await })
+        tokio::spawn(async move {
+            l.wait_for_room("t").await;
+            l.wait_for_slot("t").await
+        })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished(), "full: the loop waits");

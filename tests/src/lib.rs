@@ -46,6 +46,7 @@
 //! - [`pmmux`]: the [`Pmmux`] host guard.
 //! - [`sshd`], [`tls`], [`http`], [`dns`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
 //! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
+//! - [`prometheus`]: a strict reader of the Prometheus text format ([`Exposition`]).
 
 use std::time::Duration;
 
@@ -57,6 +58,7 @@ pub mod net;
 pub mod paths;
 pub mod pmmux;
 pub mod process;
+pub mod prometheus;
 pub mod sshd;
 pub mod tcp;
 pub mod tls;
@@ -70,7 +72,10 @@ pub use net::{
 };
 pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
 pub use pmmux::{Pmmux, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
-pub use process::{descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt};
+pub use process::{
+    cpu_time, descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt,
+};
+pub use prometheus::Exposition;
 pub use sshd::{Sshd, HOST_KEY_ALIAS};
 pub use tcp::{tcp_roundtrip, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
 pub use tls::{self_signed_cert, TlsServer};

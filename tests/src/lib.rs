@@ -36,7 +36,7 @@
 //! `libpmmux_*.so` plugins ([`artifact`] panics with that advice otherwise).
 //! Debian packages: `openssh-server` (`/usr/sbin/sshd`), `openssh-client` (`ssh`, `ssh-keygen`,
 //! `ssh-keyscan`), `openssl`, `nginx-light` (`/usr/sbin/nginx`), `curl`, `dnsmasq-base`
-//! (`/usr/sbin/dnsmasq`), `bind9-dnsutils` (`dig`); and Linux (`/proc`,
+//! (`/usr/sbin/dnsmasq`), `bind9-dnsutils` (`dig`), `prometheus` (`promtool`, to check `/metrics`); and Linux (`/proc`,
 //! `PR_SET_CHILD_SUBREAPER`). sshd needs root (it creates `/run/sshd` if missing).
 //!
 //! # Modules

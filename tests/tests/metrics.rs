@@ -2,11 +2,15 @@
 //! `http` plugin to nginx, a client no backend matches, a client that stays silent past the probe
 //! timeout, UDP datagrams through a `pass` flow to an echo server), then `/metrics` read with curl
 //! and checked with a strict exposition-format reader, the HTML page, the JSON status, a slow admin
-//! client, and the refusal of a non-loopback admin address.
+//! client, and the refusal of a non-loopback admin address. `promtool check metrics` (Debian package
+//! `prometheus`) checks the exposition too.
 
 mod common;
 mod ops_common;
 mod udp_common;
+
+/// The UDP listener's name: quotes and a backslash, escaped in metrics labels and in HTML.
+const DGRAM: &str = r#"dgram "udp" \ 1"#;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
@@ -26,7 +30,7 @@ fn metrics_count_real_traffic_by_listener_backend_and_outcome() {
         format!(
             "plugin_dir = \"plugins\"\n[routing]\nprobe_timeout_ms = 1000\n\
              [[listener]]\naddress = \"127.0.0.1:{}\"\nname = \"front\"\n\
-             [[listener]]\naddress = \"127.0.0.1:{}\"\nname = \"dgram\"\ntransport = [\"udp\"]\n\
+             [[listener]]\naddress = \"127.0.0.1:{}\"\nname = '{DGRAM}'\ntransport = [\"udp\"]\n\
              [admin]\naddress = \"127.0.0.1:{}\"\n\
              [[backend]]\nname = \"web\"\nprotocol = \"http\"\ntarget = \"{}\"\n\
              [[backend]]\nname = \"udp-echo\"\nprotocol = \"pass\"\ntarget = \"{}\"\n\
@@ -114,12 +118,12 @@ fn metrics_count_real_traffic_by_listener_backend_and_outcome() {
         && s.labels["plugin"].starts_with("http@")));
 
     // UDP: one flow, five datagrams, nothing dropped; the flow is live on its backend.
-    let l = [("listener", "dgram")];
+    let l = [("listener", DGRAM)];
     assert_eq!(m.value("pmmux_udp_flows_total", &l), 1.0);
     assert_eq!(m.value("pmmux_udp_flows_active", &l), 1.0);
     assert_eq!(m.value("pmmux_udp_datagrams_total", &l), 5.0);
     for reason in ["unmatched", "flow_table_full"] {
-        let labels = [("listener", "dgram"), ("reason", reason)];
+        let labels = [("listener", DGRAM), ("reason", reason)];
         assert_eq!(m.value("pmmux_udp_datagrams_dropped_total", &labels), 0.0);
     }
     assert_eq!(
@@ -149,6 +153,7 @@ fn metrics_count_real_traffic_by_listener_backend_and_outcome() {
     assert_eq!(m.value("pmmux_config_reload_failures_total", &[]), 0.0);
     assert_eq!(m.types["pmmux_connections_total"], "counter");
     assert_eq!(m.types["pmmux_connections_active"], "gauge");
+    promtool_check(admin);
 
     // The HTML page lists backends, plugins and listeners.
     for path in ["/", "/status.html"] {
@@ -160,7 +165,7 @@ fn metrics_count_real_traffic_by_listener_backend_and_outcome() {
             "<td>udp-echo</td>",
             "<td>http</td>",
             "<td>front</td>",
-            "<td>dgram</td>",
+            "<td>dgram &quot;udp&quot; \\ 1</td>",
         ] {
             assert!(body.contains(cell), "{path} lacks {cell}:\n{body}");
         }

@@ -34,6 +34,20 @@ pub fn metrics(admin: u16) -> Exposition {
     Exposition::parse(&body).unwrap_or_else(|e| panic!("/metrics is not valid exposition format: {e}\n{body}"))
 }
 
+/// `promtool check metrics` (Prometheus's own parser and linter) on `/metrics`: panics on any
+/// problem it reports.
+pub fn promtool_check(admin: u16) {
+    let (_, body) = admin_get(admin, "/metrics");
+    let out = run_with_input("promtool", &["check", "metrics"], body.as_bytes(), CURL_TIMEOUT);
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {:?}\n{}{}\n{body}",
+        out.status,
+        out.stdout_str(),
+        out.stderr_str()
+    );
+}
+
 /// Wait until `cond` holds on `/metrics`; returns the exposition that satisfied it, or panics with
 /// the last one.
 pub fn wait_metrics(admin: u16, what: &str, mut cond: impl FnMut(&Exposition) -> bool) -> Exposition {

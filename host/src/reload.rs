@@ -72,6 +72,10 @@ impl Reloader {
         r.watch();
         let report = r.plugins.reconcile(&r.loader, &r.config.plugin_dir);
         log_refusals(&report.refused);
+        r.listeners()
+            .metrics()
+            .plugin_reload_failures
+            .fetch_add(report.refused.len() as u64, Ordering::Relaxed);
         r.rebuild("start-up");
         r
     }

@@ -239,3 +239,40 @@ fn a_non_loopback_admin_address_is_refused_unless_allowed() {
     let out = run(bin, &["check-config", allowed.to_str().expect("utf-8")], CURL_TIMEOUT);
     out.expect_success("check-config with allow_remote");
 }
+
+#[test]
+fn reloads_and_refused_plugin_files_are_counted() {
+    let (port, admin) = (free_port(), free_port());
+    let config = |extra: &str| {
+        format!(
+            "plugin_dir = \"plugins\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+             [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n{extra}"
+        )
+    };
+    let garbage = vec![("libgarbage.so".to_owned(), b"not a library".to_vec())];
+    let pm = Pmmux::start_with_files(&config(""), &[], &garbage);
+    pm.wait_listening(loopback(port));
+    pm.wait_listening(loopback(admin));
+    let m = metrics(admin);
+    assert_eq!(m.value("pmmux_plugin_load_failures_total", &[]), 1.0);
+    assert!(!m.samples.iter().any(|s| s.name == "pmmux_plugin_info"));
+
+    // A refused configuration, then an applied one.
+    pm.write_config(&config("udp_idle_timeout_ms = \"soon\"\n"));
+    wait_value(admin, "pmmux_config_reload_failures_total", &[], 1.0);
+    pm.write_config(&config("udp_idle_timeout_ms = 1000\n"));
+    wait_value(admin, "pmmux_config_reloads_total", &[], 1.0);
+
+    // A plugin dropped in: routing rebuilt, the plugin listed with one mapped version.
+    pm.install_plugin("echo");
+    let m = wait_metrics(admin, "echo loaded", |m| {
+        m.get("pmmux_plugin_versions_mapped", &[("plugin", "echo")]) == Some(1.0)
+    });
+    assert!(m.value("pmmux_plugin_reloads_total", &[]) >= 1.0);
+    assert!(m
+        .samples
+        .iter()
+        .any(|s| s.name == "pmmux_plugin_info" && s.labels["plugin"] == "echo"));
+    assert_eq!(m.value("pmmux_config_reload_failures_total", &[]), 1.0);
+    promtool_check(admin);
+}

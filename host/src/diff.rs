@@ -12,7 +12,7 @@ pub struct ConfigDiff {
     pub listeners_added: Vec<ListenerConfig>,
     /// Listeners to close (their open connections go on).
     pub listeners_removed: Vec<ListenerConfig>,
-    /// Listeners on the same address whose name or strategy changed.
+    /// Listeners on the same address whose name, strategy or limits changed.
     pub listeners_changed: Vec<ListenerConfig>,
     /// Names of backends that are new.
     pub backends_added: Vec<String>,

@@ -187,7 +187,11 @@ fn a_reloaded_configuration_changes_the_limits_of_a_running_listener() {
     let (port, admin) = (p[0], p[1]);
     let _a = echoing(port);
     assert_refused(port);
-    pm.write_config(&echo_config(&p, "max_connections_per_ip = 3", ""));
+    pm.write_config(&echo_config(
+        &p,
+        "max_connections_per_ip = 3",
+        "[limits]\nmax_previews = 7",
+    ));
     wait_value(admin, "pmmux_config_reloads_total", &[], 1.0);
     let _b = echoing(port);
     let _c = echoing(port);
@@ -202,6 +206,7 @@ fn a_reloaded_configuration_changes_the_limits_of_a_running_listener() {
     assert_eq!(front["max_connections_per_ip"], 3);
     assert_eq!(front["connections"], 3);
     assert_eq!(front["client_ips"], 1);
+    assert_eq!(status["limits"]["max_previews"], 7, "[limits] follows the reload too");
 }
 
 /// Read whatever `s` has within `wait`, appending to `got`; false once the peer closed.

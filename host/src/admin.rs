@@ -1,6 +1,8 @@
-//! The admin endpoint (off unless `[admin] address` is set): a minimal HTTP/1.0 server on a local
-//! address answering `GET /status` with the JSON [`crate::status::Status`] and `GET /status.txt` with
-//! its text form. Requests are bounded in size and time.
+//! The admin endpoint (off unless `[admin] address` is set; loopback only unless `allow_remote`): a
+//! minimal HTTP/1.0 server answering `GET /metrics` (Prometheus text format, [`crate::metrics`]),
+//! `GET /status` with the JSON [`crate::status::Status`], `GET /status.txt` with its text form and
+//! `GET /` or `/status.html` with a small HTML page. Requests are bounded in size, time and number
+//! in flight: a slow client cannot hold it.
 
 use std::time::Duration;
 
@@ -11,10 +13,14 @@ use tokio::sync::watch;
 use crate::status::StatusSource;
 
 const MAX_REQUEST: usize = 8 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Requests answered at once; a client beyond this is closed at once (each one is bounded by
+/// [`REQUEST_TIMEOUT`], so slow clients hold a slot for 3 s at most).
+const MAX_IN_FLIGHT: usize = 128;
 
 /// Serves until `stop` turns true.
 pub async fn serve(listener: TcpListener, source: StatusSource, mut stop: watch::Receiver<bool>) {
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let (stream, _) = tokio::select! {
             _ = async { drop(stop.wait_for(|s| *s).await) } => return,
@@ -27,8 +33,13 @@ pub async fn serve(listener: TcpListener, source: StatusSource, mut stop: watch:
                 }
             },
         };
+        let Ok(permit) = std::sync::Arc::clone(&in_flight).try_acquire_owned() else {
+            tracing::debug!("admin endpoint busy; request closed");
+            continue;
+        };
         let source = source.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &source)).await {
                 tracing::debug!(error = %e, "admin request timed out");
             }
@@ -50,8 +61,19 @@ async fn answer(mut stream: TcpStream, source: &StatusSource) {
     }
     let line = String::from_utf8_lossy(&buf);
     let mut words = line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
     let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            crate::metrics::render::CONTENT_TYPE,
+            crate::metrics::render(source),
+        ),
+        ("GET", "/" | "/status.html") => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            crate::status::html::render(&source.snapshot()),
+        ),
         ("GET", "/status") => match serde_json::to_string_pretty(&source.snapshot()) {
             Ok(json) => ("200 OK", "application/json", json),
             Err(e) => ("500 Internal Server Error", "text/plain", e.to_string()),
@@ -60,7 +82,7 @@ async fn answer(mut stream: TcpStream, source: &StatusSource) {
         _ => (
             "404 Not Found",
             "text/plain",
-            "try GET /status or /status.txt\n".to_owned(),
+            "try GET /metrics, /status, /status.txt or /status.html\n".to_owned(),
         ),
     };
     let head = format!(

@@ -37,6 +37,8 @@ pub struct Config {
     pub reload: Reload,
     /// The local status endpoint, off unless configured.
     pub admin: Option<SocketAddr>,
+    /// Process-wide limits (`[limits]`).
+    pub limits: crate::limits::GlobalLimitsConfig,
 }
 
 /// The `[reload]` table.
@@ -70,6 +72,8 @@ pub struct ListenerConfig {
     /// SO_REUSEPORT: several processes (each setting it) share the address; the kernel spreads
     /// new connections and UDP clients over them.
     pub reuse_port: bool,
+    /// Limits of this listener (`max_connections`, `max_connections_per_ip`).
+    pub limits: crate::limits::ListenerLimitsConfig,
 }
 
 /// How a backend is picked among those that match.
@@ -207,6 +211,15 @@ struct RawConfig {
     #[serde(default)]
     reload: RawReload,
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_connections: Option<Spanned<usize>>,
+    max_previews: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +244,8 @@ impl Default for RawReload {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     address: Spanned<String>,
+    #[serde(default)]
+    allow_remote: bool,
 }
 
 fn default_plugin_dir() -> PathBuf {
@@ -248,6 +263,8 @@ struct RawListener {
     accept_proxy_protocol: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     reuse_port: bool,
+    max_connections: Option<Spanned<usize>>,
+    max_connections_per_ip: Option<Spanned<usize>>,
 }
 
 fn default_transport() -> Spanned<Vec<String>> {
@@ -422,6 +439,10 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
                 Vec::new()
             }),
         };
+        let limits = crate::limits::ListenerLimitsConfig {
+            max_connections: positive(l.max_connections, "listener max_connections", report),
+            max_connections_per_ip: positive(l.max_connections_per_ip, "listener max_connections_per_ip", report),
+        };
         listeners.push(ListenerConfig {
             name,
             address,
@@ -430,6 +451,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             strategy: l.strategy,
             accept_proxy_protocol,
             reuse_port: l.reuse_port,
+            limits,
         });
     }
 
@@ -503,6 +525,16 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
     }
 
     let admin = raw.admin.and_then(|a| match a.address.get_ref().parse::<SocketAddr>() {
+        Ok(addr) if !addr.ip().is_loopback() && !a.allow_remote => {
+            report(
+                Some(a.address.span()),
+                format!(
+                    "admin address `{addr}` is not a loopback address; the admin endpoint has no authentication, \
+                     so set `allow_remote = true` in [admin] to serve it beyond this machine"
+                ),
+            );
+            None
+        }
         Ok(addr) => Some(addr),
         Err(_) => {
             report(
@@ -536,7 +568,24 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             watch_config: raw.reload.watch_config,
         },
         admin,
+        limits: crate::limits::GlobalLimitsConfig {
+            max_connections: positive(raw.limits.max_connections, "limits.max_connections", report),
+            max_previews: positive(raw.limits.max_previews, "limits.max_previews", report),
+        },
     }
+}
+
+/// A limit, which must be at least 1 when given (leave it out for no limit).
+fn positive(value: Option<Spanned<usize>>, key: &str, report: &mut Report<'_>) -> Option<usize> {
+    let v = value?;
+    if *v.get_ref() == 0 {
+        report(
+            Some(v.span()),
+            format!("{key} must be at least 1 (leave it out for no limit)"),
+        );
+        return None;
+    }
+    Some(v.into_inner())
 }
 
 /// Checks a `host:port` target (host a name, an IPv4 address or a bracketed IPv6 address).

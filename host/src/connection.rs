@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tracing::{field::Empty, Instrument};
 
 use crate::config::Strategy;
+use crate::limits::Admitted;
+use crate::metrics::ListenerMetrics;
 use crate::preview::{self, Outcome};
 use crate::proxy_protocol;
 use crate::registry::{Backend, BackendKind, Registry};
@@ -35,10 +37,12 @@ pub struct ListenerContext {
     pub local: Option<SocketAddr>,
     /// Sources whose connections start with a PROXY header (`accept_proxy_protocol`).
     pub accept_proxy_protocol: Arc<[ipnet::IpNet]>,
+    /// The listener's counters.
+    pub metrics: Arc<ListenerMetrics>,
 }
 
-/// Handles one accepted connection to the end.
-pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+/// Handles one accepted connection to the end; `admitted` (its limit slots) is held until then.
+pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
     let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
     let span = if trusted {
         // `peer` becomes the client the PROXY header names; `via` is the front that sent it.
@@ -46,14 +50,25 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContex
     } else {
         tracing::info_span!("conn", %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
     };
-    handle_inner(stream, peer, trusted, ctx).instrument(span).await
+    handle_inner(stream, peer, trusted, ctx, admitted)
+        .instrument(span)
+        .await
 }
 
-async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, trusted: bool, ctx: Arc<ListenerContext>) {
+async fn handle_inner(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    trusted: bool,
+    ctx: Arc<ListenerContext>,
+    mut admitted: Admitted,
+) {
     let started = Instant::now();
     let local = match ctx.local.map_or_else(|| stream.local_addr(), Ok) {
         Ok(a) => a,
-        Err(e) => return tracing::debug!(error = %e, "connection gone before routing"),
+        Err(e) => {
+            ctx.metrics.unrouted(crate::metrics::ConnOutcome::Aborted);
+            return tracing::debug!(error = %e, "connection gone before routing");
+        }
     };
     let registry = ctx.registry.load_full();
     let strategy = ctx.strategy.unwrap_or(registry.routing.strategy);
@@ -77,7 +92,11 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, trusted: bool, ct
         peer
     };
     let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
-    let (index, properties) = match preview::run(&stream, &mut router, &mut preview).await {
+    let previewed = preview::run(&stream, &mut router, &mut preview).await;
+    admitted.preview_done();
+    ctx.metrics
+        .previewed(&previewed, started.elapsed(), registry.on_timeout.is_some());
+    let (index, properties) = match previewed {
         Err(e) => return tracing::debug!(error = %e, "client error while previewing"),
         Ok(Outcome::Closed) => return tracing::debug!("client closed before sending anything"),
         Ok(Outcome::Silent) => match registry.on_timeout {
@@ -115,6 +134,7 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, trusted: bool, ct
     let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
     // Not live any more once the close is logged (least-requests reads this count).
     drop(live);
+    ctx.metrics.finished(backend.name(), result.as_ref().ok());
     let ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1e3);
     let ms = ms.as_str();
     match result {
@@ -264,8 +284,11 @@ mod tests {
             strategy: None,
             local: None,
             accept_proxy_protocol: Arc::from(Vec::new()),
+            metrics: Arc::new(crate::metrics::ListenerMetrics::new(Arc::default())),
         });
-        let task = super::handle(client, addr, ctx);
+        let limits = Arc::new(crate::limits::ListenerLimits::new(Arc::default(), &Default::default()));
+        let admitted = limits.admit(limits.reserve().unwrap(), addr.ip()).unwrap();
+        let task = super::handle(client, addr, ctx, admitted);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "the per-connection future grew to {size} bytes");
     }

@@ -12,7 +12,7 @@ pub struct ConfigDiff {
     pub listeners_added: Vec<ListenerConfig>,
     /// Listeners to close (their open connections go on).
     pub listeners_removed: Vec<ListenerConfig>,
-    /// Listeners on the same address whose name or strategy changed.
+    /// Listeners on the same address whose name, strategy or limits changed.
     pub listeners_changed: Vec<ListenerConfig>,
     /// Names of backends that are new.
     pub backends_added: Vec<String>,
@@ -26,6 +26,8 @@ pub struct ConfigDiff {
     pub routing_changed: bool,
     /// Whether `plugin_dir` changed.
     pub plugin_dir_changed: bool,
+    /// Whether `[limits]` changed.
+    pub limits_changed: bool,
 }
 
 impl ConfigDiff {
@@ -57,6 +59,9 @@ impl ConfigDiff {
         }
         if self.plugin_dir_changed {
             parts.push("plugin_dir changed".into());
+        }
+        if self.limits_changed {
+            parts.push("limits changed".into());
         }
         if parts.is_empty() {
             "no change".into()
@@ -111,6 +116,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.backends_reordered = kept(&old.backends, &new.backends) != kept(&new.backends, &old.backends);
     d.routing_changed = old.routing != new.routing;
     d.plugin_dir_changed = old.plugin_dir != new.plugin_dir;
+    d.limits_changed = old.limits != new.limits;
     d
 }
 

@@ -8,18 +8,20 @@
 //! [`server`] runs the whole; [`systemd`] tells the service manager, [`privdrop`] leaves root after
 //! binding, and [`quick_start`] builds a configuration from `-p` / `-b` arguments. UDP listeners run
 //! per-client flows in [`udp`]. [`proxy_protocol`] reads a trusted front's PROXY header and writes
-//! one to upstreams.
+//! one to upstreams. [`limits`] bounds connections and [`metrics`] counts them.
 
 pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod diff;
+pub mod limits;
 pub mod listener;
 pub mod matchers;
+pub mod metrics;
 pub mod plugin;
 pub mod preview;
-pub mod proxy_protocol;
 pub mod privdrop;
+pub mod proxy_protocol;
 pub mod quick_start;
 pub mod registry;
 pub mod relay;

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
@@ -19,6 +18,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::connection::{self, ListenerContext};
+use crate::limits::{AcceptBackoff, Limits, ListenerLimits};
+use crate::metrics::{ConnOutcome, ListenerMetrics, Metrics};
 use crate::registry::Registry;
 use crate::udp::driver::{self, UdpContext, UdpStats};
 
@@ -54,6 +55,14 @@ struct Running {
     socket: Socket,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    ops: ListenerOps,
+}
+
+/// A listener's limits and counters, kept across a re-configuration.
+#[derive(Clone)]
+struct ListenerOps {
+    limits: Arc<ListenerLimits>,
+    metrics: Arc<ListenerMetrics>,
 }
 
 /// Every listener of the process, keyed by configured address and transport.
@@ -62,16 +71,44 @@ pub struct ListenerSet {
     registry: Arc<ArcSwap<Registry>>,
     tracker: TaskTracker,
     running: BTreeMap<(SocketAddr, &'static str), Running>,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
 }
 
 impl ListenerSet {
     /// An empty set whose connections route through `registry` and are tracked by `tracker`.
-    pub fn new(runtime: Handle, registry: Arc<ArcSwap<Registry>>, tracker: TaskTracker) -> ListenerSet {
+    /// `limits` and `metrics` are the process-wide ones each listener's own hang under.
+    pub fn new(
+        runtime: Handle,
+        registry: Arc<ArcSwap<Registry>>,
+        tracker: TaskTracker,
+        limits: Arc<Limits>,
+        metrics: Arc<Metrics>,
+    ) -> ListenerSet {
         ListenerSet {
             runtime,
             registry,
             tracker,
             running: BTreeMap::new(),
+            limits,
+            metrics,
+        }
+    }
+
+    /// The process-wide limits (a configuration reload applies `[limits]` to them).
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
+    }
+
+    /// The process-wide counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn new_ops(&self, cfg: &ListenerConfig) -> ListenerOps {
+        ListenerOps {
+            limits: Arc::new(ListenerLimits::new(Arc::clone(&self.limits), &cfg.limits)),
+            metrics: Arc::new(ListenerMetrics::new(Arc::clone(&self.metrics))),
         }
     }
 
@@ -83,7 +120,8 @@ impl ListenerSet {
         if cfg.tcp {
             let socket = Socket::Tcp(Arc::new(bind_tcp(cfg)?));
             bound = socket.local_addr()?;
-            self.start(cfg.clone(), socket);
+            let ops = self.new_ops(cfg);
+            self.start(cfg.clone(), socket, ops);
         }
         if cfg.udp {
             let udp = bind_udp(bound, cfg.reuse_port).and_then(|s| {
@@ -98,12 +136,13 @@ impl ListenerSet {
                 }
             };
             bound = socket.local_addr()?;
-            self.start(cfg.clone(), socket);
+            let ops = self.new_ops(cfg);
+            self.start(cfg.clone(), socket, ops);
         }
         Ok(bound)
     }
 
-    fn start(&mut self, config: ListenerConfig, socket: Socket) {
+    fn start(&mut self, config: ListenerConfig, socket: Socket, ops: ListenerOps) {
         let name: Arc<str> = Arc::from(config.name.as_str());
         if let Ok(addr) = socket.local_addr() {
             tracing::info!(listener = %name, address = %addr, transport = socket.transport(), "listening");
@@ -119,10 +158,12 @@ impl ListenerSet {
                     strategy: config.strategy,
                     local,
                     accept_proxy_protocol: Arc::from(config.accept_proxy_protocol.clone()),
+                    metrics: Arc::clone(&ops.metrics),
                 };
                 self.runtime.spawn(accept_loop(
                     Arc::clone(tcp),
                     Arc::new(ctx),
+                    Arc::clone(&ops.limits),
                     stopped,
                     self.tracker.clone(),
                 ))
@@ -145,6 +186,7 @@ impl ListenerSet {
                 socket,
                 stop,
                 task,
+                ops,
             },
         );
     }
@@ -171,7 +213,8 @@ impl ListenerSet {
             if let Some(r) = self.running.remove(&key) {
                 let _ = r.stop.send(true);
                 r.task.abort();
-                self.start(cfg.clone(), r.socket);
+                r.ops.limits.configure(&cfg.limits);
+                self.start(cfg.clone(), r.socket, r.ops);
             }
         }
     }
@@ -199,6 +242,21 @@ impl ListenerSet {
             .filter_map(|r| match &r.socket {
                 Socket::Udp(s, stats) => Some((r.config.name.clone(), s.local_addr().ok()?, Arc::clone(stats))),
                 Socket::Tcp(_) => None,
+            })
+            .collect()
+    }
+
+    /// Name, limits and counters of each TCP listener.
+    pub fn tcp_ops(&self) -> Vec<(String, Arc<ListenerLimits>, Arc<ListenerMetrics>)> {
+        self.running
+            .values()
+            .filter(|r| matches!(r.socket, Socket::Tcp(_)))
+            .map(|r| {
+                (
+                    r.config.name.clone(),
+                    Arc::clone(&r.ops.limits),
+                    Arc::clone(&r.ops.metrics),
+                )
             })
             .collect()
     }
@@ -245,14 +303,23 @@ fn bind_udp(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSo
 }
 
 /// Accepts connections until `shutdown` turns true; each connection is spawned on `tracker`.
+/// A connection slot is taken before each accept (so a full `max_connections` stops accepting);
+/// the per-IP and preview limits are checked after it. Accept errors back off (see
+/// [`AcceptBackoff`]), logged once per episode.
 pub async fn accept_loop(
     listener: Arc<TcpListener>,
     ctx: Arc<ListenerContext>,
+    limits: Arc<ListenerLimits>,
     mut shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
 ) {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = AcceptBackoff::default();
     loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = limits.wait_for_room(&ctx.name) => {}
+        };
         let accepted = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -260,18 +327,43 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                backoff = Duration::from_millis(5);
-                tracker.spawn(connection::handle(stream, peer, Arc::clone(&ctx)));
+                let slot = match limits.reserve() {
+                    Ok(slot) => slot,
+                    Err(_) => tokio::select! {
+                        biased;
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                        s = limits.wait_for_slot(&ctx.name) => s,
+                    },
+                };
+                if let Some((errors, lasted)) = backoff.success(std::time::Instant::now()) {
+                    tracing::info!(listener = %ctx.name, errors, ms = lasted.as_millis(), "accepting again after accept errors");
+                }
+                match limits.admit(slot, peer.ip()) {
+                    Ok(admitted) => {
+                        tracker.spawn(connection::handle(stream, peer, Arc::clone(&ctx), admitted));
+                    }
+                    Err(kind) => {
+                        // Closed at once, nothing read: a FIN for a client that has sent nothing yet.
+                        drop(stream);
+                        limits.refused(kind, &ctx.name, peer);
+                        ctx.metrics.unrouted(ConnOutcome::RefusedLimit);
+                    }
+                }
             }
             Err(e) if is_per_connection(&e) => tracing::debug!(error = %e, "accept: connection aborted"),
             Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: out of a resource; wait for connections to end.
-                tracing::warn!(listener = %ctx.name, error = %e, backoff_ms = backoff.as_millis(), "accept failed; backing off");
+                // EMFILE/ENFILE/ENOBUFS/ENOMEM: out of a resource; wait for connections to end.
+                ctx.metrics
+                    .accept_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let step = backoff.error(std::time::Instant::now());
+                if step.first {
+                    tracing::warn!(listener = %ctx.name, error = %e, "accept failed; backing off (growing delay up to 1 s) until it succeeds");
+                }
                 tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(step.delay) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }

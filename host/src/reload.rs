@@ -5,6 +5,7 @@
 //! already open keep the snapshot they started with.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -71,6 +72,10 @@ impl Reloader {
         r.watch();
         let report = r.plugins.reconcile(&r.loader, &r.config.plugin_dir);
         log_refusals(&report.refused);
+        r.listeners()
+            .metrics()
+            .plugin_reload_failures
+            .fetch_add(report.refused.len() as u64, Ordering::Relaxed);
         r.rebuild("start-up");
         r
     }
@@ -101,6 +106,7 @@ impl Reloader {
         log_build_issues(&new);
         self.last_issues = issues;
         let (plugins, backends) = (registry.plugins.len(), registry.backends.len());
+        self.listeners().metrics().saw_plugins(&registry.plugins);
         self.registry.store(Arc::new(registry));
         tracing::info!(
             why,
@@ -116,7 +122,12 @@ impl Reloader {
     fn reconcile_plugins(&mut self) -> bool {
         let report = self.plugins.reconcile(&self.loader, &self.config.plugin_dir);
         log_refusals(&report.refused);
+        let metrics = Arc::clone(self.listeners().metrics());
+        metrics
+            .plugin_reload_failures
+            .fetch_add(report.refused.len() as u64, Ordering::Relaxed);
         if report.changed() {
+            crate::metrics::Metrics::inc(&metrics.plugin_reloads);
             self.rebuild("plugins changed");
         }
         report.retry
@@ -143,6 +154,7 @@ impl Reloader {
                     tracing::error!("{line}");
                 }
                 tracing::error!(file = %self.config.path.display(), "configuration refused; the running configuration stays");
+                crate::metrics::Metrics::inc(&self.listeners().metrics().config_reload_failures);
                 return;
             }
         };
@@ -165,6 +177,8 @@ impl Reloader {
             for l in &d.listeners_changed {
                 listeners.reconfigure(l);
             }
+            listeners.limits().configure(&new.limits);
+            crate::metrics::Metrics::inc(&listeners.metrics().config_reloads);
         }
         if new.admin != self.config.admin {
             tracing::warn!("a change of [admin] takes effect at the next start");

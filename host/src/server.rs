@@ -58,10 +58,14 @@ impl Server {
         let loader = Loader::new().map_err(StartError::Shadow)?;
         let registry = Arc::new(ArcSwap::from_pointee(Registry::empty(&config)));
         let tracker = TaskTracker::new();
+        let limits = Arc::new(crate::limits::Limits::new(&config.limits));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let listeners = Arc::new(Mutex::new(ListenerSet::new(
             Handle::current(),
             Arc::clone(&registry),
             tracker.clone(),
+            Arc::clone(&limits),
+            Arc::clone(&metrics),
         )));
         let signals = mpsc::channel();
         let (drain_timeout, admin_addr, listener_configs) =
@@ -91,13 +95,15 @@ impl Server {
             None => None,
         };
         if let Some(a) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
-            tracing::info!(address = %a, "admin endpoint listening: GET /status, /status.txt");
+            tracing::info!(address = %a, "admin endpoint listening: GET /metrics, /status, /status.txt, /status.html");
         }
         let status = StatusSource {
             registry,
             listeners: Arc::clone(&listeners),
             mapped: reloader.mapped_counter(),
             started: Instant::now(),
+            metrics,
+            limits,
         };
         Ok(Server {
             drain_timeout,

@@ -10,8 +10,12 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::Limits;
 use crate::listener::ListenerSet;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
+
+pub mod html;
 
 /// The status document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,6 +36,22 @@ pub struct Status {
     pub udp: Vec<UdpListenerStatus>,
     /// Backends in routing now, in the order they are asked.
     pub backends: Vec<BackendStatus>,
+    /// Process-wide limits and what they count now.
+    #[serde(default)]
+    pub limits: LimitsStatus,
+}
+
+/// The process-wide limits (`[limits]`) and their counts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LimitsStatus {
+    /// `[limits] max_connections`, if set.
+    pub max_connections: Option<usize>,
+    /// `[limits] max_previews`, if set.
+    pub max_previews: Option<usize>,
+    /// TCP connections open now in the process.
+    pub connections: usize,
+    /// Connections previewing (not yet routed) now.
+    pub previews: usize,
 }
 
 /// One loaded plugin.
@@ -60,6 +80,18 @@ pub struct ListenerStatus {
     pub address: String,
     /// `tcp` or `udp`.
     pub transport: String,
+    /// TCP connections open now (0 for UDP; see `udp` for flows).
+    #[serde(default)]
+    pub connections: usize,
+    /// The listener's `max_connections`, if set.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// The listener's `max_connections_per_ip`, if set.
+    #[serde(default)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Client addresses with connections now (counted only under `max_connections_per_ip`).
+    #[serde(default)]
+    pub client_ips: usize,
 }
 
 /// One UDP listener's flows and counters.
@@ -115,6 +147,10 @@ pub struct StatusSource {
     pub mapped: Arc<AtomicU64>,
     /// Process start.
     pub started: Instant,
+    /// The counters behind `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The process-wide limits.
+    pub limits: Arc<Limits>,
 }
 
 impl StatusSource {
@@ -124,13 +160,27 @@ impl StatusSource {
         let mapped = self.mapped.load(Ordering::Relaxed);
         let (listeners, udp) = {
             let set = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            let tcp = set.tcp_ops();
             let listeners = set
                 .bound()
                 .into_iter()
-                .map(|(name, a, transport)| ListenerStatus {
-                    name,
-                    address: a.to_string(),
-                    transport: transport.into(),
+                .map(|(name, a, transport)| {
+                    let mut l = ListenerStatus {
+                        name,
+                        address: a.to_string(),
+                        transport: transport.into(),
+                        connections: 0,
+                        max_connections: None,
+                        max_connections_per_ip: None,
+                        client_ips: 0,
+                    };
+                    if let Some((_, limits, _)) = tcp.iter().find(|(n, ..)| transport == "tcp" && *n == l.name) {
+                        l.connections = limits.connections.count();
+                        l.max_connections = limits.connections.max();
+                        l.max_connections_per_ip = limits.per_ip.max();
+                        l.client_ips = limits.per_ip.len();
+                    }
+                    l
                 })
                 .collect();
             let udp = set
@@ -182,6 +232,12 @@ impl StatusSource {
                     enabled: b.is_enabled(),
                 })
                 .collect(),
+            limits: LimitsStatus {
+                max_connections: self.limits.connections.max(),
+                max_previews: self.limits.previews.max(),
+                connections: self.limits.connections.count(),
+                previews: self.limits.previews.count(),
+            },
         }
     }
 }
@@ -204,7 +260,11 @@ impl Status {
         }
         out += "\nlisteners:\n";
         for l in &self.listeners {
-            out += &format!("  {:<24} {} {}\n", l.name, l.transport, l.address);
+            out += &format!("  {:<24} {} {}", l.name, l.transport, l.address);
+            if l.transport == "tcp" {
+                out += &format!("  connections {}", l.connections);
+            }
+            out += "\n";
         }
         for u in &self.udp {
             out += &format!(

@@ -36,7 +36,8 @@
 //! `libpmmux_*.so` plugins ([`artifact`] panics with that advice otherwise).
 //! Debian packages: `openssh-server` (`/usr/sbin/sshd`), `openssh-client` (`ssh`, `ssh-keygen`,
 //! `ssh-keyscan`), `openssl`, `nginx-light` (`/usr/sbin/nginx`), `curl`, `dnsmasq-base`
-//! (`/usr/sbin/dnsmasq`), `bind9-dnsutils` (`dig`), `haproxy`; and Linux (`/proc`,
+//! (`/usr/sbin/dnsmasq`), `bind9-dnsutils` (`dig`), `haproxy`, `prometheus` (`promtool`, to check
+//! `/metrics`); and Linux (`/proc`,
 //! `PR_SET_CHILD_SUBREAPER`). sshd needs root (it creates `/run/sshd` if missing).
 //!
 //! # Modules
@@ -46,6 +47,7 @@
 //! - [`pmmux`]: the [`Pmmux`] host guard.
 //! - [`sshd`], [`tls`], [`http`], [`dns`], [`haproxy`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
 //! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
+//! - [`prometheus`]: a strict reader of the Prometheus text format ([`Exposition`]).
 
 use std::time::Duration;
 
@@ -58,6 +60,7 @@ pub mod net;
 pub mod paths;
 pub mod pmmux;
 pub mod process;
+pub mod prometheus;
 pub mod sshd;
 pub mod tcp;
 pub mod tls;
@@ -72,7 +75,10 @@ pub use net::{
 };
 pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
 pub use pmmux::{Pmmux, StartOptions, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
-pub use process::{descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt};
+pub use process::{
+    cpu_time, descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt,
+};
+pub use prometheus::Exposition;
 pub use sshd::{Sshd, HOST_KEY_ALIAS};
 pub use tcp::{tcp_roundtrip, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
 pub use tls::{self_signed_cert, TlsServer};

@@ -44,6 +44,8 @@ pub struct StartOptions<'a> {
     pub args: &'a [&'a str],
     /// Extra environment variables.
     pub env: &'a [(&'a str, &'a str)],
+    /// The open-file limit (soft and hard) set in the child before it runs.
+    pub nofile: Option<u64>,
 }
 
 /// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
@@ -66,22 +68,35 @@ impl Pmmux {
 
     /// Like [`Pmmux::start`], with extra command-line arguments after the standard ones.
     pub fn start_with_args(config_toml: &str, plugins: &[&str], extra_args: &[&str]) -> Pmmux {
-        Self::launch(config_toml, plugins, &[], extra_args)
+        Self::launch(config_toml, plugins, &[], extra_args, None)
+    }
+
+    /// Like [`Pmmux::start`], with the open-file limit (soft and hard, so the host cannot raise
+    /// it) set to `nofile` in the child before it runs.
+    pub fn start_with_fd_limit(config_toml: &str, plugins: &[&str], nofile: u64) -> Pmmux {
+        Self::launch(config_toml, plugins, &[], &[], Some(nofile))
     }
 
     /// Like [`Pmmux::start`], also writing `files` (`(file name, bytes)`) into the plugin folder
     /// before the host starts: garbage, truncated or fixture libraries, dotfiles.
     pub fn start_with_files(config_toml: &str, plugins: &[&str], files: &[(String, Vec<u8>)]) -> Pmmux {
-        Self::launch(config_toml, plugins, files, &[])
+        Self::launch(config_toml, plugins, files, &[], None)
     }
 
-    fn launch(config_toml: &str, plugins: &[&str], files: &[(String, Vec<u8>)], extra_args: &[&str]) -> Pmmux {
+    fn launch(
+        config_toml: &str,
+        plugins: &[&str],
+        files: &[(String, Vec<u8>)],
+        extra_args: &[&str],
+        nofile: Option<u64>,
+    ) -> Pmmux {
         Self::start_opts(&StartOptions {
             config: Some(config_toml),
             plugins,
             files,
             args: extra_args,
             env: &[],
+            nofile,
         })
     }
 
@@ -93,6 +108,7 @@ impl Pmmux {
             files,
             args,
             env,
+            nofile,
         } = *options;
         let bin = pmmux_bin();
         let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
@@ -118,6 +134,23 @@ impl Pmmux {
             .envs(env.iter().copied())
             .current_dir(dir.path())
             .env("RUST_BACKTRACE", "1");
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads `limit`, copied into the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let guard = ChildGuard::spawn_logged("pmmux", cmd, &dir.path().join("pmmux.log"))
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         Pmmux {

@@ -89,3 +89,43 @@ fn preview_limit_is_bounded() {
     let err = parse_str(&text).unwrap_err();
     assert_eq!(err.issues[0].line, 8);
 }
+
+#[test]
+fn limits_are_off_by_default_and_read_when_given() {
+    let c = parse_str(MINIMAL).expect("valid");
+    assert_eq!(c.limits, crate::limits::GlobalLimitsConfig::default());
+    assert_eq!(c.listeners[0].limits, crate::limits::ListenerLimitsConfig::default());
+    let text = "[limits]\nmax_connections = 5000\nmax_previews = 300\n[[listener]]\naddress = \"127.0.0.1:1\"\n\
+                max_connections = 100\nmax_connections_per_ip = 8\n";
+    let c = parse_str(text).expect("valid");
+    assert_eq!(c.limits.max_connections, Some(5000));
+    assert_eq!(c.limits.max_previews, Some(300));
+    assert_eq!(c.listeners[0].limits.max_connections, Some(100));
+    assert_eq!(c.listeners[0].limits.max_connections_per_ip, Some(8));
+}
+
+#[test]
+fn a_zero_limit_is_refused_at_its_line() {
+    let text = "[limits]\nmax_previews = 0\n[[listener]]\naddress = \"127.0.0.1:1\"\nmax_connections_per_ip = 0\n";
+    let e = parse_str(text).unwrap_err();
+    assert_eq!(e.issues.len(), 2, "{e}");
+    assert_eq!((e.issues[0].line, e.issues[1].line), (2, 5), "{e}");
+    assert!(e.to_string().contains("limits.max_previews must be at least 1"), "{e}");
+    let unknown = parse_str("[limits]\nmax_conections = 1\n[[listener]]\naddress = \"127.0.0.1:1\"\n").unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown field `max_conections`"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn a_remote_admin_address_needs_allow_remote() {
+    let head = "[[listener]]\naddress = \"127.0.0.1:1\"\n[admin]\n";
+    let local = parse_str(&format!("{head}address = \"[::1]:9900\"\n")).expect("loopback is fine");
+    assert_eq!(local.admin, Some("[::1]:9900".parse().unwrap()));
+    let e = parse_str(&format!("{head}address = \"0.0.0.0:9900\"\n")).unwrap_err();
+    assert_eq!(e.issues[0].line, 4, "{e}");
+    assert!(e.to_string().contains("allow_remote = true"), "{e}");
+    let remote = parse_str(&format!("{head}address = \"0.0.0.0:9900\"\nallow_remote = true\n")).expect("allowed");
+    assert_eq!(remote.admin, Some("0.0.0.0:9900".parse().unwrap()));
+}

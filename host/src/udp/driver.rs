@@ -49,6 +49,8 @@ pub struct UdpStats {
     pub rejected: AtomicU64,
     /// Flows ended by their idle timeout.
     pub expired: AtomicU64,
+    /// Flows created.
+    pub created: AtomicU64,
 }
 
 /// What the driver of one UDP listener shares with the rest of the host.
@@ -259,7 +261,11 @@ impl Driver {
             },
             now,
         ) {
-            Some(Output::Created { flow } | Output::AlreadyExists { flow, .. }) => Some(flow),
+            Some(Output::Created { flow }) => {
+                self.ctx.stats.created.fetch_add(1, Ordering::Relaxed);
+                Some(flow)
+            }
+            Some(Output::AlreadyExists { flow, .. }) => Some(flow),
             _ => None,
         };
         if let Some(flow) = created {

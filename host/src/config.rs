@@ -118,6 +118,8 @@ pub struct Routing {
     pub drain_timeout: Duration,
     /// Most UDP flows (clients with a remembered backend) per UDP listener.
     pub max_udp_flows: usize,
+    /// Most other backends one client connection tries when connecting to its backend fails.
+    pub max_failovers: u32,
 }
 
 /// One `[[backend]]`.
@@ -137,6 +139,9 @@ pub struct BackendConfig {
     pub params_toml: String,
     /// A UDP flow to this backend ends after this long without a datagram either way.
     pub udp_idle_timeout: Duration,
+    /// Health checks (its `[backend.health]`, else its protocol's `[health.<protocol>]`); `None`:
+    /// not checked.
+    pub health: Option<crate::health::config::HealthSettings>,
 }
 
 /// Every problem found in one configuration file.
@@ -196,6 +201,8 @@ struct RawConfig {
     #[serde(default)]
     reload: RawReload,
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    health: crate::health::config::RawProtocolHealth,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +257,7 @@ struct RawRouting {
     connect_timeout_ms: u64,
     drain_timeout_ms: u64,
     max_udp_flows: usize,
+    max_failovers: u32,
 }
 
 impl Default for RawRouting {
@@ -262,6 +270,7 @@ impl Default for RawRouting {
             connect_timeout_ms: 5000,
             drain_timeout_ms: 30_000,
             max_udp_flows: 100_000,
+            max_failovers: 3,
         }
     }
 }
@@ -280,6 +289,7 @@ struct RawBackend {
     params: toml::Table,
     #[serde(default = "default_udp_idle_timeout_ms")]
     udp_idle_timeout_ms: u64,
+    health: Option<Spanned<crate::health::config::RawHealth>>,
 }
 
 fn default_udp_idle_timeout_ms() -> u64 {
@@ -402,6 +412,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
         report(None, "routing.probe_timeout_ms must be above 0".into());
     }
 
+    let protocol_health = crate::health::config::per_protocol(&raw.health, report);
     let mut backends = Vec::new();
     let mut names = HashSet::new();
     for b in raw.backends {
@@ -439,6 +450,13 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             }
         };
         let params_toml = toml::to_string(&b.params).unwrap_or_default();
+        let health = crate::health::config::for_backend(
+            &name,
+            b.health.as_ref(),
+            protocol_health.get(&protocol),
+            b.target.is_some(),
+            report,
+        );
         backends.push(BackendConfig {
             name,
             protocol,
@@ -447,6 +465,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             matchers,
             params_toml,
             udp_idle_timeout: Duration::from_millis(b.udp_idle_timeout_ms.max(1)),
+            health,
         });
     }
     if let Some(t) = &r.on_timeout {
@@ -484,6 +503,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
             drain_timeout: Duration::from_millis(r.drain_timeout_ms),
             max_udp_flows: r.max_udp_flows.max(1),
+            max_failovers: r.max_failovers,
         },
         backends,
         reload: Reload {

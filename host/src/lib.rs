@@ -11,6 +11,8 @@ pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod diff;
+pub mod failover;
+pub mod health;
 pub mod listener;
 pub mod matchers;
 pub mod plugin;

@@ -254,6 +254,9 @@ impl Router {
 }
 
 #[cfg(test)]
+mod health_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;

@@ -139,3 +139,68 @@ pub fn for_backend(
         None => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Config, ConfigError};
+    use std::path::Path;
+
+    fn config(extra: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[[listener]]\naddress = \"127.0.0.1:1\"\n[[backend]]\nname = \"a\"\nprotocol = \"http\"\ntarget = \"127.0.0.1:2\"\n{extra}"
+        );
+        parse(Path::new("/t.toml"), &text)
+    }
+
+    #[test]
+    fn unchecked_without_a_table() {
+        let c = config("").expect("valid");
+        assert_eq!(c.backends[0].health, None);
+        assert_eq!(c.routing.max_failovers, 3);
+    }
+
+    #[test]
+    fn an_empty_backend_table_takes_the_defaults() {
+        let c = config("[backend.health]\n").expect("valid");
+        assert_eq!(c.backends[0].health, Some(HealthSettings::default()));
+    }
+
+    #[test]
+    fn per_protocol_table_applies_unless_the_backend_has_its_own() {
+        let text = "[health.http]\ninterval_ms = 500\nfailure_threshold = 1\n\
+                    [[backend]]\nname = \"b\"\nprotocol = \"http\"\ntarget = \"127.0.0.1:3\"\n\
+                    [backend.health]\ntimeout_ms = 250\n\
+                    [[backend]]\nname = \"c\"\nprotocol = \"http\"\n\
+                    [[backend]]\nname = \"d\"\nprotocol = \"ssh\"\ntarget = \"127.0.0.1:4\"\n";
+        let c = config(text).expect("valid");
+        let a = c.backends[0].health.clone().expect("a checked by [health.http]");
+        assert_eq!((a.interval, a.failure_threshold), (Duration::from_millis(500), 1));
+        let b = c.backends[1].health.clone().expect("b checked by its own table");
+        assert_eq!(b.timeout, Duration::from_millis(250));
+        assert_eq!(
+            b.interval,
+            HealthSettings::default().interval,
+            "its own table replaces the protocol's"
+        );
+        assert_eq!(c.backends[2].health, None, "no target: nothing to check");
+        assert_eq!(c.backends[3].health, None, "another protocol");
+    }
+
+    #[test]
+    fn errors_are_located() {
+        let e = config("[backend.health]\nfailure_threshold = 0\n").unwrap_err();
+        assert_eq!(e.issues[0].line, 7, "{e}");
+        assert!(e.to_string().contains("failure_threshold"), "{e}");
+        let e = config("[backend.health]\ninterval = 5\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `interval`"), "{e}");
+        let e = config("[health.ssh]\ninterval_ms = 10\n").unwrap_err();
+        assert!(
+            e.to_string().contains("[health.ssh]: interval_ms must be at least 50"),
+            "{e}"
+        );
+        let text = "[[backend]]\nname = \"n\"\nprotocol = \"echo\"\n[backend.health]\n";
+        let e = config(text).unwrap_err();
+        assert!(e.to_string().contains("needs a `target`"), "{e}");
+    }
+}

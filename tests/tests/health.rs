@@ -380,3 +380,53 @@ fn tls_sni_property_regexes_choose_between_two_tls_servers() {
     );
     wait_log_line(&pm, &["no backend matched"]);
 }
+
+#[test]
+fn health_checkers_follow_configuration_reloads_and_keep_their_state_by_name() {
+    let closed = free_port(); // nothing listens here: connects are refused
+    let other = TcpEcho::start();
+    let config = |port: u16, admin: u16, backends: &str| {
+        format!(
+            "{head}[reload]\nquiet_period_ms = 100\n{backends}\
+             [[backend]]\nname = \"other\"\nprotocol = \"pass\"\ntarget = \"{other}\"\npriority = \"fallback\"\n",
+            head = head(port, admin),
+            other = other.addr(),
+        )
+    };
+    let backend = |health: &str| {
+        format!("[[backend]]\nname = \"e\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:{closed}\"\n{health}")
+    };
+    let (pm, port, admin) = start(&[], &[], |port, admin| config(port, admin, &backend("")));
+    assert_eq!(health_of(admin, "e")["state"], "unchecked");
+
+    // A health table added: a checker starts and finds the target down.
+    let checked = "[backend.health]\ninterval_ms = 200\nfailure_threshold = 1\n";
+    pm.write_config(&config(port, admin, &backend(checked)));
+    wait_health(&pm, admin, "e", "down");
+    wait_log_count(&pm, &["backend=e", "health checker started"], 1);
+
+    // Its settings changed: the checker restarts, with a long initial delay, and the state carries
+    // over by name (still down, not reset to up until a check).
+    let changed = "[backend.health]\ninterval_ms = 250\ninitial_delay_ms = 60000\nfailure_threshold = 1\n";
+    pm.write_config(&config(port, admin, &backend(changed)));
+    wait_log_count(&pm, &["backend=e", "health checker started"], 2);
+    assert_eq!(health_of(admin, "e")["state"], "down");
+    // Down: clients go to the fallback without trying `e`.
+    assert_eq!(tcp_roundtrip(loopback(port), b"hi", CLIENT_TIMEOUT).expect("round trip"), b"hi");
+    assert!(log_lines(&pm, &["failing over"]).is_empty(), "{}", pm.log());
+
+    // The table removed: checks stop and the backend is back in routing (failing over when its
+    // target refuses).
+    pm.write_config(&config(port, admin, &backend("")));
+    wait_log_line(&pm, &["backend=e", "health checks stopped"]);
+    wait_log_line(&pm, &["backend=\"e\"", "health checks removed: backend back in routing"]);
+    assert_eq!(health_of(admin, "e")["state"], "unchecked");
+    assert_eq!(tcp_roundtrip(loopback(port), b"hi", CLIENT_TIMEOUT).expect("round trip"), b"hi");
+    wait_log_line(&pm, &["failed=\"e\"", "to=\"other\"", "failing over"]);
+
+    // Checked again, then the backend leaves: its checker stops.
+    pm.write_config(&config(port, admin, &backend(checked)));
+    wait_log_count(&pm, &["backend=e", "health checker started"], 3);
+    pm.write_config(&config(port, admin, ""));
+    wait_log_line(&pm, &["backend=e", "health checker stopped: backend left"]);
+}

@@ -412,16 +412,25 @@ fn health_checkers_follow_configuration_reloads_and_keep_their_state_by_name() {
     wait_log_count(&pm, &["backend=e", "health checker started"], 2);
     assert_eq!(health_of(admin, "e")["state"], "down");
     // Down: clients go to the fallback without trying `e`.
-    assert_eq!(tcp_roundtrip(loopback(port), b"hi", CLIENT_TIMEOUT).expect("round trip"), b"hi");
+    assert_eq!(
+        tcp_roundtrip(loopback(port), b"hi", CLIENT_TIMEOUT).expect("round trip"),
+        b"hi"
+    );
     assert!(log_lines(&pm, &["failing over"]).is_empty(), "{}", pm.log());
 
     // The table removed: checks stop and the backend is back in routing (failing over when its
     // target refuses).
     pm.write_config(&config(port, admin, &backend("")));
     wait_log_line(&pm, &["backend=e", "health checks stopped"]);
-    wait_log_line(&pm, &["backend=\"e\"", "health checks removed: backend back in routing"]);
+    wait_log_line(
+        &pm,
+        &["backend=\"e\"", "health checks removed: backend back in routing"],
+    );
     assert_eq!(health_of(admin, "e")["state"], "unchecked");
-    assert_eq!(tcp_roundtrip(loopback(port), b"hi", CLIENT_TIMEOUT).expect("round trip"), b"hi");
+    assert_eq!(
+        tcp_roundtrip(loopback(port), b"hi", CLIENT_TIMEOUT).expect("round trip"),
+        b"hi"
+    );
     wait_log_line(&pm, &["failed=\"e\"", "to=\"other\"", "failing over"]);
 
     // Checked again, then the backend leaves: its checker stops.
@@ -429,4 +438,30 @@ fn health_checkers_follow_configuration_reloads_and_keep_their_state_by_name() {
     wait_log_count(&pm, &["backend=e", "health checker started"], 3);
     pm.write_config(&config(port, admin, ""));
     wait_log_line(&pm, &["backend=e", "health checker stopped: backend left"]);
+}
+
+#[test]
+fn a_panic_in_a_plugin_health_hook_counts_as_unhealthy_and_the_host_keeps_serving() {
+    let echo = TcpEcho::start();
+    let (pm, port, admin) = start(&["libfixture_panic_hooks.so", "echo"], &[], |port, admin| {
+        format!(
+            "{head}[[backend]]\nname = \"panicky\"\nprotocol = \"panicky\"\ntarget = \"{echo}\"\n\
+             [backend.params]\npanic_in_health = true\n\
+             [backend.health]\ninterval_ms = 200\nfailure_threshold = 2\n\
+             [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\npriority = \"fallback\"\n",
+            head = head(port, admin),
+            echo = echo.addr(),
+        )
+    });
+    let down = wait_health(&pm, admin, "panicky", "down");
+    let reason = down["last_failure"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason.contains("health_verdict") && reason.contains("panics on purpose"),
+        "{down}"
+    );
+    // Down by health, not disabled as a broken plugin; the host serves on.
+    assert!(log_lines(&pm, &["backend disabled"]).is_empty(), "{}", pm.log());
+    let got = tcp_roundtrip(loopback(port), b"OK then echo", CLIENT_TIMEOUT).expect("round trip");
+    assert_eq!(got, b"OK then echo", "the fallback echo serves while panicky is down");
+    assert!(pm.is_running());
 }

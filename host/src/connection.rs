@@ -95,7 +95,8 @@ async fn handle_inner(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
         let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
         // Not live any more once the close is logged (least-requests reads this count).
         drop(live);
-        match crate::failover::next(&mut router, &backend, &result, &preview, failovers, silent) {
+        let next = crate::failover::next(&stream, &mut router, &backend, &result, &mut preview, failovers, silent);
+        match Box::pin(next).await {
             Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),
             None => break result,
         }

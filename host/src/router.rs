@@ -229,17 +229,16 @@ impl Router {
         }
     }
 
-    /// After the routed backend failed to connect: the next one in the ranking (same tier by the
-    /// strategy, then lower tiers) over the same preview, leaving out backends that became
-    /// unhealthy meanwhile. Backends still undecided count as no match (no more bytes are read).
-    pub fn fail_over(&mut self, preview: &[u8]) -> Decision {
+    /// After the routed backend failed to connect (it is already out of the running): leaves out
+    /// backends that became unhealthy meanwhile, so that the next [`Router::step`] gives the next
+    /// backend in the ranking (same tier by the strategy, then lower tiers).
+    pub fn fail_over(&mut self) {
         let registry = Arc::clone(&self.registry);
         for (s, b) in self.states.iter_mut().zip(registry.backends.iter()) {
             if !b.stats.health.is_up() {
                 *s = State::Out;
             }
         }
-        self.step(preview, true)
     }
 
     /// Names of the backends that were asked (passed their matchers), for the "unmatched" log line.

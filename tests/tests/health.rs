@@ -465,3 +465,32 @@ fn a_panic_in_a_plugin_health_hook_counts_as_unhealthy_and_the_host_keeps_servin
     assert_eq!(got, b"OK then echo", "the fallback echo serves while panicky is down");
     assert!(pm.is_running());
 }
+
+#[test]
+fn failover_is_capped_by_max_failovers_and_ends_at_a_lower_tier() {
+    let (dead1, dead2) = (free_port(), free_port()); // nothing listens: connects are refused
+    let config = |port: u16, admin: u16, routing: &str| {
+        format!(
+            "{head}[reload]\nquiet_period_ms = 100\n[routing]\n{routing}\n\
+             [[backend]]\nname = \"dead1\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:{dead1}\"\n\
+             [[backend]]\nname = \"dead2\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:{dead2}\"\n\
+             [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\npriority = \"standby\"\n",
+            head = head(port, admin),
+        )
+    };
+    let (pm, port, admin) = start(&["echo"], &[], |port, admin| config(port, admin, "max_failovers = 1"));
+    // dead1 fails, one failover to dead2, which fails too: the client is closed unanswered.
+    let got = tcp_roundtrip(loopback(port), b"hello", CLIENT_TIMEOUT).expect("closed cleanly");
+    assert_eq!(got, b"");
+    wait_log_line(&pm, &["failed=\"dead1\"", "to=\"dead2\"", "attempt=1", "failing over"]);
+    wait_log_line(&pm, &["failed=\"dead2\"", "max_failovers=1", "no failover left"]);
+
+    // The default (3): dead1, dead2, then the standby echo serves within the same connection.
+    pm.write_config(&config(port, admin, ""));
+    wait_log_line(&pm, &["configuration reloaded", "routing changed"]);
+    let got = tcp_roundtrip(loopback(port), b"hello again", CLIENT_TIMEOUT).expect("round trip");
+    assert_eq!(got, b"hello again");
+    wait_log_line(&pm, &["failed=\"dead2\"", "to=\"echo\"", "attempt=2", "failing over"]);
+    // Unchecked backends take no health verdict from failed connects.
+    assert_eq!(health_of(admin, "dead1")["state"], "unchecked");
+}

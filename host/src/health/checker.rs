@@ -89,11 +89,6 @@ impl Checkers {
         }
         self.running = keep;
     }
-
-    /// Names of the backends being checked.
-    pub fn checked(&self) -> Vec<&str> {
-        self.running.keys().map(String::as_str).collect()
-    }
 }
 
 /// One backend's checker: waits, checks, records, forever (until aborted).

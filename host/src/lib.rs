@@ -5,7 +5,9 @@
 //! per connection by [`connection`]. Plugins are loaded by [`plugin`] into the [`registry`] snapshot;
 //! [`config`] and [`matchers`] read the configuration; [`watcher`] notices changes and [`reload`]
 //! applies them (with [`diff`] saying what changed); [`status`] and [`admin`] show what is loaded;
-//! [`server`] runs the whole. UDP listeners run per-client flows in [`udp`].
+//! [`server`] runs the whole. UDP listeners run per-client flows in [`udp`]. [`health`] checks
+//! backends and takes unhealthy ones out of routing; [`failover`] retries the next backend when
+//! connecting to a target fails.
 
 pub mod admin;
 pub mod config;

@@ -2,8 +2,9 @@
 //! upstreams: nginx stopped by PID under continuous clients (failover within the connection, then
 //! the checker marks it down, then it recovers and takes traffic again), an nginx answering 503 on
 //! `/` (the `http` plugin's own check says down although TCP connects), a plugin built against
-//! plugin-api 1.0 checked by TCP connect, a vip backend out of routing while unhealthy, and
-//! `tls.sni` property regexes choosing between two real TLS servers.
+//! plugin-api 1.0 checked by TCP connect, a vip backend out of routing while unhealthy, `tls.sni`
+//! property regexes choosing between two real TLS servers, checkers following reloads, a panicking
+//! health hook, the failover cap, and UDP checks of DNS backends against dnsmasq.
 
 mod common;
 
@@ -493,4 +494,30 @@ fn failover_is_capped_by_max_failovers_and_ends_at_a_lower_tier() {
     wait_log_line(&pm, &["failed=\"dead2\"", "to=\"echo\"", "attempt=2", "failing over"]);
     // Unchecked backends take no health verdict from failed connects.
     assert_eq!(health_of(admin, "dead1")["state"], "unchecked");
+}
+
+#[test]
+fn dns_backends_are_checked_over_udp() {
+    let dns = DnsServer::start("dns-a", &["host-record=www.a.example,10.1.1.1"]);
+    let dead = free_udp_port(); // nothing bound: the query is refused (ICMP port unreachable)
+    let (pm, _, admin) = start(&["dns"], &[], |port, admin| {
+        format!(
+            "{head}[health.dns]\ninterval_ms = 200\nfailure_threshold = 2\n\
+             [[backend]]\nname = \"live\"\nprotocol = \"dns\"\ntarget = \"{live}\"\n\
+             [[backend]]\nname = \"dead\"\nprotocol = \"dns\"\ntarget = \"127.0.0.1:{dead}\"\n",
+            head = head(port, admin),
+            live = dns.addr(),
+        )
+    });
+    let down = wait_health(&pm, admin, "dead", "down");
+    assert!(
+        down["last_failure"].as_str().is_some_and(|r| r.contains("refused")),
+        "{down}"
+    );
+    // The live one answered the checks' queries (dnsmasq logs each) and stays up.
+    assert!(eventually(HEALTH_TIMEOUT, || dns.total_queries() >= 3), "{}", dns.log());
+    let live = health_of(admin, "live");
+    assert_eq!(live["state"], "up", "{live}");
+    assert!(live.get("last_failure").is_none(), "{live}");
+    assert!(pm.is_running());
 }

@@ -130,6 +130,8 @@ pub struct Routing {
     pub drain_timeout: Duration,
     /// Most UDP flows (clients with a remembered backend) per UDP listener.
     pub max_udp_flows: usize,
+    /// Most other backends one client connection tries when connecting to its backend fails.
+    pub max_failovers: u32,
 }
 
 /// One `[[backend]]`.
@@ -152,6 +154,9 @@ pub struct BackendConfig {
     /// The PROXY header sent to the target before the client's bytes (`proxy_protocol`); such a
     /// backend takes TCP connections only.
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// Health checks (its `[backend.health]`, else its protocol's `[health.<protocol>]`); `None`:
+    /// not checked.
+    pub health: Option<crate::health::config::HealthSettings>,
 }
 
 /// Every problem found in one configuration file.
@@ -212,6 +217,7 @@ struct RawConfig {
     reload: RawReload,
     admin: Option<RawAdmin>,
     #[serde(default)]
+    health: crate::health::config::RawProtocolHealth,
     limits: RawLimits,
 }
 
@@ -281,6 +287,7 @@ struct RawRouting {
     connect_timeout_ms: u64,
     drain_timeout_ms: u64,
     max_udp_flows: usize,
+    max_failovers: u32,
 }
 
 impl Default for RawRouting {
@@ -293,6 +300,7 @@ impl Default for RawRouting {
             connect_timeout_ms: 5000,
             drain_timeout_ms: 30_000,
             max_udp_flows: 100_000,
+            max_failovers: 3,
         }
     }
 }
@@ -312,6 +320,7 @@ struct RawBackend {
     #[serde(default = "default_udp_idle_timeout_ms")]
     udp_idle_timeout_ms: u64,
     proxy_protocol: Option<crate::proxy_protocol::Version>,
+    health: Option<Spanned<crate::health::config::RawHealth>>,
 }
 
 fn default_udp_idle_timeout_ms() -> u64 {
@@ -467,6 +476,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
         report(None, "routing.probe_timeout_ms must be above 0".into());
     }
 
+    let protocol_health = crate::health::config::per_protocol(&raw.health, report);
     let mut backends = Vec::new();
     let mut names = HashSet::new();
     for b in raw.backends {
@@ -504,6 +514,13 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             }
         };
         let params_toml = toml::to_string(&b.params).unwrap_or_default();
+        let health = crate::health::config::for_backend(
+            &name,
+            b.health.as_ref(),
+            protocol_health.get(&protocol),
+            b.target.is_some(),
+            report,
+        );
         backends.push(BackendConfig {
             name,
             protocol,
@@ -513,6 +530,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             params_toml,
             udp_idle_timeout: Duration::from_millis(b.udp_idle_timeout_ms.max(1)),
             proxy_protocol: b.proxy_protocol,
+            health,
         });
     }
     if let Some(t) = &r.on_timeout {
@@ -560,6 +578,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
             drain_timeout: Duration::from_millis(r.drain_timeout_ms),
             max_udp_flows: r.max_udp_flows.max(1),
+            max_failovers: r.max_failovers,
         },
         backends,
         reload: Reload {

@@ -96,16 +96,21 @@ async fn handle_inner(
     admitted.preview_done();
     ctx.metrics
         .previewed(&previewed, started.elapsed(), registry.on_timeout.is_some());
+    // A client routed by the probe timeout (on_timeout) has no ranking to fail over in.
+    let mut silent = false;
     let (index, properties) = match previewed {
         Err(e) => return tracing::debug!(error = %e, "client error while previewing"),
         Ok(Outcome::Closed) => return tracing::debug!("client closed before sending anything"),
         Ok(Outcome::Silent) => match registry.on_timeout {
-            Some(i) => (i, RVec::new()),
-            None => {
+            Some(i) if registry.backends[i].stats.health.is_up() => {
+                silent = true;
+                (i, RVec::new())
+            }
+            _ => {
                 let ms = registry.routing.probe_timeout.as_millis();
                 tracing::info!(
                     timeout_ms = ms,
-                    "client sent nothing within the probe timeout and no on_timeout backend is set; closed"
+                    "client sent nothing within the probe timeout and no healthy on_timeout backend is set; closed"
                 );
                 return close_gracefully(stream).await;
             }
@@ -121,20 +126,30 @@ async fn handle_inner(
             return close_gracefully(stream).await;
         }
     };
-    let backend = Arc::clone(&registry.backends[index]);
-    let span = tracing::Span::current();
-    span.record("backend", backend.name());
-    span.record("plugin", backend.plugin_label().as_str());
-    if !properties.is_empty() {
-        tracing::debug!(properties = %show(&properties), "routed");
-    }
-    let live = LiveGuard::new(&backend);
-    // Boxed: a connection still previewing (most of them, under attack) does not carry the
-    // relay's and session's state in its task.
-    let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
-    // Not live any more once the close is logged (least-requests reads this count).
-    drop(live);
-    ctx.metrics.finished(backend.name(), result.as_ref().ok());
+    let (mut index, mut properties, mut failovers) = (index, properties, 0);
+    let result = loop {
+        let backend = Arc::clone(&registry.backends[index]);
+        let span = tracing::Span::current();
+        span.record("backend", backend.name());
+        span.record("plugin", backend.plugin_label().as_str());
+        if !properties.is_empty() {
+            tracing::debug!(properties = %show(&properties), "routed");
+        }
+        let live = LiveGuard::new(&backend);
+        // Boxed: a connection still previewing (most of them, under attack) does not carry the
+        // relay's and session's state in its task.
+        let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
+        // Not live any more once the close is logged (least-requests reads this count).
+        drop(live);
+        let next = crate::failover::next(&stream, &mut router, &backend, &result, &mut preview, failovers, silent);
+        match Box::pin(next).await {
+            Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),
+            None => {
+                ctx.metrics.finished(backend.name(), result.as_ref().ok());
+                break result;
+            }
+        }
+    };
     let ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1e3);
     let ms = ms.as_str();
     match result {
@@ -173,7 +188,7 @@ async fn close_gracefully(mut stream: TcpStream) {
 
 /// Why a routed connection failed.
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
+pub(crate) enum ConnError {
     #[error(transparent)]
     Relay(#[from] relay::RelayError),
     #[error(transparent)]

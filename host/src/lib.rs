@@ -8,12 +8,16 @@
 //! [`server`] runs the whole; [`systemd`] tells the service manager, [`privdrop`] leaves root after
 //! binding, and [`quick_start`] builds a configuration from `-p` / `-b` arguments. UDP listeners run
 //! per-client flows in [`udp`]. [`proxy_protocol`] reads a trusted front's PROXY header and writes
-//! one to upstreams. [`limits`] bounds connections and [`metrics`] counts them.
+//! one to upstreams. [`limits`] bounds connections and [`metrics`] counts them. [`health`] checks
+//! backends and takes unhealthy ones out of routing; [`failover`] retries the next backend when
+//! connecting to a target fails.
 
 pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod diff;
+pub mod failover;
+pub mod health;
 pub mod limits;
 pub mod listener;
 pub mod matchers;

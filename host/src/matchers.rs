@@ -1,5 +1,8 @@
 //! Host-side matchers (`[backend.match]`): client and local address CIDRs and port ranges, checked
-//! before a plugin is asked. A list means any-of; an entry starting with `!` excludes.
+//! before a plugin is asked. A list means any-of; an entry starting with `!` excludes. Property
+//! regexes ([`property`]) are checked on the properties a backend's detection returns with its match.
+
+mod property;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
@@ -16,6 +19,7 @@ pub struct MatchersConfig {
     local_ip: Option<Spanned<OneOrMany<String>>>,
     remote_port: Option<Spanned<OneOrMany<PortItem>>>,
     local_port: Option<Spanned<OneOrMany<PortItem>>>,
+    property: Option<property::PropertyConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +66,7 @@ pub struct Matchers {
     local_ip: Option<Set<IpNet>>,
     remote_port: Option<Set<RangeInclusive<u16>>>,
     local_port: Option<Set<RangeInclusive<u16>>>,
+    property: Vec<property::PropertyMatcher>,
 }
 
 type SpannedError = (Option<Range<usize>>, String);
@@ -74,6 +79,7 @@ impl Matchers {
             local_ip: compile(&c.local_ip, "local_ip", parse_net)?,
             remote_port: compile(&c.remote_port, "remote_port", parse_ports)?,
             local_port: compile(&c.local_port, "local_port", parse_ports)?,
+            property: property::compile(&c.property)?,
         })
     }
 
@@ -90,6 +96,11 @@ impl Matchers {
             && ip_in(&self.local_ip, local.ip())
             && port_in(&self.remote_port, peer.port())
             && port_in(&self.local_port, local.port())
+    }
+
+    /// Whether the properties a backend's detection returned pass its `property` matchers.
+    pub fn matches_properties(&self, properties: &[pmmux_plugin_api::Property]) -> bool {
+        self.property.iter().all(|m| m.matches(properties))
     }
 
     /// True when no matcher is configured.

@@ -36,6 +36,8 @@ pub struct BackendStats {
     pub routed: AtomicU64,
     /// Plugin errors (panics) in total.
     pub plugin_errors: AtomicU64,
+    /// Health-check state (up unless checks say otherwise).
+    pub health: crate::health::HealthCell,
 }
 
 /// One backend, ready for routing.

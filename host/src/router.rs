@@ -74,7 +74,7 @@ impl Router {
             .backends
             .iter()
             .map(|b| {
-                if b.is_enabled() && b.matchers().matches(peer, local) {
+                if b.is_enabled() && b.stats.health.is_up() && b.matchers().matches(peer, local) {
                     State::Pending
                 } else {
                     State::Out
@@ -149,6 +149,7 @@ impl Router {
 
     fn ask(&self, hook: Hook, backend: &Backend, bytes: &[u8]) -> State {
         let object = match &backend.kind {
+            BackendKind::Pass | BackendKind::Noop if !backend.matchers().matches_properties(&[]) => return State::Out,
             BackendKind::Pass | BackendKind::Noop => return State::Matched(RVec::new()),
             // Plugins are never asked about zero bytes: nothing to detect yet.
             BackendKind::Plugin(_) if bytes.is_empty() && hook == Hook::Tcp => return State::Pending,
@@ -164,6 +165,7 @@ impl Router {
             RResult::ROk(verdict) => {
                 backend.plugin_ok();
                 match verdict {
+                    Detection::Match(props) if !backend.matchers().matches_properties(&props) => State::Out,
                     Detection::Match(props) => State::Matched(props),
                     Detection::NoMatch => State::Out,
                     Detection::NeedMore => State::Pending,
@@ -233,16 +235,31 @@ impl Router {
         }
     }
 
+    /// After the routed backend failed to connect (it is already out of the running): leaves out
+    /// backends that became unhealthy meanwhile, so that the next [`Router::step`] gives the next
+    /// backend in the ranking (same tier by the strategy, then lower tiers).
+    pub fn fail_over(&mut self) {
+        let registry = Arc::clone(&self.registry);
+        for (s, b) in self.states.iter_mut().zip(registry.backends.iter()) {
+            if !b.stats.health.is_up() {
+                *s = State::Out;
+            }
+        }
+    }
+
     /// Names of the backends that were asked (passed their matchers), for the "unmatched" log line.
     pub fn asked(&self) -> Vec<&str> {
         let backends = &self.registry.backends;
         backends
             .iter()
-            .filter(|b| b.is_enabled() && b.matchers().matches(self.peer, self.local))
+            .filter(|b| b.is_enabled() && b.stats.health.is_up() && b.matchers().matches(self.peer, self.local))
             .map(|b| b.name())
             .collect()
     }
 }
+
+#[cfg(test)]
+mod health_tests;
 
 #[cfg(test)]
 mod tests {

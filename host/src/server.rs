@@ -151,6 +151,7 @@ impl Server {
             tracing::error!(error = %e, "cannot start the reload thread; plugins and configuration stay as loaded");
         }
         let hup = tokio::spawn(forward_sighup(signal_tx.clone()));
+        let health = tokio::spawn(crate::health::checker::supervise(Arc::clone(&status.registry)));
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
 
@@ -160,6 +161,7 @@ impl Server {
         watchdog.abort();
         let _ = signal_tx.send(Signal::Shutdown);
         hup.abort();
+        health.abort();
         let _ = admin_stop.send(true);
         let accept_tasks = lock(&listeners).stop_all();
         for task in accept_tasks {

@@ -134,6 +134,9 @@ pub struct BackendStatus {
     pub plugin_errors: u64,
     /// False when disabled after repeated plugin errors.
     pub enabled: bool,
+    /// Health-check state (`unchecked` when the backend has no health checks).
+    #[serde(default)]
+    pub health: crate::health::HealthReport,
 }
 
 /// Where the status comes from.
@@ -230,6 +233,7 @@ impl StatusSource {
                     routed: b.stats.routed.load(Ordering::Relaxed),
                     plugin_errors: b.stats.plugin_errors.load(Ordering::Relaxed),
                     enabled: b.is_enabled(),
+                    health: b.stats.health.report(),
                 })
                 .collect(),
             limits: LimitsStatus {
@@ -275,7 +279,7 @@ impl Status {
         out += "\nbackends:\n";
         for b in &self.backends {
             out += &format!(
-                "  {:<16} {:<14} {:<22} {:<9} live {:<5} routed {:<8} errors {}{}\n",
+                "  {:<16} {:<14} {:<22} {:<9} live {:<5} routed {:<8} errors {}{}{}\n",
                 b.name,
                 b.protocol,
                 b.plugin,
@@ -283,7 +287,8 @@ impl Status {
                 b.live,
                 b.routed,
                 b.plugin_errors,
-                if b.enabled { "" } else { "  DISABLED" }
+                if b.enabled { "" } else { "  DISABLED" },
+                if b.health.state == "down" { "  UNHEALTHY" } else { "" }
             );
         }
         out

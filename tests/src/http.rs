@@ -1,5 +1,8 @@
 //! A real HTTP server (nginx, single process, foreground) on a free loopback port, serving a folder tests can drop files into.
 //!
+//! A server can be stopped and started again on the same port ([`HttpServer::stop`],
+//! [`HttpServer::restart`]), and made to answer an error status on `/` ([`HttpServer::start_with_root_status`]).
+//!
 //! Which server answered is told by the body of [`crate::IDENT_FILE`] (the server's name) and by
 //! the `X-Server-Name` header it adds to every response.
 
@@ -23,6 +26,15 @@ pub const SERVER_NAME_HEADER: &str = "X-Server-Name";
 /// named by the PROXY header the connection began with (`$proxy_protocol_addr:$proxy_protocol_port`).
 pub const PROXY_PROTOCOL_PATH: &str = "/proxy-protocol";
 
+/// How a test nginx differs from the plain one.
+#[derive(Clone, Copy, Default)]
+struct Variant {
+    /// `/` itself answers this status (files are still served).
+    root_status: Option<u16>,
+    /// `listen ... proxy_protocol`, with [`PROXY_PROTOCOL_PATH`].
+    proxy_protocol: bool,
+}
+
 /// A running nginx; killed on drop.
 pub struct HttpServer {
     guard: ChildGuard,
@@ -31,9 +43,12 @@ pub struct HttpServer {
     port: u16,
 }
 
-fn nginx_config(dir: &Path, port: u16, name: &str, proxy_protocol: bool) -> String {
-    let d = dir.display();
-    let (listen_pp, location_pp) = if proxy_protocol {
+fn nginx_config(dir: &Path, port: u16, name: &str, variant: Variant) -> String {
+    let root = match variant.root_status {
+        Some(code) => format!("        location = / {{ return {code}; }}\n"),
+        None => String::new(),
+    };
+    let (listen_pp, location_pp) = if variant.proxy_protocol {
         (
             " proxy_protocol",
             format!(
@@ -44,6 +59,7 @@ fn nginx_config(dir: &Path, port: u16, name: &str, proxy_protocol: bool) -> Stri
     } else {
         ("", String::new())
     };
+    let d = dir.display();
     format!(
         "# pmmux-e2e test server {name}\n\
          master_process off;\n\
@@ -68,6 +84,7 @@ fn nginx_config(dir: &Path, port: u16, name: &str, proxy_protocol: bool) -> Stri
          \x20       add_header {SERVER_NAME_HEADER} \"{name}\" always;\n\
          \x20       location / {{ autoindex on; }}\n\
          \x20       {location_pp}\n\
+         {root}\
          \x20   }}\n\
          }}\n"
     )
@@ -79,41 +96,45 @@ impl HttpServer {
     /// # Panics
     /// When nginx is missing or does not come up.
     pub fn start(name: &str) -> HttpServer {
-        Self::start_with(name, false)
+        Self::start_inner(name, Variant::default())
     }
 
     /// Like [`HttpServer::start`], but nginx expects a PROXY header (v1 or v2) on every connection
     /// (`listen ... proxy_protocol`) and tells what it said at [`PROXY_PROTOCOL_PATH`].
     pub fn start_proxy_protocol(name: &str) -> HttpServer {
-        Self::start_with(name, true)
+        Self::start_inner(
+            name,
+            Variant {
+                proxy_protocol: true,
+                ..Variant::default()
+            },
+        )
     }
 
-    fn start_with(name: &str, proxy_protocol: bool) -> HttpServer {
+    /// Like [`HttpServer::start`], but `/` itself answers `status` (e.g. 503, for health checks);
+    /// files are still served.
+    pub fn start_with_root_status(name: &str, status: u16) -> HttpServer {
+        Self::start_inner(
+            name,
+            Variant {
+                root_status: Some(status),
+                ..Variant::default()
+            },
+        )
+    }
+
+    fn start_inner(name: &str, variant: Variant) -> HttpServer {
         assert!(
             name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)),
             "server name {name:?}: use letters, digits, '-', '.', '_'"
         );
-        let nginx = find_tool("nginx", "nginx-light");
         let dir = temp_dir("http");
         let d = dir.path();
         fs::create_dir_all(d.join("tmp")).expect("create nginx temp folder");
         write_file_in(&d.join("www"), IDENT_FILE, name.as_bytes());
-        let config = d.join("nginx.conf");
         let (guard, port) = with_free_port("nginx", |port| {
-            fs::write(&config, nginx_config(d, port, name, proxy_protocol)).map_err(|e| e.to_string())?;
-            let mut cmd = Command::new(&nginx);
-            cmd.arg("-p")
-                .arg(d)
-                .arg("-e")
-                .arg("stderr") // the log before the config is read (default: /var/log/nginx)
-                .arg("-c")
-                .arg(&config)
-                .arg("-g")
-                .arg("daemon off;");
-            let mut guard = ChildGuard::spawn_logged("nginx", cmd, &d.join("nginx.log"))
-                .map_err(|e| format!("spawn {}: {e}", nginx.display()))?;
-            guard.wait_listening(loopback(port), SERVER_START_TIMEOUT)?;
-            Ok((guard, port))
+            fs::write(d.join("nginx.conf"), nginx_config(d, port, name, variant)).map_err(|e| e.to_string())?;
+            Ok((spawn_nginx(d, port)?, port))
         });
         HttpServer {
             guard,
@@ -121,6 +142,21 @@ impl HttpServer {
             name: name.to_string(),
             port,
         }
+    }
+
+    /// Stops nginx (SIGKILL, reaped): its port refuses connections until [`HttpServer::restart`].
+    pub fn stop(&mut self) {
+        self.guard.kill();
+    }
+
+    /// Starts nginx again on the same port with the same folder and configuration, and waits
+    /// until it listens.
+    ///
+    /// # Panics
+    /// When it does not come up (e.g. another process took the port meanwhile).
+    pub fn restart(&mut self) {
+        self.guard.kill();
+        self.guard = spawn_nginx(self.dir.path(), self.port).unwrap_or_else(|e| panic!("restart nginx: {e}"));
     }
 
     /// The server's name (body of [`IDENT_FILE`], [`SERVER_NAME_HEADER`]).
@@ -184,4 +220,22 @@ impl HttpServer {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Starts nginx on the configuration in `dir` and waits until it listens on `port`.
+fn spawn_nginx(dir: &Path, port: u16) -> Result<ChildGuard, String> {
+    let nginx = find_tool("nginx", "nginx-light");
+    let mut cmd = Command::new(&nginx);
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg("stderr") // the log before the config is read (default: /var/log/nginx)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-g")
+        .arg("daemon off;");
+    let mut guard = ChildGuard::spawn_logged("nginx", cmd, &dir.join("nginx.log"))
+        .map_err(|e| format!("spawn {}: {e}", nginx.display()))?;
+    guard.wait_listening(loopback(port), SERVER_START_TIMEOUT)?;
+    Ok(guard)
 }

@@ -18,6 +18,11 @@
 //! * `dns.qtype`: the question's type as a mnemonic (`A`, `AAAA`, `HTTPS`, `ANY`, ...), else
 //!   `TYPE<n>`.
 //!
+//! Health check (when configured in the host): a UDP query for the root's `NS` records; healthy on a
+//! reply with the query's id and any response code but SERVFAIL (a server that refuses or does not
+//! know the root is up). A DNS server reachable over TCP only fails this check. See
+//! [`health_verdict`].
+//!
 //! What counts as a query is in [`message`]: a header with QR = 0 and opcode QUERY, one question,
 //! no answers, and nothing malformed anywhere in the message. A datagram is whole, so UDP is decided
 //! at once; on TCP the backend answers `NeedMore` until the whole first message is there, or
@@ -30,7 +35,9 @@ pub mod message;
 pub mod rrtype;
 
 use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{
+    export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
+};
 
 use matcher::{Matcher, Params};
 use message::{parse_query, parse_tcp, Parse, Query};
@@ -83,6 +90,62 @@ impl Backend for Dns {
 
     fn can_handle_message(&self, _client: &ConnInfo<'_>, message: &[u8]) -> Detection {
         self.detect_message(message)
+    }
+
+    fn health_probe(&self) -> Option<HealthProbe> {
+        Some(HealthProbe {
+            transport: HealthTransport::Udp,
+            send: RVec::from(HEALTH_QUERY.to_vec()),
+        })
+    }
+
+    fn health_verdict(&self, response: &[u8], _closed: bool) -> HealthVerdict {
+        health_verdict(response)
+    }
+}
+
+/// The health probe: id `0x504d`, no recursion wanted, one question: `.` IN NS.
+pub const HEALTH_QUERY: [u8; 17] = [0x50, 0x4d, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
+
+/// Judges one reply datagram to [`HEALTH_QUERY`].
+pub fn health_verdict(reply: &[u8]) -> HealthVerdict {
+    if reply.len() < 12 || reply[..2] != HEALTH_QUERY[..2] || reply[2] & 0x80 == 0 {
+        return HealthVerdict::Unhealthy("the answer is not a DNS reply to the check's query".into());
+    }
+    match reply[3] & 0x0f {
+        2 => HealthVerdict::Unhealthy("answered SERVFAIL".into()),
+        _ => HealthVerdict::Healthy,
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_is_a_query_this_plugin_itself_accepts() {
+        assert!(matches!(
+            Dns::default().detect_message(&HEALTH_QUERY),
+            Detection::Match(_)
+        ));
+    }
+
+    #[test]
+    fn replies_with_the_id_are_healthy_unless_servfail() {
+        let mut reply = HEALTH_QUERY.to_vec();
+        reply[2] |= 0x80; // QR
+        assert_eq!(health_verdict(&reply), HealthVerdict::Healthy);
+        reply[3] = 5; // REFUSED: the server is up
+        assert_eq!(health_verdict(&reply), HealthVerdict::Healthy);
+        reply[3] = 2;
+        assert!(matches!(health_verdict(&reply), HealthVerdict::Unhealthy(_)));
+        // The query itself echoed back (QR clear), another id, or a short datagram.
+        assert!(matches!(health_verdict(&HEALTH_QUERY), HealthVerdict::Unhealthy(_)));
+        let mut other = HEALTH_QUERY.to_vec();
+        other[0] = 0;
+        other[2] |= 0x80;
+        assert!(matches!(health_verdict(&other), HealthVerdict::Unhealthy(_)));
+        assert!(matches!(health_verdict(b"\x50\x4d"), HealthVerdict::Unhealthy(_)));
     }
 }
 

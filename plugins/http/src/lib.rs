@@ -15,13 +15,19 @@
 //!   contradictory). HTTP/2 upgraded from HTTP/1.1 (`Upgrade: h2c`) starts as an HTTP/1.1 request
 //!   and is routed as one.
 //!
+//! Health check (when the backend has one configured in the host): `HEAD / HTTP/1.0` with the
+//! first `host` param that is not a wildcard as `Host`; healthy when the status line's code is
+//! below 500 (see [`health_verdict`]).
+//!
 //! Properties on a match: `http.method`, `http.host`, `http.path`, `http.version` (see
 //! [`properties`]); for prior-knowledge HTTP/2, only `http.version` = `HTTP/2` (see
 //! [`h2_properties`]). The detection itself lives in `pmmux-http-core` (re-exported here), which the
 //! `http-response` plugin shares (that plugin serves HTTP/1.1 and never matches the HTTP/2
 //! preface).
 
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection};
+use pmmux_plugin_api::{
+    export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict,
+};
 
 pub use pmmux_http_core::{
     detect, h2_preface, h2_properties, h2c_detect, method_prefix, probe, properties, HostPattern, Probe, RequestFilter,
@@ -48,6 +54,8 @@ pub struct HttpParams {
 pub struct Http {
     filter: RequestFilter,
     h2c: bool,
+    /// `Host` of the health probe: the first non-wildcard `host` param.
+    probe_host: Option<String>,
 }
 
 impl Http {
@@ -58,6 +66,10 @@ impl Http {
 
     /// Builds the backend from already parsed params.
     pub fn from_params(params: HttpParams) -> Result<Self, String> {
+        let probe_host = params
+            .host
+            .as_ref()
+            .and_then(|StringOrList(hosts)| hosts.iter().find(|h| !h.contains('*')).cloned());
         let filter = RequestFilter::new(params.host, params.path_prefix)?;
         if params.h2c == Some(true) && !filter.is_empty() {
             return Err(
@@ -68,7 +80,11 @@ impl Http {
             );
         }
         let h2c = params.h2c.unwrap_or(true) && filter.is_empty();
-        Ok(Http { filter, h2c })
+        Ok(Http {
+            filter,
+            h2c,
+            probe_host,
+        })
     }
 
     /// The backend's request filters.
@@ -99,6 +115,50 @@ impl Http {
 impl Backend for Http {
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         self.detect_preview(preview)
+    }
+
+    fn health_probe(&self) -> Option<HealthProbe> {
+        Some(HealthProbe {
+            transport: HealthTransport::Tcp,
+            send: health_request(self.probe_host.as_deref()).into(),
+        })
+    }
+
+    fn health_verdict(&self, response: &[u8], closed: bool) -> HealthVerdict {
+        health_verdict(response, closed)
+    }
+}
+
+/// The health probe's request: `HEAD / HTTP/1.0`, with `Host` when known.
+pub fn health_request(host: Option<&str>) -> Vec<u8> {
+    match host {
+        Some(h) => format!("HEAD / HTTP/1.0\r\nHost: {h}\r\nUser-Agent: pmmux-health\r\n\r\n").into_bytes(),
+        None => b"HEAD / HTTP/1.0\r\nUser-Agent: pmmux-health\r\n\r\n".to_vec(),
+    }
+}
+
+/// Longest status line awaited.
+const MAX_STATUS_LINE: usize = 1024;
+
+/// Judges the answer to [`health_request`] by its status line: `HTTP/1.x` and a code below 500.
+pub fn health_verdict(response: &[u8], closed: bool) -> HealthVerdict {
+    let Some(end) = response.iter().take(MAX_STATUS_LINE).position(|&b| b == b'\n') else {
+        return if closed || response.len() >= MAX_STATUS_LINE {
+            HealthVerdict::Unhealthy("no HTTP status line in the answer".into())
+        } else {
+            HealthVerdict::NeedMore
+        };
+    };
+    let line = String::from_utf8_lossy(&response[..end]);
+    let line = line.trim_end();
+    let mut parts = line.splitn(3, ' ');
+    let (version, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    match code.parse::<u16>() {
+        Ok(c) if version.starts_with("HTTP/") && (100..500).contains(&c) => HealthVerdict::Healthy,
+        Ok(c) if version.starts_with("HTTP/") && c < 600 => {
+            HealthVerdict::Unhealthy(format!("answered `{line}`").into())
+        }
+        _ => HealthVerdict::Unhealthy(format!("not an HTTP status line: `{line}`").into()),
     }
 }
 

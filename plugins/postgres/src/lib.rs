@@ -20,13 +20,18 @@
 //! `GSSENCRequest` or `CancelRequest`: route those with a backend without params (usually of lower
 //! priority than the filtered ones).
 //!
+//! Health check: an `SSLRequest`; healthy when the server answers `S` or `N` (one byte, as
+//! every PostgreSQL server since 7.2 does), see [`health_verdict`].
+//!
 //! Properties on a match: `postgres.request` (`ssl`, `gssenc`, `cancel` or `startup`), and for a
 //! startup `postgres.user` and, when sent, `postgres.database`.
 
 pub mod message;
 
 use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{
+    export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
+};
 use serde::{Deserialize, Deserializer};
 
 use message::{parse, Parse, Request};
@@ -121,6 +126,50 @@ pub fn properties(request: &Request) -> RVec<Property> {
 impl Backend for Postgres {
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         self.detect_stream(preview)
+    }
+
+    fn health_probe(&self) -> Option<HealthProbe> {
+        let mut send = 8u32.to_be_bytes().to_vec();
+        send.extend_from_slice(&message::SSL_REQUEST.to_be_bytes());
+        Some(HealthProbe {
+            transport: HealthTransport::Tcp,
+            send: RVec::from(send),
+        })
+    }
+
+    fn health_verdict(&self, response: &[u8], closed: bool) -> HealthVerdict {
+        health_verdict(response, closed)
+    }
+}
+
+/// Judges a server's answer to an `SSLRequest`: `S` (will do TLS) or `N` (will not) is a
+/// PostgreSQL server.
+pub fn health_verdict(response: &[u8], closed: bool) -> HealthVerdict {
+    match response.first() {
+        Some(b'S' | b'N') => HealthVerdict::Healthy,
+        Some(other) => HealthVerdict::Unhealthy(format!("answered byte 0x{other:02x} to SSLRequest").into()),
+        None if closed => HealthVerdict::Unhealthy("closed without answering SSLRequest".into()),
+        None => HealthVerdict::NeedMore,
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn ssl_request_probe_and_verdicts() {
+        let p = Postgres::from_params(Params::default()).expect("valid");
+        let probe = p.health_probe().expect("probe");
+        assert_eq!(probe.send.as_slice(), &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+        assert_eq!(health_verdict(b"N", false), HealthVerdict::Healthy);
+        assert_eq!(health_verdict(b"S", false), HealthVerdict::Healthy);
+        assert_eq!(health_verdict(b"", false), HealthVerdict::NeedMore);
+        assert!(matches!(health_verdict(b"", true), HealthVerdict::Unhealthy(_)));
+        assert!(matches!(
+            health_verdict(b"HTTP/1.1 400", false),
+            HealthVerdict::Unhealthy(_)
+        ));
     }
 }
 

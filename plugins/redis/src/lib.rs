@@ -12,9 +12,14 @@
 //! HTTP, TLS and SSH are refused by their first or second byte (`HEAD` by its third).
 //!
 //! Property on a match: `redis.command`, the command name in upper case (`PING`, `AUTH`, `GET`, ...).
+//!
+//! Health check: `PING`; healthy on `+PONG`, or on `-NOAUTH` (a server that wants a password is
+//! up); anything else is unhealthy (see [`health_verdict`]).
 
 use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{
+    export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
+};
 
 /// The largest array count accepted (a sanity bound: real commands are far shorter).
 pub const MAX_ARRAY_LEN: u64 = 1024 * 1024;
@@ -165,6 +170,67 @@ impl Redis {
 impl Backend for Redis {
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         self.detect_stream(preview)
+    }
+
+    fn health_probe(&self) -> Option<HealthProbe> {
+        Some(HealthProbe {
+            transport: HealthTransport::Tcp,
+            send: RVec::from(b"PING\r\n".to_vec()),
+        })
+    }
+
+    fn health_verdict(&self, response: &[u8], closed: bool) -> HealthVerdict {
+        health_verdict(response, closed)
+    }
+}
+
+/// Longest first answer line awaited.
+const MAX_ANSWER_LINE: usize = 256;
+
+/// Judges a server's answer to `PING` by its first line.
+pub fn health_verdict(response: &[u8], closed: bool) -> HealthVerdict {
+    let Some(end) = response.iter().take(MAX_ANSWER_LINE).position(|&b| b == b'\n') else {
+        return if closed || response.len() >= MAX_ANSWER_LINE {
+            HealthVerdict::Unhealthy("no answer line to PING".into())
+        } else {
+            HealthVerdict::NeedMore
+        };
+    };
+    let line = String::from_utf8_lossy(&response[..end]);
+    let line = line.trim_end();
+    if line == "+PONG" || line.starts_with("-NOAUTH") {
+        HealthVerdict::Healthy
+    } else {
+        HealthVerdict::Unhealthy(format!("answered `{}` to PING", line.escape_debug()).into())
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn pong_and_noauth_are_healthy_anything_else_not() {
+        assert_eq!(health_verdict(b"+PONG\r\n", false), HealthVerdict::Healthy);
+        assert_eq!(
+            health_verdict(b"-NOAUTH Authentication required.\r\n", false),
+            HealthVerdict::Healthy
+        );
+        assert_eq!(health_verdict(b"+PO", false), HealthVerdict::NeedMore);
+        assert!(matches!(health_verdict(b"+PO", true), HealthVerdict::Unhealthy(_)));
+        // What an echo server sends back.
+        let HealthVerdict::Unhealthy(why) = health_verdict(b"PING\r\n", false) else {
+            panic!("an echo is not a Redis server");
+        };
+        assert!(why.contains("`PING`"), "{why}");
+        assert!(matches!(
+            health_verdict(b"-LOADING Redis is loading\r\n", false),
+            HealthVerdict::Unhealthy(_)
+        ));
+        assert!(matches!(
+            health_verdict(&[b'+'; 300], false),
+            HealthVerdict::Unhealthy(_)
+        ));
     }
 }
 

@@ -1,8 +1,11 @@
 //! pmmux plugin `ssh`: matches a client whose first bytes are the SSH identification string
 //! (`SSH-2.0-...`, RFC 4253 §4.2). Takes no params. Property `ssh.banner`: the client's banner line.
+//! Health check: connect and send nothing; healthy when the server's first bytes are `SSH-`.
 
 use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{
+    export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
+};
 
 const MAGIC: &[u8] = b"SSH-";
 /// RFC 4253 caps the identification line at 255 bytes including CR LF.
@@ -45,6 +48,32 @@ impl Backend for Ssh {
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         detect(preview)
     }
+
+    fn health_probe(&self) -> Option<HealthProbe> {
+        // The server speaks first: nothing to send.
+        Some(HealthProbe {
+            transport: HealthTransport::Tcp,
+            send: RVec::new(),
+        })
+    }
+
+    fn health_verdict(&self, response: &[u8], closed: bool) -> HealthVerdict {
+        health_verdict(response, closed)
+    }
+}
+
+/// Judges a server's first bytes: healthy on the `SSH-` magic.
+pub fn health_verdict(response: &[u8], closed: bool) -> HealthVerdict {
+    let n = response.len().min(MAGIC.len());
+    if response[..n] != MAGIC[..n] {
+        let shown = String::from_utf8_lossy(&response[..response.len().min(32)]).into_owned();
+        return HealthVerdict::Unhealthy(format!("no SSH banner; the server sent `{}`", shown.escape_debug()).into());
+    }
+    match (n == MAGIC.len(), closed) {
+        (true, _) => HealthVerdict::Healthy,
+        (false, false) => HealthVerdict::NeedMore,
+        (false, true) => HealthVerdict::Unhealthy("closed before sending an SSH banner".into()),
+    }
 }
 
 export_plugin! {
@@ -76,6 +105,19 @@ mod tests {
         for n in 0..MAGIC.len() {
             assert_eq!(detect(&OPENSSH[..n]), Detection::NeedMore, "prefix {n}");
         }
+    }
+
+    #[test]
+    fn health_verdict_wants_the_server_banner() {
+        assert_eq!(health_verdict(OPENSSH, false), HealthVerdict::Healthy);
+        assert_eq!(health_verdict(b"SS", false), HealthVerdict::NeedMore);
+        assert!(matches!(health_verdict(b"SS", true), HealthVerdict::Unhealthy(_)));
+        assert!(matches!(health_verdict(b"", true), HealthVerdict::Unhealthy(_)));
+        assert!(matches!(
+            health_verdict(b"HTTP/1.1 400 Bad Request\r\n", false),
+            HealthVerdict::Unhealthy(_)
+        ));
+        assert_eq!(Ssh.health_probe().map(|p| p.send.len()), Some(0));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod detect;
 mod filter;
 mod fuzz;
 mod h2c;
+mod health;
 
 use abi_stable::std_types::{RNone, RSlice, RStr};
 use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection, FfiAddr, Property};

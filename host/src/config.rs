@@ -118,6 +118,8 @@ pub struct Routing {
     pub drain_timeout: Duration,
     /// Most UDP flows (clients with a remembered backend) per UDP listener.
     pub max_udp_flows: usize,
+    /// Most UDP clients whose datagrams are held while detection is undecided, per UDP listener.
+    pub max_udp_pending: usize,
 }
 
 /// One `[[backend]]`.
@@ -250,6 +252,7 @@ struct RawRouting {
     connect_timeout_ms: u64,
     drain_timeout_ms: u64,
     max_udp_flows: usize,
+    max_udp_pending: usize,
 }
 
 impl Default for RawRouting {
@@ -262,6 +265,7 @@ impl Default for RawRouting {
             connect_timeout_ms: 5000,
             drain_timeout_ms: 30_000,
             max_udp_flows: 100_000,
+            max_udp_pending: 1024,
         }
     }
 }
@@ -484,6 +488,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
             drain_timeout: Duration::from_millis(r.drain_timeout_ms),
             max_udp_flows: r.max_udp_flows.max(1),
+            max_udp_pending: r.max_udp_pending.max(1),
         },
         backends,
         reload: Reload {

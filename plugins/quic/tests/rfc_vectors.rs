@@ -2,16 +2,15 @@
 //! Initial keys of DCID 0x8394c8f03e515708, and the protected 1200-byte client Initial whose
 //! ClientHello names `example.com`, through the key schedule, the packet decryption and the backend.
 
+mod common;
+
+use common::{props, quic, RFC9001 as V1_INITIAL, RFC9369 as V2_INITIAL};
 use pmmux_plugin_api::{Backend, Detection};
-use pmmux_plugin_testkit::{conn, spec};
+use pmmux_plugin_testkit::conn;
 use pmmux_quic::keys::{key_material, ClientInitialKeys};
 use pmmux_quic::packet::{initial_packets, Version};
-use pmmux_quic::Quic;
 
-/// RFC 9001 Appendix A.2, the protected client Initial (copied from the RFC's hex).
-const V1_INITIAL: &[u8] = include_bytes!("data/rfc9001_a2_client_initial.bin");
-/// RFC 9369 Appendix A.2, the same packet in QUIC v2.
-const V2_INITIAL: &[u8] = include_bytes!("data/rfc9369_a2_client_initial.bin");
+/// The Destination Connection ID of the RFC examples.
 const DCID: [u8; 8] = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
 
 /// The CRYPTO frame of Appendix A.2 (the payload is this, then 917 bytes of PADDING).
@@ -29,17 +28,6 @@ fn hex(text: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
         .collect()
-}
-
-fn props(d: Detection) -> Vec<(String, String)> {
-    match d {
-        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
-}
-
-fn quic(params: &str) -> Quic {
-    Quic::new(&spec("quic", params)).unwrap_or_else(|e| panic!("{params}: {e}"))
 }
 
 #[test]

@@ -44,7 +44,8 @@
 //! - [`process`]: [`ChildGuard`], [`run`] with a timeout, process-tree helpers.
 //! - [`net`]: [`free_port`], [`wait_for_port`], socket ownership via `/proc`.
 //! - [`pmmux`]: the [`Pmmux`] host guard.
-//! - [`sshd`], [`tls`], [`http`], [`dns`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
+//! - [`sshd`], [`tls`], [`http`], [`dns`]: real servers; [`tcp`]: in-process echo / SHA-256 servers;
+//!   [`quic`]: in-process QUIC servers and client (quinn).
 //! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
 
 use std::time::Duration;
@@ -57,6 +58,7 @@ pub mod net;
 pub mod paths;
 pub mod pmmux;
 pub mod process;
+pub mod quic;
 pub mod sshd;
 pub mod tcp;
 pub mod tls;
@@ -71,6 +73,7 @@ pub use net::{
 pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
 pub use pmmux::{Pmmux, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
 pub use process::{descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt};
+pub use quic::{quic_request, QuicServer, QUIC_TEST_ALPN};
 pub use sshd::{Sshd, HOST_KEY_ALIAS};
 pub use tcp::{tcp_roundtrip, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
 pub use tls::{self_signed_cert, TlsServer};

@@ -68,3 +68,62 @@ fn verdict(backend: &Backend, answer: RResult<Detection, RString>) -> State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use abi_stable::std_types::RVec;
+
+    use super::super::{Decision, Router, State};
+    use crate::config::Strategy;
+    use crate::registry::Registry;
+
+    /// A router over built-in `pass` backends in these tiers, with these states forced.
+    fn router(tiers: &[&str], states: &[State]) -> Router {
+        let mut text = String::from("[[listener]]\naddress = \"127.0.0.1:1\"\ntransport = [\"udp\"]\n");
+        for (i, t) in tiers.iter().enumerate() {
+            text += &format!(
+                "[[backend]]\nname = \"b{i}\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:2\"\npriority = \"{t}\"\n"
+            );
+        }
+        let config = crate::config::parse(Path::new("/t.toml"), &text).expect("config");
+        let (registry, issues) = Registry::build(&config, Vec::new(), None);
+        assert!(issues.is_empty());
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let mut r = Router::new(Arc::new(registry), Strategy::FirstAvailable, Arc::from("l"), addr, addr);
+        r.states = states.to_vec();
+        r
+    }
+
+    fn index(d: Decision) -> Option<usize> {
+        match d {
+            Decision::Route { index, .. } => Some(index),
+            Decision::Wait | Decision::NoMatch => None,
+        }
+    }
+
+    #[test]
+    fn an_undecided_higher_tier_holds_a_lower_match_until_the_last_step() {
+        let states = [State::Pending, State::Matched(RVec::new())];
+        let mut r = router(&["normal", "fallback"], &states);
+        assert_eq!(r.step_datagrams(&[], false), Decision::Wait);
+        assert_eq!(index(r.step_datagrams(&[], true)), Some(1));
+    }
+
+    #[test]
+    fn the_last_step_with_nothing_matched_is_no_match() {
+        let mut r = router(&["normal", "normal"], &[State::Pending, State::Out]);
+        assert_eq!(r.step_datagrams(&[], false), Decision::Wait);
+        assert_eq!(r.step_datagrams(&[], true), Decision::NoMatch);
+    }
+
+    #[test]
+    fn several_datagrams_ask_only_backends_still_undecided() {
+        // b0 was ruled out by an earlier datagram; b1 (pass) matches when asked about the rest.
+        let mut r = router(&["vip", "normal"], &[State::Out, State::Pending]);
+        assert_eq!(index(r.step_datagrams(&[b"a", b"b"], false)), Some(1));
+    }
+}

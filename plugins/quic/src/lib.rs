@@ -28,7 +28,7 @@
 //!   none, or when an unfiltered backend matched before the ClientHello was whole);
 //! * `quic.alpn`: the protocols offered, comma-separated, in the client's order (bytes outside
 //!   printable ASCII, `,` and `\` written `\xNN`; absent like `quic.sni`);
-//! * `quic.ja4`: the JA4 fingerprint with the QUIC transport `q`, e.g. `q13d0310h3_55b375c5d22e_cd85d2d88918`.
+//! * `quic.ja4`: the JA4 fingerprint with the QUIC transport `q`, e.g. `q13d0311h3_55b375c5d22e_387675cfb458` (quinn 0.11).
 
 pub mod crypto_stream;
 pub mod detect;

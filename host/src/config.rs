@@ -132,6 +132,8 @@ pub struct Routing {
     pub max_udp_flows: usize,
     /// Most other backends one client connection tries when connecting to its backend fails.
     pub max_failovers: u32,
+    /// Most UDP clients whose datagrams are held while detection is undecided, per UDP listener.
+    pub max_udp_pending: usize,
 }
 
 /// One `[[backend]]`.
@@ -218,6 +220,7 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     health: crate::health::config::RawProtocolHealth,
+    #[serde(default)]
     limits: RawLimits,
 }
 
@@ -288,6 +291,7 @@ struct RawRouting {
     drain_timeout_ms: u64,
     max_udp_flows: usize,
     max_failovers: u32,
+    max_udp_pending: usize,
 }
 
 impl Default for RawRouting {
@@ -301,6 +305,7 @@ impl Default for RawRouting {
             drain_timeout_ms: 30_000,
             max_udp_flows: 100_000,
             max_failovers: 3,
+            max_udp_pending: 1024,
         }
     }
 }
@@ -579,6 +584,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             drain_timeout: Duration::from_millis(r.drain_timeout_ms),
             max_udp_flows: r.max_udp_flows.max(1),
             max_failovers: r.max_failovers,
+            max_udp_pending: r.max_udp_pending.max(1),
         },
         backends,
         reload: Reload {

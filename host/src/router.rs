@@ -15,6 +15,8 @@ use pmmux_plugin_api::{ConnInfo, Detection, Property};
 use crate::config::{Priority, Strategy};
 use crate::registry::{Backend, BackendKind, Registry};
 
+mod datagrams;
+
 /// Where one backend stands for this connection.
 #[derive(Debug, Clone, PartialEq)]
 enum State {

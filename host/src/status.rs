@@ -111,6 +111,12 @@ pub struct UdpListenerStatus {
     pub rejected: u64,
     /// Flows ended by idle timeout.
     pub expired: u64,
+    /// Clients whose datagrams are held now while detection is undecided.
+    #[serde(default)]
+    pub pending: u64,
+    /// Datagrams of new undecided clients dropped because `max_udp_pending` clients were pending.
+    #[serde(default)]
+    pub pending_rejected: u64,
 }
 
 /// One backend.
@@ -197,6 +203,8 @@ impl StatusSource {
                     unmatched: st.unmatched.load(Ordering::Relaxed),
                     rejected: st.rejected.load(Ordering::Relaxed),
                     expired: st.expired.load(Ordering::Relaxed),
+                    pending: st.pending.load(Ordering::Relaxed),
+                    pending_rejected: st.pending_rejected.load(Ordering::Relaxed),
                 })
                 .collect();
             (listeners, udp)
@@ -272,8 +280,8 @@ impl Status {
         }
         for u in &self.udp {
             out += &format!(
-                "  {:<24} udp flows {} datagrams {} unmatched {} rejected {} expired {}\n",
-                u.name, u.flows, u.datagrams, u.unmatched, u.rejected, u.expired
+                "  {:<24} udp flows {} datagrams {} unmatched {} rejected {} expired {} pending {} pending_rejected {}\n",
+                u.name, u.flows, u.datagrams, u.unmatched, u.rejected, u.expired, u.pending, u.pending_rejected
             );
         }
         out += "\nbackends:\n";

@@ -45,7 +45,8 @@
 //! - [`process`]: [`ChildGuard`], [`run`] with a timeout, process-tree helpers.
 //! - [`net`]: [`free_port`], [`wait_for_port`], socket ownership via `/proc`.
 //! - [`pmmux`]: the [`Pmmux`] host guard.
-//! - [`sshd`], [`tls`], [`http`], [`dns`], [`haproxy`]: real servers; [`tcp`]: in-process echo / SHA-256 servers.
+//! - [`sshd`], [`tls`], [`http`], [`dns`], [`haproxy`]: real servers; [`tcp`]: in-process echo / SHA-256 servers;
+//!   [`quic`]: in-process QUIC servers and client (quinn).
 //! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
 //! - [`prometheus`]: a strict reader of the Prometheus text format ([`Exposition`]).
 
@@ -61,6 +62,7 @@ pub mod paths;
 pub mod pmmux;
 pub mod process;
 pub mod prometheus;
+pub mod quic;
 pub mod sshd;
 pub mod tcp;
 pub mod tls;
@@ -79,6 +81,7 @@ pub use process::{
     cpu_time, descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt,
 };
 pub use prometheus::Exposition;
+pub use quic::{quic_request, QuicServer, QUIC_TEST_ALPN};
 pub use sshd::{Sshd, HOST_KEY_ALIAS};
 pub use tcp::{tcp_roundtrip, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
 pub use tls::{self_signed_cert, TlsServer};

@@ -128,6 +128,15 @@ pub fn render(src: &StatusSource) -> String {
         );
     }
     o.family(
+        "pmmux_backend_up",
+        "gauge",
+        "1 when the backend takes new connections, 0 when health checks marked it down or repeated plugin errors disabled it.",
+    );
+    for b in &registry.backends {
+        let up = b.is_enabled() && b.stats.health.is_up();
+        o.sample("pmmux_backend_up", &[("backend", b.name())], u8::from(up));
+    }
+    o.family(
         "pmmux_bytes_total",
         "counter",
         "Bytes of ended TCP connections by backend; direction up is client to backend (with the previewed bytes), down is backend to client.",

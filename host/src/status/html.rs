@@ -76,6 +76,7 @@ pub fn render(s: &Status) -> String {
             "routed",
             "plugin errors",
             "enabled",
+            "health",
         ],
         s.backends
             .iter()
@@ -90,6 +91,10 @@ pub fn render(s: &Status) -> String {
                     b.routed.to_string(),
                     b.plugin_errors.to_string(),
                     if b.enabled { "yes" } else { "DISABLED" }.into(),
+                    match &b.health.last_failure {
+                        Some(why) if b.health.state == "down" => format!("down: {why}"),
+                        _ => b.health.state.clone(),
+                    },
                 ]
             })
             .collect(),
@@ -197,6 +202,11 @@ mod tests {
                 routed: 4,
                 plugin_errors: 0,
                 enabled: true,
+                health: crate::health::HealthReport {
+                    state: "down".into(),
+                    last_failure: Some("<b>refused</b>".into()),
+                    ..Default::default()
+                },
             }],
             limits: LimitsStatus::default(),
         };
@@ -205,5 +215,6 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
         assert!(page.contains("<td>a&amp;b</td>"));
         assert!(page.contains("<td>&quot;q&quot;</td>"));
+        assert!(page.contains("<td>down: &lt;b&gt;refused&lt;/b&gt;</td>"));
     }
 }

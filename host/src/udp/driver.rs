@@ -1,8 +1,9 @@
 //! Drives one UDP listener: receives datagrams, feeds the flow table ([`super::flows`]), asks the
-//! backends about a new client's first datagram, and carries out what the backend decides —
-//! forward on the flow's own upstream socket (whose replies go back to the client from the listening
-//! socket), reply, or drop. One task owns the table; each forwarded flow has one small task reading
-//! its upstream's replies. Expiry runs on the table's timer, not on the next packet.
+//! backends about a new client's datagrams (holding them in the pending table
+//! ([`super::pending`]) while detection is undecided: [`detect`]), and carries out what the backend
+//! decides — forward on the flow's own upstream socket (whose replies go back to the client from the
+//! listening socket), reply, or drop. One task owns both tables; each forwarded flow has one small
+//! task reading its upstream's replies. Expiry runs on the tables' timer, not on the next packet.
 
 use std::cell::RefCell;
 use std::io;
@@ -10,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod detect;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use arc_swap::ArcSwap;
@@ -19,10 +22,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::flows::{FlowId, FlowTable, Input, Output};
+use super::pending::{PendingLimits, PendingTable, MAX_HELD_DATAGRAMS};
 use super::writer;
 use crate::config::Strategy;
 use crate::registry::{Backend, BackendKind, Registry};
-use crate::router::{Decision, Router};
+use crate::router::Router;
 
 /// Largest UDP payload over IPv4 (65,535 − 8 − 20); the receive buffer holds any datagram whole.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -51,6 +55,10 @@ pub struct UdpStats {
     pub expired: AtomicU64,
     /// Flows created.
     pub created: AtomicU64,
+    /// Clients whose datagrams are held now while detection is undecided.
+    pub pending: AtomicU64,
+    /// Datagrams of new undecided clients dropped because `max_udp_pending` clients were pending.
+    pub pending_rejected: AtomicU64,
 }
 
 /// What the driver of one UDP listener shares with the rest of the host.
@@ -127,6 +135,9 @@ struct Driver {
     activity: mpsc::Sender<FlowId>,
     full_log: Every,
     unmatched_log: Every,
+    /// Clients whose detection is undecided, with their datagrams.
+    pending: PendingTable<Router>,
+    pending_log: Every,
 }
 
 /// Serves `socket` until `stop` turns true.
@@ -135,7 +146,16 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
         Ok(a) => a,
         Err(e) => return tracing::error!(listener = %ctx.name, error = %e, "UDP listener has no address"),
     };
-    let max_flows = ctx.registry.load().routing.max_udp_flows;
+    let (max_flows, limits) = {
+        let routing = &ctx.registry.load().routing;
+        let limits = PendingLimits {
+            max_clients: routing.max_udp_pending,
+            max_datagrams: MAX_HELD_DATAGRAMS,
+            max_bytes: routing.preview_limit,
+            timeout: routing.probe_timeout,
+        };
+        (routing.max_udp_flows, limits)
+    };
     let (activity, mut activity_rx) = mpsc::channel(4096);
     let mut d = Driver {
         socket: Arc::clone(&socket),
@@ -146,15 +166,20 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
         activity,
         full_log: Every(None),
         unmatched_log: Every(None),
+        pending: PendingTable::new(limits),
+        pending_log: Every(None),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let timer = tokio::time::sleep_until(far_future());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
     loop {
-        // One timer for the listener, moved only when the table's next deadline moves (a new timer
+        // One timer for the listener, moved only when the tables' next deadline moves (a new timer
         // per datagram would register and cancel one each time).
-        let deadline = d.flows.next_deadline();
+        let deadline = match (d.flows.next_deadline(), d.pending.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if deadline != armed {
             armed = deadline;
             timer
@@ -172,6 +197,7 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
                 armed = None;
                 let now = Instant::now();
                 d.apply(Input::Tick { now }, now);
+                d.expire_pending(now).await;
             }
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, client)) => d.datagram(&buf[..n], client).await,
@@ -180,7 +206,7 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
             },
         }
     }
-    tracing::info!(listener = %d.ctx.name, flows = d.flows.len(), "UDP listener stopped; its flows end");
+    tracing::info!(listener = %d.ctx.name, flows = d.flows.len(), pending = d.pending.len(), "UDP listener stopped; its flows end");
 }
 
 fn far_future() -> tokio::time::Instant {
@@ -219,69 +245,12 @@ impl Driver {
     async fn datagram(&mut self, message: &[u8], client: SocketAddr) {
         self.ctx.stats.datagrams.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
+        // Clients whose probe timeout passed are decided first, so a flow they get is used below.
+        self.expire_pending(now).await;
         match self.apply(Input::ClientDatagram { client, now }, now) {
             Some(Output::Forward { flow }) => self.deliver(flow, message, client).await,
-            Some(Output::NeedsDetection { .. }) => self.detect(message, client, now).await,
+            Some(Output::NeedsDetection { .. }) => self.undecided(message, client, now).await,
             _ => {}
-        }
-    }
-
-    /// Asks the backends about a new client's first datagram, creates its flow, delivers it.
-    async fn detect(&mut self, message: &[u8], client: SocketAddr, now: Instant) {
-        let registry = self.ctx.registry.load_full();
-        let strategy = self.ctx.strategy.unwrap_or(registry.routing.strategy);
-        let mut router = Router::new(
-            Arc::clone(&registry),
-            strategy,
-            Arc::clone(&self.ctx.name),
-            client,
-            self.local,
-        );
-        let (index, properties) = match router.decide_datagram(message) {
-            Decision::Route { index, properties } => (index, properties),
-            _ => {
-                self.ctx.stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                if self.unmatched_log.due(now) {
-                    let dropped = self.ctx.stats.unmatched.load(Ordering::Relaxed);
-                    tracing::info!(listener = %self.ctx.name, %client, bytes = message.len(), asked = ?router.asked(), dropped_total = dropped, "UDP datagram matched no backend; dropped");
-                }
-                return;
-            }
-        };
-        let backend = Arc::clone(&registry.backends[index]);
-        let idle_timeout = backend.config.udp_idle_timeout;
-        let is_plugin = matches!(backend.kind, BackendKind::Plugin(_));
-        let flow = Flow::new(backend, properties);
-        let created = match self.apply(
-            Input::Detected {
-                client,
-                idle_timeout,
-                state: flow,
-                now,
-            },
-            now,
-        ) {
-            Some(Output::Created { flow }) => {
-                self.ctx.stats.created.fetch_add(1, Ordering::Relaxed);
-                Some(flow)
-            }
-            Some(Output::AlreadyExists { flow, .. }) => Some(flow),
-            _ => None,
-        };
-        if let Some(flow) = created {
-            if is_plugin {
-                writer::remember(client, &self.socket);
-            }
-            if let Some(f) = self.flows.get(flow) {
-                let properties = f
-                    .properties
-                    .iter()
-                    .map(|p| format!("{}={}", p.key, p.value))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                tracing::debug!(listener = %self.ctx.name, %client, backend = f.backend.name(), plugin = %f.backend.plugin_label(), %properties, "UDP flow created");
-            }
-            self.deliver(flow, message, client).await;
         }
     }
 

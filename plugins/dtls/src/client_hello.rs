@@ -12,6 +12,12 @@
 //! is shorter (a ClientHello larger than the path MTU, RFC 6347 §4.2.3), only the first fragment is
 //! at hand: it matches on its headers, and the body is read as far as the fragment goes — the server
 //! name and ALPN are reported when they are complete inside it. Records after the first are ignored.
+//!
+//! The DTLS framing, the cookie and the first-fragment reading are this module's; the bodies of the
+//! `server_name`, ALPN and `supported_versions` extensions are decoded by the TLS ClientHello
+//! parser's decoders (`pmmux-tls-core`), so both plugins accept and refuse the same names.
+
+use pmmux_tls_core::client_hello::{decode_alpn, decode_server_name, decode_supported_versions};
 
 /// Record content type of handshake records.
 pub const CONTENT_TYPE_HANDSHAKE: u8 = 22;
@@ -228,65 +234,18 @@ fn body(r: &mut Reader<'_>, hello: &mut ClientHello) -> Result<(), Stop> {
             return Err(Stop::Invalid("duplicate extension"));
         }
         seen.push(kind);
-        extension(kind, data, hello).map_err(|e| match e {
-            Stop::End => Stop::Invalid("malformed extension"),
-            other => other,
-        })?;
+        extension(kind, data, hello)?;
     }
     Ok(())
 }
 
-/// Decodes the extensions routing needs; a malformed one is invalid (reported as [`Stop::End`] when
-/// a length overruns, which the caller turns into invalid).
+/// Decodes the extensions routing needs, with the decoders of the TLS ClientHello parser
+/// (`pmmux-tls-core`): the extension bodies are the same in DTLS.
 fn extension(kind: u16, data: &[u8], hello: &mut ClientHello) -> Result<(), Stop> {
-    let mut r = Reader { buf: data };
     match kind {
-        EXT_SERVER_NAME => {
-            let list_len = usize::from(r.u16()?);
-            let mut list = Reader { buf: r.take(list_len)? };
-            if !r.is_empty() || list.is_empty() {
-                return Err(Stop::Invalid("malformed server_name"));
-            }
-            while !list.is_empty() {
-                let name_type = list.u8()?;
-                let len = usize::from(list.u16()?);
-                let name = list.take(len)?;
-                if name_type != 0 {
-                    continue;
-                }
-                if hello.server_name.is_some() {
-                    return Err(Stop::Invalid("two host names in server_name"));
-                }
-                if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
-                    return Err(Stop::Invalid("server name is not printable ASCII"));
-                }
-                hello.server_name = Some(name.iter().map(|&b| char::from(b)).collect());
-            }
-        }
-        EXT_ALPN => {
-            let list_len = usize::from(r.u16()?);
-            let mut list = Reader { buf: r.take(list_len)? };
-            if !r.is_empty() || list.is_empty() {
-                return Err(Stop::Invalid("malformed ALPN"));
-            }
-            while !list.is_empty() {
-                let len = usize::from(list.u8()?);
-                if len == 0 {
-                    return Err(Stop::Invalid("empty ALPN protocol name"));
-                }
-                hello.alpn.push(list.take(len)?.to_vec());
-            }
-        }
-        EXT_SUPPORTED_VERSIONS => {
-            let len = usize::from(r.u8()?);
-            let mut list = Reader { buf: r.take(len)? };
-            if !r.is_empty() || len < 2 || len % 2 != 0 {
-                return Err(Stop::Invalid("malformed supported_versions"));
-            }
-            while !list.is_empty() {
-                hello.supported_versions.push(list.u16()?);
-            }
-        }
+        EXT_SERVER_NAME => hello.server_name = decode_server_name(data).map_err(Stop::Invalid)?,
+        EXT_ALPN => hello.alpn = decode_alpn(data).map_err(Stop::Invalid)?,
+        EXT_SUPPORTED_VERSIONS => hello.supported_versions = decode_supported_versions(data).map_err(Stop::Invalid)?,
         _ => {}
     }
     Ok(())

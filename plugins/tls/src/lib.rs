@@ -26,9 +26,11 @@
 //! usually from its first byte; so are SSL 2.0-format and SSL 3.0 ClientHellos and malformed ones
 //! (bad lengths, duplicate extensions, a server name that is not printable ASCII).
 
-pub mod client_hello;
-pub mod ja4;
 pub mod matcher;
+
+// The parser and fingerprint live in `pmmux-tls-core` (shared with `quic`); re-exported under their
+// old paths so `pmmux_tls::client_hello` and `pmmux_tls::ja4` keep working.
+pub use pmmux_tls_core::{client_hello, ja4};
 
 use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};

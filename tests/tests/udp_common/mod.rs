@@ -65,7 +65,17 @@ fn wait_bound(pm: &Pmmux, port: u16, bind: Bind) -> Result<(), String> {
 /// Start pmmux with `config(ports)`, one fresh port (free for TCP and UDP) per entry of `binds`,
 /// and wait until it holds each as `binds` says. A port another process took in between makes pmmux
 /// exit; the whole start is then retried on new ports (up to 5 times).
-pub fn start(plugins: &[&str], binds: &[Bind], mut config: impl FnMut(&[u16]) -> String) -> (Pmmux, Vec<u16>) {
+pub fn start(plugins: &[&str], binds: &[Bind], config: impl FnMut(&[u16]) -> String) -> (Pmmux, Vec<u16>) {
+    start_with_files(plugins, &[], binds, config)
+}
+
+/// Like [`start`], also writing `files` (`(file name, bytes)`) into the plugin folder: fixture plugins.
+pub fn start_with_files(
+    plugins: &[&str],
+    files: &[(String, Vec<u8>)],
+    binds: &[Bind],
+    mut config: impl FnMut(&[u16]) -> String,
+) -> (Pmmux, Vec<u16>) {
     let mut errors = Vec::new();
     for _ in 0..5 {
         let mut taken = HashSet::new();
@@ -77,7 +87,7 @@ pub fn start(plugins: &[&str], binds: &[Bind], mut config: impl FnMut(&[u16]) ->
                 p
             })
             .collect();
-        let pm = Pmmux::start(&config(&ports), plugins);
+        let pm = Pmmux::start_with_files(&config(&ports), plugins, files);
         match ports.iter().zip(binds).try_for_each(|(&p, &b)| wait_bound(&pm, p, b)) {
             Ok(()) => return (pm, ports),
             Err(e) if !pm.is_running() => errors.push(e),
@@ -104,6 +114,10 @@ pub struct UdpCounters {
     pub unmatched: u64,
     pub rejected: u64,
     pub expired: u64,
+    /// Clients whose datagrams are held while detection is undecided.
+    pub pending: u64,
+    /// Datagrams of new undecided clients dropped because `max_udp_pending` clients were pending.
+    pub pending_rejected: u64,
 }
 
 /// `json` without the whitespace outside strings, so fields read the same however it is printed.
@@ -179,6 +193,8 @@ impl StatusJson {
             unmatched: self.number(start, "unmatched"),
             rejected: self.number(start, "rejected"),
             expired: self.number(start, "expired"),
+            pending: self.number(start, "pending"),
+            pending_rejected: self.number(start, "pending_rejected"),
         }
     }
 

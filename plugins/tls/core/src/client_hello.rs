@@ -195,6 +195,22 @@ pub fn parse_handshake(handshake: &[u8]) -> Parse<ClientHello> {
     }
 }
 
+/// Decodes a whole `server_name` extension body (RFC 6066 §3): the `host_name`, if any, as sent
+/// (printable ASCII); `Err` says what is malformed. For parsers with their own framing (DTLS).
+pub fn decode_server_name(data: &[u8]) -> Result<Option<String>, &'static str> {
+    server_name(data).map_err(Stop::reason)
+}
+
+/// Decodes a whole `application_layer_protocol_negotiation` extension body (RFC 7301 §3.1).
+pub fn decode_alpn(data: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
+    alpn(data).map_err(Stop::reason)
+}
+
+/// Decodes a whole ClientHello `supported_versions` extension body (RFC 8446 §4.2.1).
+pub fn decode_supported_versions(data: &[u8]) -> Result<Vec<u16>, &'static str> {
+    supported_versions(data).map_err(Stop::reason)
+}
+
 /// Checks the (possibly partial) record header at the start of `rest`; returns the payload length.
 fn record_header(rest: &[u8], first: bool) -> Result<usize, Stop> {
     match rest.first() {
@@ -244,6 +260,16 @@ enum Stop {
     Incomplete,
     /// A length or value is impossible.
     Invalid(&'static str),
+}
+
+impl Stop {
+    /// Why a complete input is malformed (running out of bytes inside it is malformed too).
+    fn reason(self) -> &'static str {
+        match self {
+            Stop::Incomplete => "truncated extension",
+            Stop::Invalid(why) => why,
+        }
+    }
 }
 
 /// A cursor over a length-delimited region whose bytes may not all have arrived: `end` is the declared
@@ -467,69 +493,4 @@ fn supported_versions(data: &[u8]) -> Result<Vec<u16>, Stop> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_header_decides_early() {
-        assert_eq!(parse_records(b"G"), Parse::Invalid("not a TLS handshake record"));
-        assert_eq!(parse_records(&[0x16]), Parse::Incomplete);
-        assert_eq!(
-            parse_records(&[0x16, 0x02]),
-            Parse::Invalid("record version is not 3.x")
-        );
-        assert_eq!(
-            parse_records(&[0x16, 0x03, 0x09]),
-            Parse::Invalid("record version is not SSL 3.0 to TLS 1.3")
-        );
-        assert_eq!(
-            parse_records(&[0x16, 0x03, 0x01, 0x41]),
-            Parse::Invalid("record longer than 2^14 bytes")
-        );
-        assert_eq!(
-            parse_records(&[0x16, 0x03, 0x01, 0x00, 0x00]),
-            Parse::Invalid("empty handshake record")
-        );
-        assert_eq!(parse_records(&[0x16, 0x03, 0x01, 0x40, 0x00]), Parse::Incomplete);
-        assert_eq!(
-            parse_records(&[0x16, 0x03, 0x01, 0x00, 0x10, 0x02]),
-            Parse::Invalid("handshake message is not a ClientHello")
-        );
-    }
-
-    #[test]
-    fn handshake_length_bounds() {
-        assert_eq!(
-            parse_handshake(&[1, 0x03]),
-            Parse::Invalid("ClientHello length exceeds what its fields allow")
-        );
-        assert_eq!(parse_handshake(&[1, 0x02, 0x00]), Parse::Incomplete);
-        assert_eq!(
-            parse_handshake(&[1, 0, 0, 10]),
-            Parse::Invalid("ClientHello shorter than its mandatory fields")
-        );
-        assert_eq!(parse_handshake(&[1, 0, 1, 0, 0x03, 0x03]), Parse::Incomplete);
-        assert_eq!(
-            parse_handshake(&[1, 0, 1, 0, 0x02, 0x00]),
-            Parse::Invalid("ClientHello version is not TLS 1.0 or later")
-        );
-    }
-
-    #[test]
-    fn minimal_hello_without_extensions() {
-        let mut body = vec![0x03, 0x01];
-        body.extend_from_slice(&[7; 32]);
-        body.extend_from_slice(&[0, 0, 2, 0x00, 0x2f, 1, 0]);
-        let mut msg = vec![1, 0, 0, body.len() as u8];
-        msg.extend_from_slice(&body);
-        let Parse::Complete(hello) = parse_handshake(&msg) else {
-            panic!("expected complete")
-        };
-        assert_eq!(hello.cipher_suites, vec![0x002f]);
-        assert_eq!(hello.version(), "1.0");
-        assert!(hello.extensions.is_empty());
-        for n in 0..msg.len() {
-            assert_eq!(parse_handshake(&msg[..n]), Parse::Incomplete, "prefix {n}");
-        }
-    }
-}
+mod tests;

@@ -44,6 +44,9 @@ const SOCKS5: &[u8] = include_bytes!("../../plugins/socks5/tests/data/curl_noaut
 const SYSLOG: &[u8] = include_bytes!("../../plugins/syslog/tests/data/logger_rfc5424.bin");
 const TINC: &[u8] = include_bytes!("../../plugins/tinc/tests/data/tincd_1.0.36.bin");
 const XMPP: &[u8] = include_bytes!("../../plugins/xmpp/tests/data/sendxmpp_stream.bin");
+const STUN: &[u8] = include_bytes!("../../plugins/stun/tests/data/turnutils_stunclient.bin");
+const DTLS: &[u8] = include_bytes!("../../plugins/dtls/tests/data/openssl_dtls12.bin");
+const QUIC: &[u8] = include_bytes!("../../plugins/quic/tests/data/quinn_v1.bin");
 /// What the `regex` backend's pattern (`REGEX_PARAMS`) matches: a made-up banner.
 const REGEX_PROBE: &[u8] = b"BENCH-PROBE/1 hello\r\n";
 const REGEX_PARAMS: &str = "patterns = '^BENCH-PROBE/1 '";
@@ -73,12 +76,14 @@ fn protos() -> Vec<Proto> {
         p("anyprot", Some(HTTP_GET), Some(DNS_UDP)),
         p("bittorrent", Some(BT_HANDSHAKE), Some(BT_DHT)),
         p("dns", Some(DNS_TCP), Some(DNS_UDP)),
+        p("dtls", None, Some(DTLS)),
         p("echo", Some(HTTP_GET), Some(DNS_UDP)),
         p("http", Some(HTTP_GET), None),
         p("http-response", Some(HTTP_GET_PLAIN), None),
         p("mqtt", Some(MQTT), None),
         p("openvpn", Some(OPENVPN_TCP), Some(OPENVPN_UDP)),
         p("postgres", Some(POSTGRES), None),
+        p("quic", None, Some(QUIC)),
         p("rdp", Some(RDP), None),
         p("redis", Some(REDIS), None),
         p("regex", Some(REGEX_PROBE), Some(REGEX_PROBE)),
@@ -86,6 +91,7 @@ fn protos() -> Vec<Proto> {
         p("socks4", Some(SOCKS4), None),
         p("socks5", Some(SOCKS5), None),
         p("ssh", Some(SSH_BANNER), None),
+        p("stun", Some(STUN), Some(STUN)),
         p("syslog", Some(SYSLOG), None),
         p("tinc", Some(TINC), None),
         p("tls", Some(TLS_HELLO), None),

@@ -32,7 +32,7 @@ pub mod client_hello;
 
 use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
-use serde::de::Deserializer;
+use pmmux_tls_core::params::alpn_property;
 
 use client_hello::{parse_datagram, ClientHello};
 
@@ -41,12 +41,8 @@ use client_hello::{parse_datagram, ClientHello};
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Server names to match (exact or `*.` wildcard).
-    #[serde(default, deserialize_with = "sni_list")]
+    #[serde(default, deserialize_with = "pmmux_tls_core::params::sni_list")]
     pub sni: Option<Vec<String>>,
-}
-
-fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "sni", "`sni`: a host name or a list of host names").map(Some)
 }
 
 pub use pmmux_plugin_api::names::{normalize_host, NamePattern as SniPattern};
@@ -65,17 +61,7 @@ impl Dtls {
 
     /// Validates the params.
     pub fn from_params(params: Params) -> Result<Self, String> {
-        let sni = match params.sni {
-            None => None,
-            Some(list) if list.is_empty() => {
-                return Err("params.sni: the list is empty; omit `sni` to accept every server name".into())
-            }
-            Some(list) => Some(
-                list.iter()
-                    .map(|p| SniPattern::parse(p).map_err(|e| format!("params.sni: {e}")))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
+        let sni = pmmux_tls_core::params::sni_patterns(params.sni)?;
         Ok(Dtls { sni })
     }
 
@@ -118,26 +104,12 @@ pub fn properties(hello: &ClientHello) -> RVec<Property> {
         props.push(Property::new("dtls.sni", normalize_host(name)));
     }
     if !hello.alpn.is_empty() {
-        let names: Vec<String> = hello.alpn.iter().map(|p| escape(p)).collect();
-        props.push(Property::new("dtls.alpn", names.join(",")));
+        props.push(Property::new("dtls.alpn", alpn_property(&hello.alpn)));
     }
     if !hello.complete {
         props.push(Property::new("dtls.fragment", "true"));
     }
     props
-}
-
-/// Printable ASCII as is, except `,` (the list separator) and `\`; other bytes as `\xNN`.
-fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if (b.is_ascii_graphic() || b == b' ') && b != b',' && b != b'\\' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
 }
 
 export_plugin! {
@@ -162,11 +134,5 @@ mod tests {
         for bad in ["*", "", "a..b", "a.*.b", "bücher.example", "a b", "*."] {
             assert!(SniPattern::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn alpn_escaping() {
-        assert_eq!(escape(b"webrtc"), "webrtc");
-        assert_eq!(escape(b"a,b\\\n"), "a\\x2cb\\x5c\\x0a");
     }
 }

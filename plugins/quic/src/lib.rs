@@ -41,7 +41,7 @@ use pmmux_plugin_api::names::{normalize_host, NamePattern};
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 use pmmux_tls_core::client_hello::ClientHello;
 use pmmux_tls_core::ja4::{ja4_for, Transport};
-use serde::de::Deserializer;
+use pmmux_tls_core::params::alpn_property;
 
 use detect::{judge, Judgement};
 use packet::Version;
@@ -51,19 +51,11 @@ use packet::Version;
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Server names to match (exact or `*.` wildcard).
-    #[serde(default, deserialize_with = "sni_list")]
+    #[serde(default, deserialize_with = "pmmux_tls_core::params::sni_list")]
     pub sni: Option<Vec<String>>,
     /// ALPN protocol names to match (any one offered suffices).
-    #[serde(default, deserialize_with = "alpn_list")]
+    #[serde(default, deserialize_with = "pmmux_tls_core::params::alpn_list")]
     pub alpn: Option<Vec<String>>,
-}
-
-fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "sni", "`sni`: a host name or a list of host names").map(Some)
-}
-
-fn alpn_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "alpn", "`alpn`: a protocol name or a list of protocol names").map(Some)
 }
 
 /// A `quic` backend.
@@ -83,32 +75,8 @@ impl Quic {
 
     /// Validates the params.
     pub fn from_params(params: Params) -> Result<Self, String> {
-        let sni = match params.sni {
-            None => None,
-            Some(list) if list.is_empty() => {
-                return Err("params.sni: the list is empty; omit `sni` to accept every server name".into())
-            }
-            Some(list) => Some(
-                list.iter()
-                    .map(|p| NamePattern::parse(p).map_err(|e| format!("params.sni: {e}")))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        let alpn = match params.alpn {
-            None => None,
-            Some(list) if list.is_empty() => {
-                return Err("params.alpn: the list is empty; omit `alpn` to accept any protocol".into())
-            }
-            Some(list) => {
-                if let Some(bad) = list.iter().find(|p| p.is_empty() || p.len() > 255) {
-                    return Err(format!(
-                        "params.alpn: `{bad}` is {} bytes long; protocol names are 1 to 255 bytes",
-                        bad.len()
-                    ));
-                }
-                Some(list.into_iter().map(String::into_bytes).collect())
-            }
-        };
+        let sni = pmmux_tls_core::params::sni_patterns(params.sni)?;
+        let alpn = pmmux_tls_core::params::alpn_names(params.alpn)?;
         Ok(Quic { sni, alpn })
     }
 
@@ -180,24 +148,10 @@ pub fn properties(version: Version, hello: &ClientHello) -> RVec<Property> {
         props.push(Property::new("quic.sni", normalize_host(name)));
     }
     if !hello.alpn.is_empty() {
-        let names: Vec<String> = hello.alpn.iter().map(|p| escape(p)).collect();
-        props.push(Property::new("quic.alpn", names.join(",")));
+        props.push(Property::new("quic.alpn", alpn_property(&hello.alpn)));
     }
     props.push(Property::new("quic.ja4", ja4_for(hello, Transport::Quic)));
     props
-}
-
-/// Printable ASCII as is, except `,` (the list separator) and `\`; other bytes as `\xNN`.
-fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if (b.is_ascii_graphic() || b == b' ') && b != b',' && b != b'\\' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
 }
 
 export_plugin! {
@@ -209,12 +163,6 @@ export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn alpn_escaping() {
-        assert_eq!(escape(b"h3"), "h3");
-        assert_eq!(escape(b"a,b\\\n"), "a\\x2cb\\x5c\\x0a");
-    }
 
     #[test]
     fn empty_and_bad_params_are_refused() {

@@ -34,6 +34,7 @@ pub use pmmux_tls_core::{client_hello, ja4};
 
 use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_tls_core::params::alpn_property;
 
 use client_hello::{parse_records, ClientHello, Parse};
 use matcher::{normalize_host, Matcher, Params};
@@ -77,40 +78,15 @@ pub fn properties(hello: &ClientHello) -> RVec<Property> {
         props.push(Property::new("tls.sni", normalize_host(name)));
     }
     if !hello.alpn.is_empty() {
-        let names: Vec<String> = hello.alpn.iter().map(|p| escape(p)).collect();
-        props.push(Property::new("tls.alpn", names.join(",")));
+        props.push(Property::new("tls.alpn", alpn_property(&hello.alpn)));
     }
     props.push(Property::new("tls.version", hello.version()));
     props.push(Property::new("tls.ja4", ja4::ja4(hello)));
     props
 }
 
-/// Printable ASCII as is, except `,` (the list separator) and `\`; other bytes as `\xNN`.
-fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b.is_ascii_graphic() && b != b',' && b != b'\\' || b == b' ' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
-
 export_plugin! {
     name: "tls",
     version: env!("CARGO_PKG_VERSION"),
     protocols: { "tls" => Tls::new },
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn alpn_names_are_escaped_for_the_property() {
-        assert_eq!(escape(b"http/1.1"), "http/1.1");
-        assert_eq!(escape(b"a,b\\c\n\xff"), "a\\x2cb\\x5cc\\x0a\\xff");
-    }
 }

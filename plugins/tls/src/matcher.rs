@@ -31,10 +31,10 @@ use crate::ja4::{is_ja4_shaped, ja4};
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Server names to match (exact or `*.` wildcard).
-    #[serde(default, deserialize_with = "sni_list")]
+    #[serde(default, deserialize_with = "pmmux_tls_core::params::sni_list")]
     pub sni: Option<Vec<String>>,
     /// ALPN protocol names to match (any one offered suffices).
-    #[serde(default, deserialize_with = "alpn_list")]
+    #[serde(default, deserialize_with = "pmmux_tls_core::params::alpn_list")]
     pub alpn: Option<Vec<String>>,
     /// Lowest acceptable best offered version, `"1.0"` to `"1.3"`.
     #[serde(default, deserialize_with = "version")]
@@ -45,14 +45,6 @@ pub struct Params {
     /// JA4 fingerprints to match (any one suffices).
     #[serde(default, deserialize_with = "ja4_list")]
     pub ja4: Option<Vec<String>>,
-}
-
-fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "sni", "`sni`: a host name or a list of host names").map(Some)
-}
-
-fn alpn_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "alpn", "`alpn`: a protocol name or a list of protocol names").map(Some)
 }
 
 fn ja4_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -107,32 +99,8 @@ pub struct Matcher {
 impl Matcher {
     /// Validates the params; the error names the param and what is wrong.
     pub fn from_params(params: Params) -> Result<Self, String> {
-        let sni = match params.sni {
-            None => None,
-            Some(list) if list.is_empty() => {
-                return Err("params.sni: the list is empty; omit `sni` to accept every server name".into())
-            }
-            Some(list) => Some(
-                list.iter()
-                    .map(|p| SniPattern::parse(p).map_err(|e| format!("params.sni: {e}")))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        let alpn = match params.alpn {
-            None => None,
-            Some(list) if list.is_empty() => {
-                return Err("params.alpn: the list is empty; omit `alpn` to accept any protocol".into())
-            }
-            Some(list) => {
-                if let Some(bad) = list.iter().find(|p| p.is_empty() || p.len() > 255) {
-                    return Err(format!(
-                        "params.alpn: `{bad}` is {} bytes long; protocol names are 1 to 255 bytes",
-                        bad.len()
-                    ));
-                }
-                Some(list.into_iter().map(String::into_bytes).collect())
-            }
-        };
+        let sni = pmmux_tls_core::params::sni_patterns(params.sni)?;
+        let alpn = pmmux_tls_core::params::alpn_names(params.alpn)?;
         let version = |name: &str, text: Option<String>| match text {
             None => Ok(None),
             Some(t) => parse_version(&t).map(Some).ok_or_else(|| {

@@ -11,9 +11,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::matchers::{Matchers, MatchersConfig};
+use crate::matchers::Matchers;
 
 mod env;
+mod raw;
+
+use raw::*;
 
 /// Default bytes kept while detecting.
 pub const DEFAULT_PREVIEW_LIMIT: usize = 16 * 1024;
@@ -202,134 +205,6 @@ impl fmt::Display for ConfigError {
         }
         Ok(())
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default = "default_plugin_dir")]
-    plugin_dir: PathBuf,
-    #[serde(default, rename = "listener")]
-    listeners: Vec<RawListener>,
-    #[serde(default)]
-    routing: RawRouting,
-    #[serde(default, rename = "backend")]
-    backends: Vec<RawBackend>,
-    #[serde(default)]
-    reload: RawReload,
-    admin: Option<RawAdmin>,
-    #[serde(default)]
-    health: crate::health::config::RawProtocolHealth,
-    #[serde(default)]
-    limits: RawLimits,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct RawLimits {
-    max_connections: Option<Spanned<usize>>,
-    max_previews: Option<Spanned<usize>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawReload {
-    quiet_period_ms: u64,
-    rescan_interval_ms: u64,
-    watch_config: bool,
-}
-
-impl Default for RawReload {
-    fn default() -> Self {
-        RawReload {
-            quiet_period_ms: 400,
-            rescan_interval_ms: 10_000,
-            watch_config: true,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    address: Spanned<String>,
-    #[serde(default)]
-    allow_remote: bool,
-}
-
-fn default_plugin_dir() -> PathBuf {
-    PathBuf::from("plugins")
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawListener {
-    address: Spanned<String>,
-    name: Option<String>,
-    #[serde(default = "default_transport")]
-    transport: Spanned<Vec<String>>,
-    strategy: Option<Strategy>,
-    accept_proxy_protocol: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    reuse_port: bool,
-    max_connections: Option<Spanned<usize>>,
-    max_connections_per_ip: Option<Spanned<usize>>,
-}
-
-fn default_transport() -> Spanned<Vec<String>> {
-    Spanned::new(0..0, vec!["tcp".to_owned()])
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRouting {
-    strategy: Strategy,
-    probe_timeout_ms: u64,
-    preview_limit: Spanned<usize>,
-    on_timeout: Option<Spanned<String>>,
-    connect_timeout_ms: u64,
-    drain_timeout_ms: u64,
-    max_udp_flows: usize,
-    max_failovers: u32,
-    max_udp_pending: usize,
-}
-
-impl Default for RawRouting {
-    fn default() -> Self {
-        RawRouting {
-            strategy: Strategy::FirstAvailable,
-            probe_timeout_ms: 3000,
-            preview_limit: Spanned::new(0..0, DEFAULT_PREVIEW_LIMIT),
-            on_timeout: None,
-            connect_timeout_ms: 5000,
-            drain_timeout_ms: 30_000,
-            max_udp_flows: 100_000,
-            max_failovers: 3,
-            max_udp_pending: 1024,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBackend {
-    name: Spanned<String>,
-    protocol: Spanned<String>,
-    target: Option<Spanned<String>>,
-    #[serde(default)]
-    priority: Priority,
-    #[serde(default, rename = "match")]
-    matchers: MatchersConfig,
-    #[serde(default)]
-    params: toml::Table,
-    #[serde(default = "default_udp_idle_timeout_ms")]
-    udp_idle_timeout_ms: u64,
-    proxy_protocol: Option<crate::proxy_protocol::Version>,
-    health: Option<Spanned<crate::health::config::RawHealth>>,
-}
-
-fn default_udp_idle_timeout_ms() -> u64 {
-    60_000
 }
 
 /// Reads and validates a configuration file.

@@ -92,7 +92,7 @@ async fn handle_inner(
         peer
     };
     let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
-    let previewed = preview::run(&stream, &mut router, &mut preview).await;
+    let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
     admitted.preview_done();
     ctx.metrics
         .previewed(&previewed, started.elapsed(), registry.on_timeout.is_some());
@@ -141,7 +141,15 @@ async fn handle_inner(
         let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
         // Not live any more once the close is logged (least-requests reads this count).
         drop(live);
-        let next = crate::failover::next(&stream, &mut router, &backend, &result, &mut preview, failovers, silent);
+        let next = crate::failover::next(
+            &mut stream,
+            &mut router,
+            &backend,
+            &result,
+            &mut preview,
+            failovers,
+            silent,
+        );
         match Box::pin(next).await {
             Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),
             None => {
@@ -150,14 +158,23 @@ async fn handle_inner(
             }
         }
     };
-    let ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1e3);
-    let ms = ms.as_str();
+    // Formatted only if a close line is written (not per connection when logging is at warn).
+    let ms = Millis(started.elapsed());
     match result {
-        Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms, "connection closed"),
+        Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms = %ms, "connection closed"),
         Err(e) => {
-            tracing::warn!(error = %e, ms, "connection failed");
+            tracing::warn!(error = %e, ms = %ms, "connection failed");
             close_gracefully(stream).await;
         }
+    }
+}
+
+/// A duration shown in milliseconds with three decimals (`12.345`), formatted only when logged.
+struct Millis(std::time::Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3}", self.0.as_secs_f64() * 1e3)
     }
 }
 

@@ -30,7 +30,7 @@ pub fn is_connect_failure(e: &RelayError) -> bool {
 /// reached `routing.max_failovers`). `silent` connections (routed by the probe timeout) never fail
 /// over.
 pub(crate) async fn next(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     router: &mut Router,
     backend: &Backend,
     result: &Result<Transferred, ConnError>,

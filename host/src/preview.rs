@@ -4,6 +4,7 @@
 
 use std::io;
 
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -24,7 +25,7 @@ pub enum Outcome {
 }
 
 /// Reads into `buf` until the router decides; `buf` holds the previewed bytes afterwards.
-pub async fn run(stream: &TcpStream, router: &mut Router, buf: &mut Vec<u8>) -> io::Result<Outcome> {
+pub async fn run(stream: &mut TcpStream, router: &mut Router, buf: &mut Vec<u8>) -> io::Result<Outcome> {
     let routing = &router.registry().routing;
     let (limit, deadline) = (routing.preview_limit, Instant::now() + routing.probe_timeout);
     // Backends that need no bytes (built-in pass, or matchers alone) decide before the client speaks.
@@ -43,7 +44,15 @@ pub async fn run(stream: &TcpStream, router: &mut Router, buf: &mut Vec<u8>) -> 
         }
         let old = buf.len();
         buf.resize((old + CHUNK).min(limit), 0);
-        match stream.try_read(&mut buf[old..]) {
+        // Through `AsyncRead` rather than `try_read`: a short read there clears the socket's
+        // readiness, so the relay's first read of the client waits for the next event instead of
+        // failing with EAGAIN (one system call less per connection). The socket is readable, so
+        // this returns at once; the deadline still bounds a spurious wake-up.
+        let read = match timeout_at(deadline, stream.read(&mut buf[old..])).await {
+            Ok(read) => read,
+            Err(_elapsed) => Err(io::ErrorKind::WouldBlock.into()),
+        };
+        match read {
             Ok(0) => {
                 buf.truncate(old);
                 if buf.is_empty() {

@@ -6,6 +6,7 @@
 //! size after a handful of reads. Buffers are never zero-filled (reads go into spare capacity).
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -109,9 +110,10 @@ pub async fn relay(
     })?;
     let (client_read, client_write) = client.split();
     let (upstream_read, upstream_write) = upstream.split();
+    let one_done = AtomicBool::new(false);
     let (up, down) = tokio::try_join!(
-        copy_half(client_read, upstream_write),
-        copy_half(upstream_read, client_write)
+        copy_half(client_read, upstream_write, &one_done),
+        copy_half(upstream_read, client_write, &one_done)
     )
     .map_err(RelayError::Io)?;
     Ok(Transferred {
@@ -121,15 +123,23 @@ pub async fn relay(
 }
 
 /// Copies until `from` reaches end of file, then shuts `to` down for writing (half-close), so the
-/// other direction goes on until its own end.
-async fn copy_half(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) -> io::Result<u64> {
+/// other direction goes on until its own end. The direction that ends last skips the shutdown: both
+/// sockets are closed right after, and a close sends the same FIN (its receive side was read to the
+/// end, so no RST) — one system call less per connection.
+async fn copy_half(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    one_done: &AtomicBool,
+) -> io::Result<u64> {
     let mut buf: Vec<u8> = Vec::with_capacity(MIN_RELAY_BUFFER);
     let mut total = 0u64;
     loop {
         buf.clear();
         let n = from.read_buf(&mut buf).await?;
         if n == 0 {
-            to.shutdown().await?;
+            if !one_done.swap(true, Ordering::Relaxed) {
+                to.shutdown().await?;
+            }
             return Ok(total);
         }
         to.write_all(&buf).await?;

@@ -141,16 +141,23 @@ async fn handle_inner(
         let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
         // Not live any more once the close is logged (least-requests reads this count).
         drop(live);
-        let next = crate::failover::next(
-            &mut stream,
-            &mut router,
-            &backend,
-            &result,
-            &mut preview,
-            failovers,
-            silent,
-        );
-        match Box::pin(next).await {
+        // Boxed, and only built after a failed connect: most connections never fail over.
+        let next = match &result {
+            Err(ConnError::Relay(e)) if crate::failover::is_connect_failure(e) => {
+                let next = crate::failover::next(
+                    &mut stream,
+                    &mut router,
+                    &backend,
+                    &result,
+                    &mut preview,
+                    failovers,
+                    silent,
+                );
+                Box::pin(next).await
+            }
+            _ => None,
+        };
+        match next {
             Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),
             None => {
                 ctx.metrics.finished(backend.name(), result.as_ref().ok());

@@ -4,9 +4,10 @@
 
 use std::io;
 
+use bytes::BufMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{sleep_until, Instant};
 
 use crate::router::{Decision, Router};
 
@@ -30,6 +31,10 @@ pub async fn run(stream: &mut TcpStream, router: &mut Router, buf: &mut Vec<u8>)
     let (limit, deadline) = (routing.preview_limit, Instant::now() + routing.probe_timeout);
     // Backends that need no bytes (built-in pass, or matchers alone) decide before the client speaks.
     let mut decision = router.step(buf, false);
+    // One timer for the whole preview, polled only when the client has not sent yet: a client whose
+    // bytes are already there when it is accepted never touches the timer wheel.
+    let timer = sleep_until(deadline);
+    tokio::pin!(timer);
     loop {
         if decision != Decision::Wait {
             return Ok(Outcome::Routed(decision));
@@ -37,38 +42,44 @@ pub async fn run(stream: &mut TcpStream, router: &mut Router, buf: &mut Vec<u8>)
         if buf.len() >= limit {
             return Ok(Outcome::Routed(router.step(buf, true)));
         }
-        match timeout_at(deadline, stream.readable()).await {
-            Err(_elapsed) if buf.is_empty() => return Ok(Outcome::Silent),
-            Err(_elapsed) => return Ok(Outcome::Routed(router.step(buf, true))),
-            Ok(ready) => ready?,
+        // Wait before allocating: a silent client holds no buffer.
+        tokio::select! {
+            biased;
+            ready = stream.readable() => ready?,
+            () = &mut timer => return Ok(timed_out(router, buf)),
         }
         let old = buf.len();
-        buf.resize((old + CHUNK).min(limit), 0);
-        // Through `AsyncRead` rather than `try_read`: a short read there clears the socket's
-        // readiness, so the relay's first read of the client waits for the next event instead of
-        // failing with EAGAIN (one system call less per connection). The socket is readable, so
-        // this returns at once; the deadline still bounds a spurious wake-up.
-        let read = match timeout_at(deadline, stream.read(&mut buf[old..])).await {
-            Ok(read) => read,
-            Err(_elapsed) => Err(io::ErrorKind::WouldBlock.into()),
+        let want = CHUNK.min(limit - old);
+        buf.reserve_exact(want);
+        // Into the spare capacity (never zero-filled), and through `AsyncRead` rather than
+        // `try_read`: a short read there clears the socket's readiness, so the relay's first read
+        // of the client waits for the next event instead of failing with EAGAIN. The socket is
+        // readable, so this returns at once; the timer still bounds a spurious wake-up.
+        let mut spare = (&mut *buf).limit(want);
+        let read = tokio::select! {
+            biased;
+            read = stream.read_buf(&mut spare) => Some(read),
+            () = &mut timer => None,
+        };
+        let Some(read) = read else {
+            return Ok(timed_out(router, buf));
         };
         match read {
-            Ok(0) => {
-                buf.truncate(old);
-                if buf.is_empty() {
-                    return Ok(Outcome::Closed);
-                }
-                return Ok(Outcome::Routed(router.step(buf, true)));
-            }
-            Ok(n) => {
-                buf.truncate(old + n);
-                decision = router.step(buf, false);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.truncate(old),
-            Err(e) => {
-                buf.truncate(old);
-                return Err(e);
-            }
+            Ok(0) if old == 0 => return Ok(Outcome::Closed),
+            Ok(0) => return Ok(Outcome::Routed(router.step(buf, true))),
+            Ok(_) => decision = router.step(buf, false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// The probe timeout passed: a client that sent nothing is silent; otherwise backends still
+/// undecided count as `NoMatch` and the router decides.
+fn timed_out(router: &mut Router, buf: &[u8]) -> Outcome {
+    if buf.is_empty() {
+        Outcome::Silent
+    } else {
+        Outcome::Routed(router.step(buf, true))
     }
 }

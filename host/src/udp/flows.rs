@@ -64,7 +64,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
 

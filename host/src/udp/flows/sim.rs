@@ -12,20 +12,21 @@ use std::time::{Duration, Instant};
 use super::tests::v4;
 use super::{FlowCounters, FlowId, FlowTable, Input, Output};
 
-/// xorshift64*: tiny, deterministic, good enough to shuffle events.
-struct Rng(u64);
+/// xorshift64*: tiny, deterministic, good enough to shuffle events (also drives the pending
+/// table's simulation).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 }

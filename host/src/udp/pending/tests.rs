@@ -258,20 +258,7 @@ fn zero_limits_are_raised_to_one() {
 
 // ---- seeded simulation ----
 
-/// xorshift64*, as in the flow table's simulation.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::udp::flows::sim::Rng;
 
 /// What the model knows of one pending client.
 struct Model {

@@ -32,7 +32,7 @@ pub mod client_hello;
 
 use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
-use pmmux_tls_core::params::alpn_property;
+use pmmux_tls_core::params::{alpn_property, sni_matches};
 
 use client_hello::{parse_datagram, ClientHello};
 
@@ -74,14 +74,7 @@ impl Dtls {
     }
 
     fn matches(&self, hello: &ClientHello) -> bool {
-        match (&self.sni, &hello.server_name) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(patterns), Some(name)) => {
-                let host = normalize_host(name);
-                patterns.iter().any(|p| p.matches(&host))
-            }
-        }
+        sni_matches(self.sni.as_deref(), hello.server_name.as_deref())
     }
 }
 

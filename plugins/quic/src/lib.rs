@@ -41,7 +41,7 @@ use pmmux_plugin_api::names::{normalize_host, NamePattern};
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 use pmmux_tls_core::client_hello::ClientHello;
 use pmmux_tls_core::ja4::{ja4_for, Transport};
-use pmmux_tls_core::params::alpn_property;
+use pmmux_tls_core::params::{alpn_matches, alpn_property, sni_matches};
 
 use detect::{judge, Judgement};
 use packet::Version;
@@ -87,18 +87,8 @@ impl Quic {
 
     /// Whether a whole ClientHello satisfies the params.
     fn matches(&self, hello: &ClientHello) -> bool {
-        let sni_ok = match (&self.sni, &hello.server_name) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(patterns), Some(name)) => {
-                let host = normalize_host(name);
-                patterns.iter().any(|p| p.matches(&host))
-            }
-        };
-        let alpn_ok = match &self.alpn {
-            None => true,
-            Some(wanted) => hello.alpn.iter().any(|offered| wanted.contains(offered)),
-        };
+        let sni_ok = sni_matches(self.sni.as_deref(), hello.server_name.as_deref());
+        let alpn_ok = alpn_matches(self.alpn.as_deref(), &hello.alpn);
         sni_ok && alpn_ok
     }
 

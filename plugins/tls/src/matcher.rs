@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use crate::client_hello::ClientHello;
 use crate::ja4::{is_ja4_shaped, ja4};
+use pmmux_tls_core::params::{alpn_matches, sni_matches};
 
 /// The backend's `[backend.params]`, as written by the user.
 #[derive(Debug, Default, Deserialize)]
@@ -140,18 +141,8 @@ impl Matcher {
 
     /// Whether the ClientHello satisfies every configured param.
     pub fn matches(&self, hello: &ClientHello) -> bool {
-        let sni_ok = match (&self.sni, &hello.server_name) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(patterns), Some(name)) => {
-                let host = normalize_host(name);
-                patterns.iter().any(|p| p.matches(&host))
-            }
-        };
-        let alpn_ok = match &self.alpn {
-            None => true,
-            Some(wanted) => hello.alpn.iter().any(|offered| wanted.contains(offered)),
-        };
+        let sni_ok = sni_matches(self.sni.as_deref(), hello.server_name.as_deref());
+        let alpn_ok = alpn_matches(self.alpn.as_deref(), &hello.alpn);
         let best = hello.best_version();
         let version_ok =
             self.min_version.is_none_or(|min| best >= min) && self.max_version.is_none_or(|max| best <= max);

@@ -1,7 +1,7 @@
 //! What the `tls`, `quic` and `dtls` plugins share about their `sni` / `alpn` params and the ALPN
 //! property: reading a string-or-list, validating it, and writing the offered protocols as text.
 
-use pmmux_plugin_api::names::NamePattern;
+use pmmux_plugin_api::names::{normalize_host, NamePattern};
 use serde::de::Deserializer;
 
 /// Serde `deserialize_with` for `sni`: a host name or a list of them.
@@ -46,6 +46,25 @@ pub fn alpn_names(list: Option<Vec<String>>) -> Result<Option<Vec<Vec<u8>>>, Str
             Ok(Some(list.into_iter().map(String::into_bytes).collect()))
         }
     }
+}
+
+/// Whether the ClientHello's `server_name` passes the `sni` filter: always without a filter, never
+/// without a name; names compare after [`normalize_host`].
+pub fn sni_matches(patterns: Option<&[NamePattern]>, server_name: Option<&str>) -> bool {
+    match (patterns, server_name) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(patterns), Some(name)) => {
+            let host = normalize_host(name);
+            patterns.iter().any(|p| p.matches(&host))
+        }
+    }
+}
+
+/// Whether the `alpn` filter is passed: always without a filter, else when some offered protocol is
+/// wanted (exact comparison, RFC 7301).
+pub fn alpn_matches(wanted: Option<&[Vec<u8>]>, offered: &[Vec<u8>]) -> bool {
+    wanted.is_none_or(|wanted| offered.iter().any(|o| wanted.contains(o)))
 }
 
 /// The offered protocols as one property value: comma-separated in the client's order, printable

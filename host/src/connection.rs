@@ -142,20 +142,13 @@ async fn handle_inner(
         // Not live any more once the close is logged (least-requests reads this count).
         drop(live);
         // Boxed, and only built after a failed connect: most connections never fail over.
-        let next = match &result {
-            Err(ConnError::Relay(e)) if crate::failover::is_connect_failure(e) => {
-                let next = crate::failover::next(
-                    &mut stream,
-                    &mut router,
-                    &backend,
-                    &result,
-                    &mut preview,
-                    failovers,
-                    silent,
-                );
+        let next = match crate::failover::connect_failure(&result) {
+            Some(e) => {
+                let next =
+                    crate::failover::next(&mut stream, &mut router, &backend, e, &mut preview, failovers, silent);
                 Box::pin(next).await
             }
-            _ => None,
+            None => None,
         };
         match next {
             Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),

@@ -25,23 +25,27 @@ pub fn is_connect_failure(e: &RelayError) -> bool {
     )
 }
 
-/// After a dispatch to `backend` ended with `result`: the next backend to try, with its match
-/// properties, or `None` (success, another kind of failure, no other backend, or `done` failovers
+/// The connect failure a dispatch ended with, if it did (the only outcome that fails over).
+pub(crate) fn connect_failure(result: &Result<Transferred, ConnError>) -> Option<&RelayError> {
+    match result {
+        Err(ConnError::Relay(e)) if is_connect_failure(e) => Some(e),
+        _ => None,
+    }
+}
+
+/// After connecting to `backend`'s target failed with `e` (see [`connect_failure`]): the next
+/// backend to try, with its match properties, or `None` (no other backend, or `done` failovers
 /// reached `routing.max_failovers`). `silent` connections (routed by the probe timeout) never fail
 /// over.
 pub(crate) async fn next(
     stream: &mut TcpStream,
     router: &mut Router,
     backend: &Backend,
-    result: &Result<Transferred, ConnError>,
+    e: &RelayError,
     preview: &mut Vec<u8>,
     done: u32,
     silent: bool,
 ) -> Option<(usize, RVec<Property>)> {
-    let Err(ConnError::Relay(e)) = result else { return None };
-    if !is_connect_failure(e) {
-        return None;
-    }
     backend
         .stats
         .health

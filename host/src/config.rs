@@ -43,6 +43,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Process-wide limits (`[limits]`).
     pub limits: crate::ops::limits::GlobalLimitsConfig,
+    /// Where connection and flow records go (`[access_log]`), off unless configured.
+    pub access_log: Option<crate::ops::access_log::AccessLogConfig>,
 }
 
 /// The `[reload]` table.
@@ -443,6 +445,11 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             None
         }
     });
+    // Relative to the configuration file's folder, as plugin_dir is.
+    let access_log = raw.access_log.map(|a| crate::ops::access_log::AccessLogConfig {
+        path: base.join(a.path),
+        format: a.format,
+    });
     if raw.reload.rescan_interval_ms < 100 {
         report(None, "reload.rescan_interval_ms must be at least 100".into());
     }
@@ -473,6 +480,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             max_connections: positive(raw.limits.max_connections, "limits.max_connections", report),
             max_previews: positive(raw.limits.max_previews, "limits.max_previews", report),
         },
+        access_log,
     }
 }
 

@@ -1,6 +1,5 @@
 //! The `pmmux` command line: run the service, check a configuration, or inspect a plugin file.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,7 +10,6 @@ use pmmux::control::server::Server;
 use pmmux::ops::status::Status;
 use pmmux::plugins::{Loader, PluginSet};
 use pmmux::routing::registry::Registry;
-use tracing_subscriber::EnvFilter;
 
 /// A port multiplexer whose backends are plugins.
 #[derive(Parser)]
@@ -92,7 +90,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
+    let log = pmmux::ops::logging::init(&cli.log_level);
     pmmux::ops::systemd::init();
     let result = match &cli.command {
         None => run(&cli.config, &cli.run),
@@ -101,6 +99,9 @@ fn main() -> ExitCode {
         Some(Command::InspectPlugin { file }) => inspect_plugin(file),
         Some(Command::Status { admin, json }) => status(&cli.config, *admin, *json),
     };
+    // The last records and log lines are written before the error below.
+    pmmux::ops::access_log::close();
+    log.finish();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -108,17 +109,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {

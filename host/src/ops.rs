@@ -1,9 +1,13 @@
 //! Operations: what an operator sees and the process's bounds. [`admin`] serves [`status`] and
 //! [`metrics`] over HTTP, [`limits`] bounds connections, [`systemd`] talks to the service manager and
-//! [`privdrop`] leaves root after binding.
+//! [`privdrop`] leaves root after binding; [`logging`] writes the process log through a
+//! [`batch_writer`], off the connections' path, as the [`access_log`] does.
 
+pub mod access_log;
 pub mod admin;
+pub mod batch_writer;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod privdrop;
 pub mod status;

@@ -28,6 +28,15 @@ pub(super) struct RawConfig {
     pub(super) health: crate::routing::health::config::RawProtocolHealth,
     #[serde(default)]
     pub(super) limits: RawLimits,
+    pub(super) access_log: Option<RawAccessLog>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessLog {
+    pub(super) path: PathBuf,
+    #[serde(default)]
+    pub(super) format: crate::ops::access_log::Format,
 }
 
 #[derive(Deserialize, Default)]

@@ -28,6 +28,8 @@ pub struct ConfigDiff {
     pub plugin_dir_changed: bool,
     /// Whether `[limits]` changed.
     pub limits_changed: bool,
+    /// Whether `[access_log]` changed.
+    pub access_log_changed: bool,
 }
 
 impl ConfigDiff {
@@ -62,6 +64,9 @@ impl ConfigDiff {
         }
         if self.limits_changed {
             parts.push("limits changed".into());
+        }
+        if self.access_log_changed {
+            parts.push("access log changed".into());
         }
         if parts.is_empty() {
             "no change".into()
@@ -117,6 +122,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.routing_changed = old.routing != new.routing;
     d.plugin_dir_changed = old.plugin_dir != new.plugin_dir;
     d.limits_changed = old.limits != new.limits;
+    d.access_log_changed = old.access_log != new.access_log;
     d
 }
 

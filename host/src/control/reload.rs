@@ -180,6 +180,9 @@ impl Reloader {
             listeners.limits().configure(&new.limits);
             crate::ops::metrics::Metrics::inc(&listeners.metrics().config_reloads);
         }
+        if let Err(e) = crate::ops::access_log::configure(new.access_log.as_ref()) {
+            tracing::error!(error = %e, "cannot open the new access log; records are not written until it can be");
+        }
         if new.admin != self.config.admin {
             tracing::warn!("a change of [admin] takes effect at the next start");
         }

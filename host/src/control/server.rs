@@ -38,6 +38,9 @@ pub enum StartError {
         /// Why.
         source: io::Error,
     },
+    /// The access log file could not be opened.
+    #[error("{0}")]
+    AccessLog(io::Error),
 }
 
 /// A bound, ready service.
@@ -67,6 +70,7 @@ impl Server {
             Arc::clone(&limits),
             Arc::clone(&metrics),
         )));
+        crate::ops::access_log::configure(config.access_log.as_ref()).map_err(StartError::AccessLog)?;
         let signals = mpsc::channel();
         let (drain_timeout, admin_addr, listener_configs) =
             (config.routing.drain_timeout, config.admin, config.listeners.clone());
@@ -151,6 +155,7 @@ impl Server {
             tracing::error!(error = %e, "cannot start the reload thread; plugins and configuration stay as loaded");
         }
         let hup = tokio::spawn(forward_sighup(signal_tx.clone()));
+        let usr1 = tokio::spawn(reopen_on_sigusr1());
         let health = tokio::spawn(crate::routing::health::checker::supervise(Arc::clone(&status.registry)));
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
@@ -161,6 +166,7 @@ impl Server {
         watchdog.abort();
         let _ = signal_tx.send(Signal::Shutdown);
         hup.abort();
+        usr1.abort();
         health.abort();
         let _ = admin_stop.send(true);
         let accept_tasks = lock(&listeners).stop_all();
@@ -194,6 +200,21 @@ impl Server {
 
 fn lock(listeners: &Mutex<ListenerSet>) -> MutexGuard<'_, ListenerSet> {
     listeners.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// SIGUSR1 reopens the access log (logrotate moved it away).
+async fn reopen_on_sigusr1() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = match signal(SignalKind::user_defined1()) {
+        Ok(s) => s,
+        Err(e) => {
+            return tracing::warn!(error = %e, "cannot install the SIGUSR1 handler; the access log is not reopened on SIGUSR1")
+        }
+    };
+    while usr1.recv().await.is_some() {
+        tracing::info!("SIGUSR1: reopening the access log");
+        crate::ops::access_log::reopen();
+    }
 }
 
 /// SIGHUP reloads the configuration.

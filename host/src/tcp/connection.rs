@@ -15,12 +15,13 @@ use tokio::net::TcpStream;
 use tracing::{field::Empty, Instrument};
 
 use crate::config::Strategy;
+use crate::ops::access_log::{self, Outcome, Record, Transport};
 use crate::ops::limits::Admitted;
 use crate::ops::metrics::ListenerMetrics;
 use crate::proxy_protocol;
 use crate::routing::registry::{Backend, BackendKind, Registry};
 use crate::routing::router::{Decision, Router};
-use crate::tcp::preview::{self, Outcome};
+use crate::tcp::preview;
 use crate::tcp::relay::{self, Transferred};
 use crate::tcp::session;
 
@@ -42,25 +43,61 @@ pub struct ListenerContext {
 }
 
 /// Handles one accepted connection to the end; `admitted` (its limit slots) is held until then.
+/// The connection's span is at debug level: at info, the one line a connection writes is built
+/// from its access record on the log's writer thread, at no formatting cost here.
 pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
     let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
     let span = if trusted {
         // `peer` becomes the client the PROXY header names; `via` is the front that sent it.
-        tracing::info_span!("conn", peer = Empty, via = %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
+        tracing::debug_span!("conn", peer = Empty, via = %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
     } else {
-        tracing::info_span!("conn", %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
+        tracing::debug_span!("conn", %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
     };
-    handle_inner(stream, peer, trusted, ctx, admitted)
+    let started = Instant::now();
+    let mut end = End {
+        client: peer,
+        via: trusted.then_some(peer),
+        backend: None,
+        properties: RVec::new(),
+        transferred: Transferred::default(),
+        outcome: Outcome::Aborted,
+    };
+    handle_inner(stream, peer, trusted, &ctx, admitted, &mut end)
         .instrument(span)
-        .await
+        .await;
+    access_log::record(Record {
+        ended: std::time::SystemTime::now(),
+        transport: Transport::Tcp,
+        client: end.client,
+        via: end.via,
+        listener: Arc::clone(&ctx.name),
+        backend: end.backend,
+        properties: end.properties.into_vec(),
+        bytes_up: end.transferred.up,
+        bytes_down: end.transferred.down,
+        datagrams: None,
+        duration: started.elapsed(),
+        outcome: end.outcome,
+    });
+}
+
+/// What the access record of a connection says, filled in as the connection goes.
+struct End {
+    client: SocketAddr,
+    via: Option<SocketAddr>,
+    backend: Option<Arc<Backend>>,
+    properties: RVec<Property>,
+    transferred: Transferred,
+    outcome: Outcome,
 }
 
 async fn handle_inner(
     mut stream: TcpStream,
     peer: SocketAddr,
     trusted: bool,
-    ctx: Arc<ListenerContext>,
+    ctx: &ListenerContext,
     mut admitted: Admitted,
+    end: &mut End,
 ) {
     let started = Instant::now();
     let local = match ctx.local.map_or_else(|| stream.local_addr(), Ok) {
@@ -79,12 +116,14 @@ async fn handle_inner(
             Ok(accepted) => {
                 let client = accepted.client(peer);
                 tracing::Span::current().record("peer", tracing::field::display(client));
+                end.client = client;
                 preview = accepted.rest;
                 client
             }
             Err(e) => {
                 tracing::Span::current().record("peer", tracing::field::display(peer));
-                tracing::info!(error = %e, "PROXY header refused; closed");
+                tracing::info!(%peer, listener = %ctx.name, error = %e, "PROXY header refused; closed");
+                end.outcome = Outcome::ProxyHeaderRefused(e.to_string());
                 return close_gracefully(stream).await;
             }
         }
@@ -99,9 +138,15 @@ async fn handle_inner(
     // A client routed by the probe timeout (on_timeout) has no ranking to fail over in.
     let mut silent = false;
     let (index, properties) = match previewed {
-        Err(e) => return tracing::debug!(error = %e, "client error while previewing"),
-        Ok(Outcome::Closed) => return tracing::debug!("client closed before sending anything"),
-        Ok(Outcome::Silent) => match registry.on_timeout {
+        Err(e) => {
+            end.outcome = Outcome::ClientError(e.to_string());
+            return tracing::debug!(error = %e, "client error while previewing");
+        }
+        Ok(preview::Outcome::Closed) => {
+            end.outcome = Outcome::ClientClosed;
+            return tracing::debug!("client closed before sending anything");
+        }
+        Ok(preview::Outcome::Silent) => match registry.on_timeout {
             Some(i) if registry.backends[i].stats.health.is_up() => {
                 silent = true;
                 (i, RVec::new())
@@ -109,20 +154,23 @@ async fn handle_inner(
             _ => {
                 let ms = registry.routing.probe_timeout.as_millis();
                 tracing::info!(
-                    timeout_ms = ms,
+                    %peer, listener = %ctx.name, timeout_ms = ms,
                     "client sent nothing within the probe timeout and no healthy on_timeout backend is set; closed"
                 );
+                end.outcome = Outcome::Silent;
                 return close_gracefully(stream).await;
             }
         },
-        Ok(Outcome::Routed(Decision::Route { index, properties })) => (index, properties),
-        Ok(Outcome::Routed(_)) => {
+        Ok(preview::Outcome::Routed(Decision::Route { index, properties })) => (index, properties),
+        Ok(preview::Outcome::Routed(_)) => {
             let asked = router.asked();
             if registry.backends.is_empty() {
-                tracing::info!("no backend is in routing (no plugin loaded for any configured backend?); closed");
+                tracing::info!(%peer, listener = %ctx.name, "no backend is in routing (no plugin loaded for any configured backend?); closed");
             } else {
-                tracing::info!(?asked, preview_bytes = preview.len(), "no backend matched; closed");
+                tracing::info!(%peer, listener = %ctx.name, ?asked, preview_bytes = preview.len(), "no backend matched; closed");
             }
+            end.outcome = Outcome::NoMatch;
+            end.transferred.up = preview.len() as u64;
             return close_gracefully(stream).await;
         }
     };
@@ -130,8 +178,10 @@ async fn handle_inner(
     let result = loop {
         let backend = Arc::clone(&registry.backends[index]);
         let span = tracing::Span::current();
-        span.record("backend", backend.name());
-        span.record("plugin", backend.plugin_label().as_str());
+        if !span.is_disabled() {
+            span.record("backend", backend.name());
+            span.record("plugin", backend.plugin_label().as_str());
+        }
         if !properties.is_empty() {
             tracing::debug!(properties = %show(&properties), "routed");
         }
@@ -154,18 +204,29 @@ async fn handle_inner(
             Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),
             None => {
                 ctx.metrics.finished(backend.name(), result.as_ref().ok());
+                end.backend = Some(backend);
                 break result;
             }
         }
     };
-    // Formatted only if a close line is written (not per connection when logging is at warn).
-    let ms = Millis(started.elapsed());
+    end.properties = properties;
     match result {
-        Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms = %ms, "connection closed"),
+        Ok(t) => {
+            end.transferred = t;
+            end.outcome = Outcome::Closed;
+        }
         Err(e) => {
-            tracing::warn!(error = %e, ms = %ms, "connection failed");
+            let ms = Millis(started.elapsed());
+            tracing::warn!(%peer, listener = %ctx.name, backend = end.backend_name(), error = %e, ms = %ms, "connection failed");
+            end.outcome = Outcome::Failed(e.to_string());
             close_gracefully(stream).await;
         }
+    }
+}
+
+impl End {
+    fn backend_name(&self) -> &str {
+        self.backend.as_deref().map_or("-", Backend::name)
     }
 }
 
@@ -174,7 +235,9 @@ struct Millis(std::time::Duration);
 
 impl std::fmt::Display for Millis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.3}", self.0.as_secs_f64() * 1e3)
+        let mut s = String::new();
+        crate::ops::access_log::write_ms(&mut s, self.0)?;
+        f.write_str(&s)
     }
 }
 

@@ -347,6 +347,10 @@ pub async fn accept_loop(
                         drop(stream);
                         limits.refused(kind, &ctx.name, peer);
                         ctx.metrics.unrouted(ConnOutcome::RefusedLimit);
+                        let outcome = crate::ops::access_log::Outcome::RefusedLimit;
+                        crate::ops::access_log::record(crate::ops::access_log::Record::unrouted(
+                            peer, &ctx.name, outcome,
+                        ));
                     }
                 }
             }

@@ -25,6 +25,7 @@ use super::flows::{FlowId, FlowTable, Input, Output};
 use super::pending::{PendingLimits, PendingTable, MAX_HELD_DATAGRAMS};
 use super::writer;
 use crate::config::Strategy;
+use crate::ops::access_log::{self, Outcome, Record, Transport};
 use crate::routing::registry::{Backend, BackendKind, Registry};
 use crate::routing::router::Router;
 
@@ -80,6 +81,12 @@ struct Flow {
     /// What the backend's detection reported for this client, handed to every `handle_message`.
     properties: RVec<Property>,
     upstream: Option<Upstream>,
+    /// When it was created, for its access record.
+    started: Instant,
+    /// Bytes and datagrams from the client.
+    up: (u64, u64),
+    /// Bytes and datagrams back to the client (counted by the reply reader).
+    down: Arc<[AtomicU64; 2]>,
 }
 
 impl Flow {
@@ -91,7 +98,33 @@ impl Flow {
             backend,
             properties,
             upstream: None,
+            started: Instant::now(),
+            up: (0, 0),
+            down: Arc::default(),
         }
+    }
+
+    /// Hands the ended flow's access record over.
+    fn record(mut self, client: SocketAddr, listener: &Arc<str>, outcome: Outcome) {
+        let properties = std::mem::take(&mut self.properties).into_vec();
+        let down = (
+            self.down[0].load(Ordering::Relaxed),
+            self.down[1].load(Ordering::Relaxed),
+        );
+        access_log::record(Record {
+            ended: std::time::SystemTime::now(),
+            transport: Transport::Udp,
+            client,
+            via: None,
+            listener: Arc::clone(listener),
+            backend: Some(Arc::clone(&self.backend)),
+            properties,
+            bytes_up: self.up.0,
+            bytes_down: down.0,
+            datagrams: Some((self.up.1, down.1)),
+            duration: self.started.elapsed(),
+            outcome,
+        });
     }
 }
 
@@ -226,8 +259,12 @@ impl Driver {
                     self.ctx.stats.expired.fetch_add(1, Ordering::Relaxed);
                     writer::forget(client);
                     tracing::debug!(listener = %self.ctx.name, %client, backend = state.backend.name(), "UDP flow expired");
+                    state.record(client, &self.ctx.name, Outcome::Expired);
                 }
-                Output::Removed { client, .. } => writer::forget(client),
+                Output::Removed { client, state, .. } => {
+                    writer::forget(client);
+                    state.record(client, &self.ctx.name, Outcome::Removed);
+                }
                 Output::Rejected { .. } => {
                     self.ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
                     if self.full_log.due(now) {
@@ -256,7 +293,9 @@ impl Driver {
 
     /// Carries out the flow's backend decision for one datagram.
     async fn deliver(&mut self, id: FlowId, message: &[u8], client: SocketAddr) {
-        let Some(flow) = self.flows.get(id) else { return };
+        let Some(flow) = self.flows.get_mut(id) else { return };
+        flow.up.0 += message.len() as u64;
+        flow.up.1 += 1;
         let backend = Arc::clone(&flow.backend);
         let action = match &backend.kind {
             BackendKind::Pass => UdpAction::Forward(ROption::RNone),
@@ -308,12 +347,14 @@ impl Driver {
         let has_upstream = self.flows.get(id).is_some_and(|f| f.upstream.is_some());
         if !has_upstream {
             let upstream = open_upstream(target).await?;
+            let down = self.flows.get(id).map(|f| Arc::clone(&f.down)).unwrap_or_default();
             let reader = tokio::spawn(relay_replies(
                 Arc::clone(&upstream),
                 Arc::clone(&self.socket),
                 client,
                 id,
                 self.activity.clone(),
+                down,
             ));
             if let Some(flow) = self.flows.get_mut(id) {
                 flow.upstream = Some(Upstream {
@@ -360,6 +401,7 @@ async fn relay_replies(
     client: SocketAddr,
     flow: FlowId,
     activity: mpsc::Sender<FlowId>,
+    down: Arc<[AtomicU64; 2]>,
 ) {
     let mut reported = Instant::now();
     loop {
@@ -371,7 +413,10 @@ async fn relay_replies(
             match upstream.try_recv(&mut buf) {
                 // A full send buffer drops the datagram, as the network would.
                 Ok(n) => {
-                    let _ = writer::send_now(&listening, &buf[..n], client);
+                    if writer::send_now(&listening, &buf[..n], client) {
+                        down[0].fetch_add(n as u64, Ordering::Relaxed);
+                        down[1].fetch_add(1, Ordering::Relaxed);
+                    }
                     true
                 }
                 // Spurious wake-up, or an ICMP error from the upstream (port unreachable): go on.

@@ -308,7 +308,13 @@ async fn dispatch(
     };
     let target = target.ok_or(ConnError::NoTarget)?;
     let timeout = router.registry().routing.connect_timeout;
-    let mut upstream = relay::connect(&target, timeout).await?;
+    // A PROXY header goes before the preview: nothing is sent with the connect then.
+    let first = if backend.config.proxy_protocol.is_some() {
+        &[][..]
+    } else {
+        preview
+    };
+    let (mut upstream, sent) = relay::connect(&target, timeout, first).await?;
     if let Some(version) = backend.config.proxy_protocol {
         proxy_protocol::io::send_header(&mut upstream, version, &router.conn_info(properties))
             .await
@@ -317,7 +323,7 @@ async fn dispatch(
                 source,
             })?;
     }
-    Ok(relay::relay(stream, &mut upstream, preview, &target).await?)
+    Ok(relay::relay(stream, &mut upstream, preview, sent, &target).await?)
 }
 
 /// The built-in `noop`: read and drop everything until the client closes.

@@ -9,8 +9,11 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{lookup_host, TcpStream};
+
+use tokio::net::{lookup_host, TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 /// First buffer size per direction.
@@ -67,8 +70,15 @@ pub struct Transferred {
     pub down: u64,
 }
 
-/// Connects to `target` (`host:port`), trying each resolved address until the timeout.
-pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
+/// Connects to `target` (`host:port`), trying each resolved address until the timeout, and sends
+/// `first` (the previewed bytes) as soon as the connection takes them. Returns the stream and how
+/// many bytes of `first` it sent.
+///
+/// On loopback and fast networks the handshake is done by the time `connect` returns, so the bytes
+/// are sent at once: no wait for writability and no `SO_ERROR` query (tokio's connect does both),
+/// two system calls and a reactor round trip less per connection. A refused connection fails that
+/// send and counts as a connect failure (failover applies), as it would have otherwise.
+pub async fn connect(target: &str, connect_timeout: Duration, first: &[u8]) -> Result<(TcpStream, usize), RelayError> {
     let attempt = async {
         let addrs = lookup_host(target).await.map_err(|source| RelayError::Resolve {
             target: target.to_owned(),
@@ -78,7 +88,7 @@ pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStrea
         // three allocations, which every connection would pay).
         let mut last = None;
         for addr in addrs {
-            match TcpStream::connect(addr).await {
+            match connect_one(addr, first).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
@@ -97,19 +107,60 @@ pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStrea
     }
 }
 
-/// Replays `preview` to `upstream`, then relays until both directions are closed.
+/// One address: a non-blocking connect with TCP_NODELAY set before it, then `first` sent at once
+/// when the connection is already up, else after it is.
+async fn connect_one(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, usize)> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Relayed bytes are forwarded as they come, never held for batching.
+    socket.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(&socket);
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let sent = if first.is_empty() {
+        Err(io::ErrorKind::WouldBlock.into())
+    } else {
+        sock.send(first)
+    };
+    // SAFETY: the descriptor comes from `into_raw_fd`, which gives up its ownership.
+    let std = unsafe { std::net::TcpStream::from_raw_fd(socket.into_raw_fd()) };
+    let stream = TcpStream::from_std(std)?;
+    match sent {
+        Ok(n) => Ok((stream, n)),
+        // Still connecting (or a full buffer): wait until it is writable, then ask how it went.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            stream.writable().await?;
+            match stream.take_error()? {
+                Some(e) => Err(e),
+                None => Ok((stream, 0)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Replays what is left of `preview` (after the first `sent` bytes) to `upstream`, then relays
+/// until both directions are closed.
 pub async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     preview: &[u8],
+    sent: usize,
     target: &str,
 ) -> Result<Transferred, RelayError> {
-    // The client socket inherited TCP_NODELAY from its listener.
-    let _ = upstream.set_nodelay(true);
-    upstream.write_all(preview).await.map_err(|source| RelayError::Replay {
-        target: target.to_owned(),
-        source,
-    })?;
+    upstream
+        .write_all(&preview[sent.min(preview.len())..])
+        .await
+        .map_err(|source| RelayError::Replay {
+            target: target.to_owned(),
+            source,
+        })?;
     let (client_read, client_write) = client.split();
     let (upstream_read, upstream_write) = upstream.split();
     let one_done = AtomicBool::new(false);

@@ -29,7 +29,7 @@ pub async fn check(backend: &Backend, target: &str, timeout: Duration) -> Outcom
     let ms = timeout.as_millis();
     let run = async {
         match probe {
-            None => relay::connect(target, timeout)
+            None => relay::connect(target, timeout, &[])
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
@@ -57,7 +57,7 @@ fn verdict(backend: &Backend, answer: &[u8], closed: bool) -> Option<Outcome> {
 }
 
 async fn tcp(backend: &Backend, target: &str, timeout: Duration, probe: &HealthProbe) -> Outcome {
-    let mut stream = relay::connect(target, timeout).await.map_err(|e| e.to_string())?;
+    let (mut stream, _) = relay::connect(target, timeout, &[]).await.map_err(|e| e.to_string())?;
     if !probe.send.is_empty() {
         stream
             .write_all(&probe.send)

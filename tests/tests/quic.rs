@@ -71,6 +71,7 @@ fn a_1_0_plugin_saying_need_more_gets_the_next_datagram_and_both_reach_the_targe
     assert_eq!(next_reply(&s, to), b"OL");
     assert_eq!(next_reply(&s, to), b"OLDx");
     assert_eq!(echo.datagrams(), 2);
+    wait_log_count(&pm, &["UDP flow created", &me], 1);
     let created = log_lines(&pm, &["UDP flow created", &me]);
     assert_eq!(created.len(), 1, "{created:#?}");
     assert!(
@@ -182,6 +183,7 @@ fn at_the_probe_timeout_a_lower_tier_that_matched_gets_the_undecided_client() {
     assert!(waited >= Duration::from_millis(PROBE_MS), "decided after {waited:?}");
     assert_eq!((old_target.datagrams(), fallback_target.datagrams()), (0, 3));
     let me = format!("client={}", slow.local_addr().expect("client address"));
+    wait_log_count(&pm, &["UDP flow created", &me, "backend=\"rest\""], 1);
     let created = log_lines(&pm, &["UDP flow created", &me, "backend=\"rest\""]);
     assert_eq!(created.len(), 1, "{}", pm.log());
 
@@ -261,6 +263,7 @@ fn quic_clients_reach_the_server_of_their_name_also_when_the_client_hello_spans_
             1,
             "a small ClientHello fits one Initial"
         );
+        wait_log_count(&pm, &["UDP flow created", &format!("client={me}")], 1);
         let created = log_lines(&pm, &["UDP flow created", &format!("client={me}")]);
         assert!(created[0].contains(&format!("quic.sni={name}")), "{}", created[0]);
     }

@@ -155,6 +155,8 @@ fn fifty_concurrent_clients_through_pass_each_get_only_their_own_datagrams() {
         ((CLIENTS * EACH) as u64, CLIENTS as u64, 0, 0),
         "{c:?}"
     );
+    // The log is written by its own thread: wait for the lines, then count them.
+    wait_log_count(&pm, &["UDP flow created", "backend=\"fwd\""], CLIENTS);
     assert_eq!(log_lines(&pm, &["UDP flow created", "backend=\"fwd\""]).len(), CLIENTS);
 }
 
@@ -174,6 +176,8 @@ fn fifty_concurrent_clients_through_the_echo_plugin_each_get_only_their_own_data
         ((CLIENTS * EACH) as u64, CLIENTS as u64, 0, 0),
         "{c:?}"
     );
+    // The log is written by its own thread: wait for the lines, then count them.
+    wait_log_count(&pm, &["UDP flow created", "backend=\"echo\""], CLIENTS);
     assert_eq!(log_lines(&pm, &["UDP flow created", "backend=\"echo\""]).len(), CLIENTS);
 }
 

@@ -1,11 +1,11 @@
 //! The process log: `tracing` events formatted by `tracing-subscriber` and handed to a
 //! [`BatchWriter`] on standard error, so a line per connection costs no system call on the
-//! connection's path. Warnings and errors are written without the batching delay.
+//! connection's path. Lines from `tracing` are written as soon as the writer thread runs; the
+//! per-connection records batch.
 
 use std::io::{self, IsTerminal};
 use std::time::Duration;
 
-use tracing::Level;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::{FormatEvent, FormatFields, MakeWriter, SubscriberBuilder};
@@ -119,7 +119,7 @@ where
 /// writer thread could not start).
 struct Lines(Option<Handle<LogBatch>>);
 
-/// One event's writer: `urgent` for warnings and errors.
+/// One event's writer.
 pub struct Line<'a> {
     handle: &'a Option<Handle<LogBatch>>,
     urgent: bool,
@@ -135,10 +135,13 @@ impl<'a> MakeWriter<'a> for Lines {
         }
     }
 
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Line<'a> {
+    fn make_writer_for(&'a self, _meta: &tracing::Metadata<'_>) -> Line<'a> {
+        // Written without the batching delay: at the default level these lines are few (the
+        // per-connection line is a record, which batches), and whoever reads the log (an
+        // operator, a test) sees each as soon as the writer thread runs.
         Line {
             handle: &self.0,
-            urgent: *meta.level() <= Level::WARN,
+            urgent: true,
         }
     }
 }

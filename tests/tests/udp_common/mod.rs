@@ -336,6 +336,20 @@ pub fn dig(port: u16, name: &str, qtype: &str, tcp: bool) -> Vec<String> {
         .collect()
 }
 
+/// Waits (up to 10 s) until pmmux's log has at least `n` lines containing every one of `needles`:
+/// the log is written by its own thread, a moment after what it tells.
+pub fn wait_log_count(pm: &Pmmux, needles: &[&str], n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log_lines(pm, needles).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {n} log line(s) with {needles:?}:\n{}",
+            pm.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// The lines of pmmux's log containing every one of `needles`.
 pub fn log_lines(pm: &Pmmux, needles: &[&str]) -> Vec<String> {
     pm.log()

@@ -14,7 +14,8 @@ use ::pmmux::registry::{BackendKind, Registry};
 use ::pmmux::router::{Decision, Router};
 use abi_stable::std_types::{RResult, RSlice, RStr};
 use anyhow::{bail, Context};
-use pmmux_plugin_api::{ConnInfo, Detection};
+use pmmux_plugin_api::ffi::Detection;
+use pmmux_plugin_api::ConnInfo;
 
 use crate::report::{fmt_num, Results};
 use crate::Args;

@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
-use pmmux_plugin_api::{ConnInfo, Detection, Property};
+use pmmux_plugin_api::ffi::Detection;
+use pmmux_plugin_api::{ConnInfo, Property};
 
 use crate::config::{Priority, Strategy};
 use crate::registry::{Backend, BackendKind, Registry};

@@ -109,24 +109,6 @@ pub struct ConnInfo<'a> {
     pub properties: RSlice<'a, Property>,
 }
 
-impl<'a> ConnInfo<'a> {
-    /// The client's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer.into()
-    }
-
-    /// The local address the client reached.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local.into()
-    }
-
-    /// The value of property `key`, if set.
-    pub fn property(&self, key: &str) -> Option<&'a str> {
-        let props: &'a [Property] = self.properties.as_slice();
-        props.iter().find(|p| p.key.as_str() == key).map(|p| p.value.as_str())
-    }
-}
-
 /// A detection verdict (sslh's probe model: match / next / again).
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]

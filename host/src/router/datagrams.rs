@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use abi_stable::std_types::{RResult, RSlice, RString, RVec};
-use pmmux_plugin_api::Detection;
+use pmmux_plugin_api::ffi::Detection;
 
 use super::{Decision, Hook, Router, State};
 use crate::registry::{Backend, BackendKind};

@@ -16,7 +16,8 @@ mod detect;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use arc_swap::ArcSwap;
-use pmmux_plugin_api::{ConnInfo, Property, UdpAction};
+use pmmux_plugin_api::ffi::UdpAction;
+use pmmux_plugin_api::{ConnInfo, Property};
 use tokio::net::{lookup_host, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;

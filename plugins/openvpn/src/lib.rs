@@ -23,7 +23,6 @@
 
 use std::fmt::Write as _;
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// `P_CONTROL_HARD_RESET_CLIENT_V2`: a client's first packet.
@@ -148,10 +147,10 @@ pub fn detection(verdict: Verdict) -> Detection {
             for b in session_id {
                 let _ = write!(hex, "{b:02x}");
             }
-            Detection::Match(RVec::from(vec![
+            Detection::Match(vec![
                 Property::new("openvpn.opcode", opcode_name(opcode)),
                 Property::new("openvpn.session_id", hex),
-            ]))
+            ])
         }
         Verdict::Incomplete => Detection::NeedMore,
         Verdict::Invalid(_) => Detection::NoMatch,

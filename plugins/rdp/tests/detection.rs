@@ -88,7 +88,10 @@ fn mstshash_param_routes_case_insensitively() {
         assert!(backend(bad).is_err(), "{bad}");
     }
     let err = backend("mstshash = 5").err().unwrap_or_default();
-    assert!(err.contains("`mstshash`: a user name or a list of user names"), "{err}");
+    assert!(
+        err.contains("`mstshash`: invalid type: integer `5`, expected a string or a list of strings"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -154,8 +154,14 @@ fn other_bad_params_are_refused() {
     let cases = [
         ("", "params.patterns is required"),
         ("patterns = []", "params.patterns must not be empty"),
-        ("patterns = 5", "`patterns`: a regular expression or a list of them"),
-        ("patterns = ['a', 5]", "in the `patterns` list"),
+        (
+            "patterns = 5",
+            "`patterns`: invalid type: integer `5`, expected a string or a list of strings",
+        ),
+        (
+            "patterns = ['a', 5]",
+            "`patterns`: invalid type: integer `5`, expected a string",
+        ),
         ("patterns = 'a'\nmin_length = 0", "params.min_length must be at least 1"),
         ("patterns = 'a'\nmin_length = -1", "invalid params"),
         ("patterns = 'a'\nmin_len = 4", "unknown field `min_len`"),

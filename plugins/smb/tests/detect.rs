@@ -119,7 +119,10 @@ fn dialect_param() {
         ("dialects = \"smb1\"", "unknown field"),
         ("dialect = \"cifs\"", "unknown `cifs`"),
         ("dialect = []", "empty list"),
-        ("dialect = 2", "`dialect`: \"smb1\""),
+        (
+            "dialect = 2",
+            "`dialect`: invalid type: integer `2`, expected a string or a list of strings",
+        ),
     ] {
         let err = backend(toml).expect_err(toml);
         assert!(err.contains(needle), "{toml}: {err}");

@@ -10,7 +10,6 @@
 //! methods" is a server's answer, never a client's offer). Bytes after the greeting (a client sending
 //! its request optimistically) do not change the verdict.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// The protocol version byte of SOCKS5.
@@ -83,7 +82,7 @@ pub fn detect(preview: &[u8]) -> Detection {
     match parse_greeting(preview) {
         Greeting::Complete(methods) => {
             let names: Vec<String> = methods.iter().map(|&m| method_name(m)).collect();
-            Detection::Match(RVec::from(vec![Property::new("socks5.methods", names.join(","))]))
+            Detection::Match(vec![Property::new("socks5.methods", names.join(","))])
         }
         Greeting::Incomplete => Detection::NeedMore,
         Greeting::Invalid => Detection::NoMatch,

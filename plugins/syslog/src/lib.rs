@@ -12,7 +12,6 @@
 //! `<` first, an octet count with a leading zero or over 9 digits, a PRI with a leading zero, over 3
 //! digits or above 191.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// The highest PRI value (facility 23, severity 7).
@@ -121,10 +120,10 @@ pub fn parse(preview: &[u8]) -> Parse {
 /// The detection itself, over the bytes seen so far.
 pub fn detect(preview: &[u8]) -> Detection {
     match parse(preview) {
-        Parse::Complete(header) => Detection::Match(RVec::from(vec![
+        Parse::Complete(header) => Detection::Match(vec![
             Property::new("syslog.facility", header.facility()),
             Property::new("syslog.severity", header.severity()),
-        ])),
+        ]),
         Parse::Incomplete => Detection::NeedMore,
         Parse::Invalid => Detection::NoMatch,
     }

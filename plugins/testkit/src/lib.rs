@@ -4,8 +4,7 @@
 
 use std::net::SocketAddr;
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
-use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection};
 
 /// xorshift64*: deterministic and dependency-free, so a failing round replays from its seed.
 #[derive(Debug, Clone)]
@@ -66,13 +65,7 @@ pub fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 /// The spec of a backend named `test` (priority `normal`, no target) for `protocol`, with
 /// `[backend.params]` given as TOML text. It borrows both strings.
 pub fn spec<'a>(protocol: &'a str, params_toml: &'a str) -> BackendSpec<'a> {
-    BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str(protocol),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    }
+    BackendSpec::new("test", protocol, params_toml)
 }
 
 /// Connection facts for calling the `Backend` hooks directly: 127.0.0.1 (port 0) on both ends,
@@ -84,12 +77,7 @@ pub fn conn() -> ConnInfo<'static> {
 /// Like [`conn`], with 127.0.0.1:`port` on both ends.
 pub fn conn_port(port: u16) -> ConnInfo<'static> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from_str("test"),
-        properties: RSlice::from_slice(&[]),
-    }
+    ConnInfo::new(addr, addr, "test", &[])
 }
 
 /// Whether two verdicts are of the same kind (`Match` properties aside).
@@ -191,7 +179,7 @@ mod tests {
         } else if n < 3 {
             Detection::NeedMore
         } else {
-            Detection::Match(abi_stable::std_types::RVec::new())
+            Detection::Match(Vec::new())
         }
     }
 
@@ -202,7 +190,7 @@ mod tests {
         fuzz_tcp(prefix_detector, 1, 500, &[b"abc", b"abd"]);
         fuzz_udp(
             |d| match d.first() {
-                Some(b'a') => Detection::Match(abi_stable::std_types::RVec::new()),
+                Some(b'a') => Detection::Match(Vec::new()),
                 _ => Detection::NoMatch,
             },
             2,
@@ -210,7 +198,7 @@ mod tests {
             &[b"abc"],
         );
         let s = spec("x", "a = 1");
-        assert_eq!(s.protocol.as_str(), "x");
+        assert_eq!(s.protocol(), "x");
         assert_eq!(conn_port(80).local_addr().port(), 80);
     }
 

@@ -191,8 +191,11 @@ fn bad_params_are_refused() {
         ("to = []", "params.to must not be empty"),
         ("to = ''", "is not a domain"),
         ("to = 'user@example.org'", "is not a domain"),
-        ("to = 5", "`to`: a domain or a list of domains"),
-        ("to = ['a', 5]", "in the `to` list"),
+        (
+            "to = 5",
+            "`to`: invalid type: integer `5`, expected a string or a list of strings",
+        ),
+        ("to = ['a', 5]", "`to`: invalid type: integer `5`, expected a string"),
         ("domain = 'a'", "unknown field `domain`"),
     ];
     for (params, want) in cases {

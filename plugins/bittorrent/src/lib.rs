@@ -36,10 +36,7 @@ pub struct BitTorrent;
 impl BitTorrent {
     /// Builds the backend; `bittorrent` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(BitTorrent)
     }
 }

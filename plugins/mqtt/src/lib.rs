@@ -153,10 +153,7 @@ pub struct Mqtt;
 impl Mqtt {
     /// Builds the backend; `mqtt` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Mqtt)
     }
 

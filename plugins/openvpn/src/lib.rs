@@ -44,10 +44,7 @@ pub struct OpenVpn;
 impl OpenVpn {
     /// Builds the backend; `openvpn` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(OpenVpn)
     }
 }

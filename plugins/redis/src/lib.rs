@@ -149,10 +149,7 @@ pub struct Redis;
 impl Redis {
     /// Builds the backend; `redis` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Redis)
     }
 

@@ -31,10 +31,7 @@ pub struct Socks4;
 impl Socks4 {
     /// Builds the backend; `socks4` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Socks4)
     }
 }

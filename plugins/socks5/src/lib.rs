@@ -24,10 +24,7 @@ pub struct Socks5;
 impl Socks5 {
     /// Builds the backend; `socks5` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Socks5)
     }
 }

@@ -3,7 +3,9 @@
 
 use pmmux_openvpn::{parse_packet, parse_stream, OpenVpn, Verdict, MAX_PACKET};
 use pmmux_plugin_api::{Backend, Detection};
-use pmmux_plugin_testkit::{conn_port, spec, Rng};
+use pmmux_plugin_testkit::{
+    assert_needs_more_until_whole, assert_no_params, assert_verdict_stable, conn_port, props, spec, Rng,
+};
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes (TCP)
 // or the first datagram (UDP); client OpenVPN 2.6.14 (Debian 12, `openvpn 2.6.14-0+deb12u2`), run as
@@ -34,13 +36,6 @@ const UDP_CAPTURES: &[(&str, &[u8], &str)] = &[
 
 fn backend(params_toml: &str) -> Result<OpenVpn, String> {
     OpenVpn::new(&spec("openvpn", params_toml))
-}
-
-fn props(detection: Detection) -> Vec<(String, String)> {
-    match detection {
-        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -95,13 +90,7 @@ fn udp_captures_match_with_properties() {
 fn every_strict_prefix_of_a_tcp_capture_needs_more() {
     let ovpn = backend("").expect("no params");
     for &(name, stream, _) in TCP_CAPTURES {
-        for n in 1..stream.len() {
-            assert_eq!(
-                ovpn.detect(&conn_port(1194), &stream[..n]),
-                Detection::NeedMore,
-                "{name}[..{n}]"
-            );
-        }
+        assert_needs_more_until_whole(|d| ovpn.detect(&conn_port(1194), d), stream, name);
     }
 }
 
@@ -181,9 +170,7 @@ fn other_protocols_are_no_match() {
 
 #[test]
 fn params_are_refused() {
-    assert!(backend("").is_ok());
-    let err = backend("foo = 1").expect_err("unknown param");
-    assert!(err.contains("foo"), "{err}");
+    assert_no_params(OpenVpn::new, "openvpn", "foo = 1");
 }
 
 #[test]
@@ -212,14 +199,7 @@ fn fuzz_no_panic_and_decisions_are_final() {
         if input.is_empty() {
             continue;
         }
-        let full = ovpn.detect(&conn_port(1194), &input);
         // Once a prefix is decided, the longer input gives the same answer.
-        for n in 1..input.len() {
-            let early = ovpn.detect(&conn_port(1194), &input[..n]);
-            if early != Detection::NeedMore {
-                assert_eq!(early, full, "{input:?} decided at {n}");
-                break;
-            }
-        }
+        assert_verdict_stable(|d| ovpn.detect(&conn_port(1194), d), &input);
     }
 }

@@ -27,14 +27,7 @@ pub(crate) async fn serve(
     let mut ctl = step("on_data", session.on_data(RSlice::from_slice(preview), &mut out))?;
     let mut buf = vec![0u8; CHUNK];
     loop {
-        if !out.is_empty() {
-            client
-                .write_all(&out)
-                .await
-                .map_err(SideError::on(Peer::Client, Op::Write))?;
-            moved.down += out.len() as u64;
-            out.clear();
-        }
+        flush(client, &mut out, &mut moved).await?;
         if ctl == SessionCtl::Close {
             let _ = client.shutdown().await;
             return Ok(moved);
@@ -46,19 +39,26 @@ pub(crate) async fn serve(
         if n == 0 {
             // Whatever the session answers, the client has finished: write its last words and close.
             let _ = step("on_eof", session.on_eof(&mut out))?;
-            if !out.is_empty() {
-                client
-                    .write_all(&out)
-                    .await
-                    .map_err(SideError::on(Peer::Client, Op::Write))?;
-                moved.down += out.len() as u64;
-            }
+            flush(client, &mut out, &mut moved).await?;
             let _ = client.shutdown().await;
             return Ok(moved);
         }
         moved.up += n as u64;
         ctl = step("on_data", session.on_data(RSlice::from_slice(&buf[..n]), &mut out))?;
     }
+}
+
+/// Writes what the session put in `out` to the client, counts it and empties `out`.
+async fn flush(client: &mut TcpStream, out: &mut RVec<u8>, moved: &mut Transferred) -> Result<(), ConnError> {
+    if !out.is_empty() {
+        client
+            .write_all(out)
+            .await
+            .map_err(SideError::on(Peer::Client, Op::Write))?;
+        moved.down += out.len() as u64;
+        out.clear();
+    }
+    Ok(())
 }
 
 /// The session's answer to `hook`, or the plugin error naming it.

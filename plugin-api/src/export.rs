@@ -2,7 +2,7 @@
 //! needs no `abi_stable` of its own: the library header the host looks up, the two entry points
 //! (generic over the [`Plugin`] the macro declares), and the adapters that run every hook inside
 //! `catch_unwind` and turn its Rust values into the ABI types of [`crate::ffi`]. A panic becomes an
-//! error value the host counts, never an unwind across the boundary (DESIGN.md §5).
+//! error value the host counts, never an unwind across the boundary (docs/architecture.md §5).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

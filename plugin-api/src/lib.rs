@@ -20,8 +20,9 @@
 //!
 //! ## A detect-and-forward plugin
 //!
-//! A `cdylib` crate that depends on `pmmux-plugin-api` and `serde` (the crate's README has the whole
-//! `Cargo.toml`). Hooks take and return plain Rust values; the whole plugin:
+//! A `cdylib` crate that depends on `pmmux-plugin-api` and `serde` (the crate's `README.md` walks
+//! through a plugin from `Cargo.toml` to a running host). Hooks take and return plain Rust values;
+//! the whole plugin:
 //!
 //! ```
 //! use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
@@ -61,6 +62,11 @@
 //! [`BackendSpec::new`] and [`ConnInfo::new`].
 //!
 //! Everything in [`ffi`] is the ABI itself: the host's side, which a plugin never has to name.
+
+/// The README's plugin, compiled as a doctest so that what it tells authors builds as written.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 mod backend;
 #[doc(hidden)]

@@ -23,6 +23,7 @@ pub mod listener;
 pub mod matchers;
 pub mod metrics;
 pub mod plugin;
+pub mod portmap;
 pub mod preview;
 pub mod privdrop;
 pub mod proxy_protocol;

@@ -13,14 +13,14 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) mod config;
 pub(crate) mod discover;
-pub mod driver;
+pub(crate) mod driver;
 pub(crate) mod engine;
 pub(crate) mod pmp;
 pub(crate) mod render;
 pub(crate) mod upnp;
 
-pub use config::{PortMappingConfig, ProtocolChoice};
-pub use driver::PortMapper;
+pub(crate) use config::PortMappingConfig;
+pub(crate) use driver::PortMapper;
 
 /// The public port a listener asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -5,7 +5,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod failover;
-pub mod listener;
+pub(crate) mod listener;
 pub(crate) mod preview;
 pub(crate) mod relay;
 pub(crate) mod session;

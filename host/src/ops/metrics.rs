@@ -20,12 +20,12 @@ use crate::routing::router::Decision;
 use crate::tcp::preview::Outcome as Preview;
 use crate::tcp::relay::Transferred;
 
-pub mod render;
+pub(crate) mod render;
 
-pub use render::render;
+pub(crate) use render::render;
 
 /// Upper bounds (seconds) of the detection latency histogram's buckets (`+Inf` follows).
-pub const DETECTION_BUCKETS: [f64; 14] = [
+pub(crate) const DETECTION_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 

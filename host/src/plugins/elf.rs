@@ -2,7 +2,7 @@
 //! the process with SIGBUS (DESIGN.md §4), so every table and loadable segment must lie inside the file.
 
 /// Checks that `bytes` is a complete ELF shared object; the error says what is missing.
-pub fn check_complete(bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_complete(bytes: &[u8]) -> Result<(), String> {
     let len = bytes.len() as u64;
     if len < 16 || &bytes[..4] != b"\x7fELF" {
         return Err("not an ELF file (no \\x7fELF magic)".into());

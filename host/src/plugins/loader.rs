@@ -149,7 +149,7 @@ pub struct Loader {
 
 /// Whether a directory entry looks like a library of this platform (dotfiles are ignored: editors and
 /// installers write temporaries there).
-pub fn is_library(path: &Path) -> bool {
+pub(crate) fn is_library(path: &Path) -> bool {
     let ext = if cfg!(target_os = "windows") {
         "dll"
     } else if cfg!(target_os = "macos") {

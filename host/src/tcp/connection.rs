@@ -25,7 +25,7 @@ use crate::tcp::relay::{self, Transferred};
 use crate::tcp::session;
 
 /// What every connection of one listener shares.
-pub struct ListenerContext {
+pub(crate) struct ListenerContext {
     /// The listener's name.
     pub name: Arc<str>,
     /// The current routing snapshot.
@@ -42,7 +42,7 @@ pub struct ListenerContext {
 }
 
 /// Handles one accepted connection to the end; `admitted` (its limit slots) is held until then.
-pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
+pub(crate) async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
     let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
     let span = if trusted {
         // `peer` becomes the client the PROXY header names; `via` is the front that sent it.

@@ -18,7 +18,7 @@ use crate::tcp::preview::{self, Outcome};
 use crate::tcp::relay::{RelayError, Transferred};
 
 /// Whether a relay error happened before the upstream accepted (nothing was sent or relayed).
-pub fn is_connect_failure(e: &RelayError) -> bool {
+pub(crate) fn is_connect_failure(e: &RelayError) -> bool {
     matches!(
         e,
         RelayError::Resolve { .. } | RelayError::Connect { .. } | RelayError::ConnectTimeout { .. }

@@ -286,7 +286,7 @@ impl ListenerSet {
 /// Binds a TCP listener for `cfg` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 /// TCP_NODELAY is set on the listening socket: accepted sockets inherit it on Linux, which saves a
 /// system call per connection (relayed bytes are forwarded as they come, never held for batching).
-pub fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
+pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     let socket = if cfg.address.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -315,7 +315,7 @@ fn bind_udp(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSo
 /// A connection slot is taken before each accept (so a full `max_connections` stops accepting);
 /// the per-IP and preview limits are checked after it. Accept errors back off (see
 /// [`AcceptBackoff`]), logged once per episode.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: Arc<TcpListener>,
     ctx: Arc<ListenerContext>,
     limits: Arc<ListenerLimits>,

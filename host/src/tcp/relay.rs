@@ -14,13 +14,13 @@ use tokio::net::{lookup_host, TcpStream};
 use tokio::time::timeout;
 
 /// First buffer size per direction.
-pub const MIN_RELAY_BUFFER: usize = 4 * 1024;
+pub(crate) const MIN_RELAY_BUFFER: usize = 4 * 1024;
 /// Largest buffer per direction: enough for loopback line rate.
-pub const MAX_RELAY_BUFFER: usize = 128 * 1024;
+pub(crate) const MAX_RELAY_BUFFER: usize = 128 * 1024;
 
 /// Which side of a relay failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     /// The target could not be resolved.
     #[error("upstream {target}: cannot resolve: {source}")]
     Resolve {
@@ -68,7 +68,7 @@ pub struct Transferred {
 }
 
 /// Connects to `target` (`host:port`), trying each resolved address until the timeout.
-pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
+pub(crate) async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
     let attempt = async {
         let addrs = lookup_host(target).await.map_err(|source| RelayError::Resolve {
             target: target.to_owned(),
@@ -98,7 +98,7 @@ pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStrea
 }
 
 /// Replays `preview` to `upstream`, then relays until both directions are closed.
-pub async fn relay(
+pub(crate) async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     preview: &[u8],

@@ -14,7 +14,7 @@ const CHUNK: usize = 16 * 1024;
 
 /// Why a served connection ended early.
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     /// The session returned an error (the plugin panicked).
     #[error("plugin session failed: {0}")]
     Plugin(String),
@@ -24,7 +24,11 @@ pub enum ServeError {
 }
 
 /// Runs `session` over `client`, starting with `preview`.
-pub async fn serve(client: &mut TcpStream, mut session: SessionBox, preview: &[u8]) -> Result<Transferred, ServeError> {
+pub(crate) async fn serve(
+    client: &mut TcpStream,
+    mut session: SessionBox,
+    preview: &[u8],
+) -> Result<Transferred, ServeError> {
     let mut moved = Transferred {
         up: preview.len() as u64,
         down: 0,

@@ -109,7 +109,7 @@ pub struct ConnInfo<'a> {
     pub properties: RSlice<'a, Property>,
 }
 
-/// A detection verdict (sslh's probe model: match / next / again).
+/// A detection verdict as it crosses the boundary; plugins return [`crate::Detection`].
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub enum Detection {
@@ -143,7 +143,8 @@ pub enum SessionCtl {
     Close,
 }
 
-/// What a matched UDP backend wants done with one datagram.
+/// What a matched UDP backend wants done with one datagram, as it crosses the boundary; plugins
+/// return [`crate::UdpAction`].
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub enum UdpAction {
@@ -158,7 +159,7 @@ pub enum UdpAction {
     Drop,
 }
 
-/// How a backend's target is checked for health, when its plugin knows better than a TCP connect.
+/// A health probe as it crosses the boundary; plugins return [`crate::HealthProbe`].
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct HealthProbe {
@@ -179,7 +180,7 @@ pub enum HealthTransport {
     Udp,
 }
 
-/// A plugin's verdict on what a target answered to its [`HealthProbe`].
+/// A health verdict as it crosses the boundary; plugins return [`crate::HealthVerdict`].
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub enum HealthVerdict {

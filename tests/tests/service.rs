@@ -48,7 +48,8 @@ fn next_state(sock: &UnixDatagram, pings: &mut usize, pm: &Pmmux) -> String {
 /// port and its first notification on `sock`. Retried on a new port when another process takes the
 /// probed one before pmmux binds it.
 fn start_notified(sock: &UnixDatagram, env: &[(&str, &str)], args: &[&str], pings: &mut usize) -> (Pmmux, u16, String) {
-    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("read timeout on the notification socket");
     (0..5)
         .find_map(|_| {
             let port = free_port();

@@ -133,6 +133,12 @@ fn systemd_notify_reaches_an_abstract_socket() {
     let mut pings = 0;
     let (pm, port, ready) = start_notified(&sock, &[("NOTIFY_SOCKET", &format!("@{name}"))], &[], &mut pings);
     assert!(ready.starts_with("READY=1\n"), "{ready:?}");
+    // A reload the moment readiness is announced: the SIGHUP handler is already there.
+    pm.signal(libc::SIGHUP);
+    let reloading = next_state(&sock, &mut pings, &pm);
+    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading:?}");
+    let ready = next_state(&sock, &mut pings, &pm);
+    assert!(ready.starts_with("READY=1\n"), "{ready:?}");
     let got = tcp_roundtrip(loopback(port), b"abstract", CLIENT_TIMEOUT).expect("round trip at READY=1");
     assert_eq!(got, b"abstract");
     stop_notified(&pm, &sock, &mut pings);

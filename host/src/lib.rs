@@ -11,6 +11,10 @@
 //! - [`ops`]: admin endpoint, status, metrics, limits, systemd and privilege dropping.
 //! - [`config`]: the configuration file, `{{env}}` expansion and the `-p` / `-b` quick start.
 
+// The module maps above link to crate-private stages on purpose: this library is documented for its
+// maintainers (`cargo doc -p pmmux --document-private-items`), not as a public API.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod config;
 pub mod control;
 pub mod ops;

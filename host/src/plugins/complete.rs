@@ -1,5 +1,5 @@
 //! Completeness check of a library file before it is mapped: dlopen of a truncated library kills
-//! the process with SIGBUS (DESIGN.md §4: the loader maps segments past the end of the file and the
+//! the process with SIGBUS (docs/architecture.md §4: the loader maps segments past the end of the file and the
 //! first touch of such a page faults), so every header table, loadable segment and section with
 //! file contents must lie inside the file. The `object` crate reads ELF (`.so`), PE (`.dll`) and
 //! Mach-O (`.dylib`, also universal) alike, so every platform gets the same check.

@@ -210,8 +210,7 @@ impl Loader {
         if after != stamp || bytes.len() as u64 != stamp.size {
             return Err(LoadError::Changing);
         }
-        #[cfg(target_os = "linux")]
-        super::elf::check_complete(&bytes).map_err(LoadError::Incomplete)?;
+        super::complete::check_complete(&bytes).map_err(LoadError::Incomplete)?;
         fs::write(&shadow, &bytes)?;
         let result = self.load_shadow(&shadow);
         // Safe once mapped (docs/architecture.md §4), and keeps the shadow folder from growing.

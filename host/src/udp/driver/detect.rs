@@ -60,7 +60,7 @@ impl Driver {
     fn router(&self, client: SocketAddr) -> Router {
         let registry = self.ctx.registry.load_full();
         let strategy = self.ctx.strategy.unwrap_or(registry.routing.strategy);
-        Router::new(registry, strategy, Arc::clone(&self.ctx.name), client, self.local)
+        Router::for_datagrams(registry, strategy, Arc::clone(&self.ctx.name), client, self.local)
     }
 
     /// Asks the backends about a new client's first datagram; holds it if that is undecided.

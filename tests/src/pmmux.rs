@@ -46,6 +46,9 @@ pub struct StartOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// The open-file limit (soft and hard) set in the child before it runs.
     pub nofile: Option<u64>,
+    /// Called with the plugin folder once it is filled, before the host starts: for entries that
+    /// are not files (FIFOs, sockets, symlinks).
+    pub prepare: Option<&'a dyn Fn(&Path)>,
 }
 
 /// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
@@ -97,6 +100,7 @@ impl Pmmux {
             args: extra_args,
             env: &[],
             nofile,
+            prepare: None,
         })
     }
 
@@ -109,6 +113,7 @@ impl Pmmux {
             args,
             env,
             nofile,
+            prepare,
         } = *options;
         let bin = pmmux_bin();
         let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
@@ -121,6 +126,9 @@ impl Pmmux {
         }
         for (name, bytes) in files {
             write_file_in(&plugin_dir, name, bytes);
+        }
+        if let Some(prepare) = prepare {
+            prepare(&plugin_dir);
         }
         let mut cmd = Command::new(&bin);
         if let Some(config_toml) = config {

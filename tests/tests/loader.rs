@@ -243,3 +243,77 @@ fn check_config_reports_every_problem_with_its_line() {
         "{err}"
     );
 }
+
+/// Creates, in `dir`, an entry of each kind that is not a regular file, all named like libraries.
+fn make_odd_entries(dir: &std::path::Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |name: &str| CString::new(dir.join(name).as_os_str().as_bytes()).expect("path without NUL");
+    // SAFETY: plain system calls on NUL-terminated paths owned for the call.
+    unsafe {
+        assert_eq!(libc::mkfifo(c("libfifo.so").as_ptr(), 0o600), 0, "mkfifo");
+        let dev = libc::makedev(1, 3); // the /dev/null character device
+        assert_eq!(
+            libc::mknod(c("libdev.so").as_ptr(), libc::S_IFCHR | 0o600, dev),
+            0,
+            "mknod"
+        );
+    }
+    drop(std::os::unix::net::UnixListener::bind(dir.join("libsock.so")).expect("bind a socket"));
+    std::fs::create_dir(dir.join("libdir.so")).expect("create a folder");
+    std::os::unix::fs::symlink("nowhere.so", dir.join("libdangling.so")).expect("dangling symlink");
+    std::os::unix::fs::symlink("libloop.so", dir.join("libloop.so")).expect("looping symlink");
+}
+
+#[test]
+fn entries_that_are_not_files_are_refused_unopened_and_never_block_start_reload_or_stop() {
+    let port = free_port();
+    let config = format!(
+        "plugin_dir = \"plugins\"\n[reload]\nrescan_interval_ms = 200\nquiet_period_ms = 100\n\
+         [[listener]]\naddress = \"127.0.0.1:{port}\"\n\
+         [[backend]]\nname = \"ssh\"\nprotocol = \"ssh\"\ntarget = \"127.0.0.1:1\"\n\
+         [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n"
+    );
+    let prepare = make_odd_entries;
+    let pm = Pmmux::start_opts(&StartOptions {
+        config: Some(&config),
+        plugins: &["echo"],
+        prepare: Some(&prepare),
+        ..StartOptions::default()
+    });
+    // Start-up did not block on the FIFO (before this fix it hung in open() before listening).
+    pm.wait_listening(loopback(port));
+    let odd = [
+        ("libfifo.so", "not a regular file (a FIFO)"),
+        ("libdev.so", "not a regular file (a device)"),
+        ("libsock.so", "not a regular file (a socket)"),
+        ("libdir.so", "not a regular file (a folder)"),
+        ("libdangling.so", "a symbolic link that leads to no file"),
+        ("libloop.so", "a symbolic link that leads to no file"),
+    ];
+    // Several rescans later, each is still reported exactly once.
+    std::thread::sleep(Duration::from_millis(1000));
+    for (file, cause) in odd {
+        let lines: Vec<String> = pm
+            .log()
+            .lines()
+            .filter(|l| l.contains("plugin refused") && l.contains(&format!("/{file} ")))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines.len(), 1, "{file}: {lines:#?}\n{}", pm.log());
+        assert!(
+            lines[0].contains(cause),
+            "refusal of {file} does not say `{cause}`: {}",
+            lines[0]
+        );
+    }
+    let payload = random_bytes(100_000);
+    assert_eq!(tcp_roundtrip(loopback(port), &payload, T).expect("echo"), payload);
+
+    // The reload thread is not stuck: a plugin dropped in now loads, and routes.
+    pm.install_plugin("ssh");
+    assert!(pm.wait_for_log("plugin loaded plugin=ssh", T), "{}", pm.log());
+    // SIGTERM ends the host promptly (it used to wait for a writer on the FIFO).
+    let status = pm.stop().expect("pmmux exited");
+    assert!(status.success(), "{status:?}\n{}", pm.log());
+}

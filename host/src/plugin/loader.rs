@@ -202,10 +202,10 @@ impl Loader {
         let started = Instant::now();
         let load_id = self.loads.fetch_add(1, Ordering::Relaxed) + 1;
         let stamp = FileStamp::of(file)?;
+        let bytes = read_regular(file)?;
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
         let ext = file.extension().and_then(|s| s.to_str()).unwrap_or("so");
         let shadow = self.shadow_dir.join(format!("{stem}.{load_id}.{ext}"));
-        let bytes = fs::read(file)?;
         let after = FileStamp::of(file)?;
         if after != stamp || bytes.len() as u64 != stamp.size {
             return Err(LoadError::Changing);
@@ -293,6 +293,31 @@ impl Drop for Loader {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.shadow_dir);
     }
+}
+
+/// Reads a plugin file whole, refusing anything but a regular file without blocking on it: opened
+/// non-blocking (a FIFO or device opens at once instead of waiting for a writer) and checked on the
+/// open descriptor, so an entry swapped for a FIFO after the folder was listed is refused too.
+fn read_regular(file: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let mut f = options.open(file)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file; not read",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// abi_stable reports a failed constructor over several lines; keep what follows "the error:".

@@ -98,6 +98,8 @@ pub(super) struct RawRouting {
     pub(super) max_udp_flows: usize,
     pub(super) max_failovers: u32,
     pub(super) max_udp_pending: usize,
+    pub(super) idle_timeout_ms: u64,
+    pub(super) half_closed_timeout_ms: u64,
 }
 
 impl Default for RawRouting {
@@ -112,6 +114,8 @@ impl Default for RawRouting {
             max_udp_flows: 100_000,
             max_failovers: 3,
             max_udp_pending: 1024,
+            idle_timeout_ms: super::DEFAULT_IDLE_TIMEOUT_MS,
+            half_closed_timeout_ms: super::DEFAULT_HALF_CLOSED_TIMEOUT_MS,
         }
     }
 }
@@ -130,6 +134,7 @@ pub(super) struct RawBackend {
     pub(super) params: toml::Table,
     #[serde(default = "default_udp_idle_timeout_ms")]
     pub(super) udp_idle_timeout_ms: u64,
+    pub(super) idle_timeout_ms: Option<u64>,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
     pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
 }

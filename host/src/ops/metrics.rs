@@ -44,17 +44,20 @@ pub enum ConnOutcome {
     Aborted,
     /// Refused by `max_connections_per_ip` or `max_previews`; closed at once.
     RefusedLimit,
+    /// Routed, then closed by pmmux after no byte moved for the idle (or half-closed) timeout.
+    IdleTimeout,
 }
 
 impl ConnOutcome {
     /// Every outcome, in label order.
-    pub const ALL: [ConnOutcome; 6] = [
+    pub const ALL: [ConnOutcome; 7] = [
         ConnOutcome::Closed,
         ConnOutcome::Failed,
         ConnOutcome::NoMatch,
         ConnOutcome::Timeout,
         ConnOutcome::Aborted,
         ConnOutcome::RefusedLimit,
+        ConnOutcome::IdleTimeout,
     ];
 
     /// The `outcome` label.
@@ -66,6 +69,7 @@ impl ConnOutcome {
             ConnOutcome::Timeout => "timeout",
             ConnOutcome::Aborted => "aborted",
             ConnOutcome::RefusedLimit => "refused_limit",
+            ConnOutcome::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -283,7 +287,11 @@ impl ListenerMetrics {
                 let bytes = self.global.bytes.get(backend);
                 bytes.up.fetch_add(t.up, Ordering::Relaxed);
                 bytes.down.fetch_add(t.down, Ordering::Relaxed);
-                ConnOutcome::Closed
+                if t.cut.is_some() {
+                    ConnOutcome::IdleTimeout
+                } else {
+                    ConnOutcome::Closed
+                }
             }
             None => ConnOutcome::Failed,
         };

@@ -7,7 +7,7 @@ use pmmux_plugin_api::SessionCtl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::tcp::relay::Transferred;
+use crate::tcp::relay::{Cut, Transferred};
 
 /// Read size while serving.
 const CHUNK: usize = 16 * 1024;
@@ -23,11 +23,18 @@ pub enum ServeError {
     Client(#[from] std::io::Error),
 }
 
-/// Runs `session` over `client`, starting with `preview`.
-pub async fn serve(client: &mut TcpStream, mut session: SessionBox, preview: &[u8]) -> Result<Transferred, ServeError> {
+/// Runs `session` over `client`, starting with `preview`. A client that sends nothing for `idle`
+/// is closed (`cut` says so).
+pub async fn serve(
+    client: &mut TcpStream,
+    mut session: SessionBox,
+    preview: &[u8],
+    idle: std::time::Duration,
+) -> Result<Transferred, ServeError> {
     let mut moved = Transferred {
         up: preview.len() as u64,
         down: 0,
+        cut: None,
     };
     let mut out = RVec::new();
     let mut ctl = step(session.on_data(RSlice::from_slice(preview), &mut out))?;
@@ -42,7 +49,12 @@ pub async fn serve(client: &mut TcpStream, mut session: SessionBox, preview: &[u
             let _ = client.shutdown().await;
             return Ok(moved);
         }
-        let n = client.read(&mut buf).await?;
+        let Ok(read) = tokio::time::timeout(idle, client.read(&mut buf)).await else {
+            moved.cut = Some(Cut::Idle);
+            let _ = client.shutdown().await;
+            return Ok(moved);
+        };
+        let n = read?;
         if n == 0 {
             // Whatever the session answers, the client has finished: write its last words and close.
             let _ = step(session.on_eof(&mut out))?;

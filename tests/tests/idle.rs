@@ -84,10 +84,11 @@ fn idle_and_half_closed_connections_are_closed_with_a_reason_and_counted_and_tal
     let upstream_side = ss
         .lines()
         .filter(|l| l.contains(&echo.addr().to_string()))
+        // pmmux's side: the echo server's address is the peer (4th column), not the local one.
         .filter(|l| {
-            !l.split_whitespace()
-                .nth(2)
-                .is_some_and(|local| local == echo.addr().to_string())
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|peer| peer == echo.addr().to_string())
         })
         .collect::<Vec<_>>();
     assert!(

@@ -172,6 +172,8 @@ pub struct BackendConfig {
     pub udp_idle_timeout: Duration,
     /// Overrides `[routing] idle_timeout_ms` for TCP connections routed to this backend.
     pub idle_timeout: Option<Duration>,
+    /// `udp_routing`: overrides what the plugin declares (per message or per flow).
+    pub udp_routing: Option<pmmux_plugin_api::UdpRouting>,
     /// The PROXY header sent to the target before the client's bytes (`proxy_protocol`); such a
     /// backend takes TCP connections only.
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
@@ -426,6 +428,10 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             params_toml,
             udp_idle_timeout: Duration::from_millis(b.udp_idle_timeout_ms.max(1)),
             idle_timeout: b.idle_timeout_ms.map(|ms| Duration::from_millis(ms.max(1))),
+            udp_routing: b.udp_routing.map(|r| match r {
+                raw::UdpRoutingKey::Flow => pmmux_plugin_api::UdpRouting::Flow,
+                raw::UdpRoutingKey::PerMessage => pmmux_plugin_api::UdpRouting::PerMessage,
+            }),
             proxy_protocol: b.proxy_protocol,
             health,
         });

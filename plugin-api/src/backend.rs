@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::ffi::{
     BackendBox, BackendSpec, ClientWriterBox, ConnInfo, Detection, FfiBackend, FfiBackend_TO, FfiSession,
-    FfiSession_TO, HealthProbe, HealthVerdict, SessionBox, SessionCtl, TcpAction, UdpAction,
+    FfiSession_TO, HealthProbe, HealthVerdict, SessionBox, SessionCtl, TcpAction, UdpAction, UdpRouting,
 };
 
 /// A backend: detection and handling hooks for one configured `[[backend]]`.
@@ -61,6 +61,12 @@ pub trait Backend: Send + Sync + 'static {
     /// when the target closed. Default: healthy.
     fn health_verdict(&self, _response: &[u8], _closed: bool) -> HealthVerdict {
         HealthVerdict::Healthy
+    }
+
+    /// [`UdpRouting::PerMessage`] for message protocols (DNS, syslog, STUN binding): each datagram
+    /// of a client is detected on its own. Default: [`UdpRouting::Flow`] (session protocols).
+    fn udp_routing(&self) -> UdpRouting {
+        UdpRouting::Flow
     }
 }
 
@@ -177,6 +183,10 @@ impl<B: Backend> FfiBackend for Guarded<B> {
 
     fn health_verdict(&self, response: RSlice<'_, u8>, closed: bool) -> RResult<HealthVerdict, RString> {
         guard("health_verdict", || self.0.health_verdict(response.as_slice(), closed))
+    }
+
+    fn udp_routing(&self) -> RResult<UdpRouting, RString> {
+        guard("udp_routing", || self.0.udp_routing())
     }
 }
 

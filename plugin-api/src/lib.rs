@@ -76,7 +76,7 @@ pub use abi_stable;
 pub use backend::{guard, into_ffi_backend, Backend, ClientWriter, Handling, Session};
 pub use ffi::{
     BackendSpec, ConnInfo, Detection, FfiAddr, HealthProbe, HealthTransport, HealthVerdict, PluginInfo, PluginMod,
-    PluginModRef, Property, SessionCtl, UdpAction, ABI_VERSION,
+    PluginModRef, Property, SessionCtl, UdpAction, UdpRouting, ABI_VERSION,
 };
 pub use log::Level;
 

@@ -135,8 +135,17 @@ pub(super) struct RawBackend {
     #[serde(default = "default_udp_idle_timeout_ms")]
     pub(super) udp_idle_timeout_ms: u64,
     pub(super) idle_timeout_ms: Option<u64>,
+    pub(super) udp_routing: Option<UdpRoutingKey>,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
     pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
+}
+
+/// `[[backend]] udp_routing`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum UdpRoutingKey {
+    Flow,
+    PerMessage,
 }
 
 pub(super) fn default_udp_idle_timeout_ms() -> u64 {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{RNone, RResult, RSome, RStr};
 use pmmux_plugin_api::ffi::{BackendBox, BackendSpec};
+use pmmux_plugin_api::UdpRouting;
 
 use crate::config::{BackendConfig, Config, Priority, Routing};
 use crate::plugins::LoadedPlugin;
@@ -50,6 +51,11 @@ pub struct Backend {
     pub plugin: Option<Arc<LoadedPlugin>>,
     /// Live counters.
     pub stats: Arc<BackendStats>,
+    /// Unique in the process (never reused): tells flows of one client to different backends apart.
+    pub uid: u64,
+    /// Whether its UDP clients keep a flow or each datagram is routed on its own: the backend's
+    /// `udp_routing` key, else what its plugin declares, else a flow.
+    pub udp_routing: UdpRouting,
     consecutive_errors: AtomicU32,
     disabled: AtomicBool,
 }
@@ -207,11 +213,14 @@ impl Registry {
                     }
                 },
             };
+            let udp_routing = udp_routing(bc, &kind);
             backends.push(Arc::new(Backend {
                 config: bc.clone(),
                 kind,
                 plugin,
                 stats,
+                uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+                udp_routing,
                 consecutive_errors: AtomicU32::new(0),
                 disabled: AtomicBool::new(false),
             }));
@@ -252,6 +261,26 @@ fn new_backend(plugin: &LoadedPlugin, bc: &BackendConfig) -> Result<BackendBox, 
     match backend.init_udp(crate::udp::writer::client_writer()) {
         RResult::ROk(()) => Ok(backend),
         RResult::RErr(e) => Err(e.into()),
+    }
+}
+
+/// The next [`Backend::uid`]; 0 is never given (it is the session lane of UDP flows).
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+/// The backend's `udp_routing` key, else its plugin's answer (asked once; an error means a flow).
+fn udp_routing(bc: &BackendConfig, kind: &BackendKind) -> UdpRouting {
+    if let Some(r) = bc.udp_routing {
+        return r;
+    }
+    match kind {
+        BackendKind::Plugin(object) => match object.udp_routing() {
+            RResult::ROk(r) => r,
+            RResult::RErr(e) => {
+                tracing::warn!(backend = %bc.name, error = %e, "plugin hook udp_routing failed; its UDP clients keep flows");
+                UdpRouting::Flow
+            }
+        },
+        BackendKind::Pass | BackendKind::Noop => UdpRouting::Flow,
     }
 }
 

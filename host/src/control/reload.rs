@@ -253,9 +253,9 @@ impl Reloader {
         &self.config
     }
 
-    /// Counter of plugin library versions mapped into the process.
-    pub fn mapped_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.loader.mapped()
+    /// Gauges of plugin library versions mapped into the process.
+    pub fn plugin_gauges(&self) -> Arc<crate::plugins::loader::Gauges> {
+        self.loader.gauges()
     }
 
     /// The folder holding the loader's shadow copies.

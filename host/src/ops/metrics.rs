@@ -8,9 +8,9 @@
 //! backend and plugin names from the configuration and the plugin folder, so label sets stay
 //! bounded.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -190,8 +190,8 @@ pub struct Metrics {
     pub plugin_reloads: AtomicU64,
     /// Plugin files refused (not loaded) by a reconcile.
     pub plugin_reload_failures: AtomicU64,
-    /// Every load id seen in routing, by plugin name (versions mapped per plugin).
-    plugin_loads: Mutex<BTreeMap<String, BTreeSet<u64>>>,
+    /// Every version seen in routing and not yet unmapped, by plugin name.
+    plugin_loads: Mutex<BTreeMap<String, BTreeMap<u64, Weak<LoadedPlugin>>>>,
 }
 
 impl Default for Metrics {
@@ -213,17 +213,24 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Notes the plugin versions of a new registry (each load stays mapped for good).
+    /// Notes the plugin versions of a new registry (weakly: a version unmapped once drained is
+    /// no longer counted).
     pub fn saw_plugins(&self, plugins: &[Arc<LoadedPlugin>]) {
         let mut loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
         for p in plugins {
-            loads.entry(p.name.clone()).or_default().insert(p.load_id);
+            loads
+                .entry(p.name.clone())
+                .or_default()
+                .insert(p.load_id, Arc::downgrade(p));
         }
     }
 
-    /// Versions mapped per plugin name (current and old), for the plugins seen in routing.
+    /// Versions mapped now per plugin name (current and old), for the plugins seen in routing.
     pub fn versions_mapped(&self) -> Vec<(String, usize)> {
-        let loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
+        for versions in loads.values_mut() {
+            versions.retain(|_, v| v.strong_count() > 0);
+        }
         loads.iter().map(|(k, v)| (k.clone(), v.len())).collect()
     }
 

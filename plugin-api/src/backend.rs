@@ -116,7 +116,7 @@ impl BackendSpec<'_> {
     }
 }
 
-/// Runs `f`, turning a panic into an error naming what panicked.
+/// Runs `f`, turning a panic into an error naming what panicked, and where.
 pub fn guard<T>(what: &str, f: impl FnOnce() -> T) -> RResult<T, RString> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => RResult::ROk(value),
@@ -130,7 +130,8 @@ fn panic_message(what: &str, payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("{what} panicked: {detail}")
+    let (at, backtrace) = crate::panic_hook::take();
+    format!("{what} panicked: {detail}{at}{backtrace}")
 }
 
 /// Boxes a backend behind the FFI trait, with every call guarded. Used by [`crate::export_plugin!`].

@@ -139,6 +139,11 @@ impl Router {
         }
     }
 
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     /// The snapshot this connection routes with.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
@@ -179,7 +184,9 @@ impl Router {
 
     fn ask(&self, hook: Hook, backend: &Backend, bytes: &[u8]) -> State {
         let object = match &backend.kind {
-            BackendKind::Pass | BackendKind::Noop => return verdict(backend, hook, RResult::ROk(builtin_match())),
+            BackendKind::Pass | BackendKind::Noop => {
+                return verdict(backend, hook, self.peer, RResult::ROk(builtin_match()))
+            }
             // Plugins are never asked about zero bytes: nothing to detect yet.
             BackendKind::Plugin(_) if bytes.is_empty() && hook == Hook::Tcp => return State::Pending,
             BackendKind::Plugin(object) => object,
@@ -190,7 +197,7 @@ impl Router {
             Hook::Tcp => object.detect_tcp(&conn, bytes),
             Hook::Udp | Hook::Datagrams => object.can_handle_message(&conn, bytes),
         };
-        verdict(backend, hook, answer)
+        verdict(backend, hook, self.peer, answer)
     }
 
     fn decide(&mut self) -> Decision {
@@ -291,10 +298,10 @@ fn builtin_match() -> Detection {
 
 /// The one place a detection hook's answer becomes a router state, whichever hook gave it (TCP
 /// `detect`, `can_handle_message`, `detect_datagrams`, built-ins): a plugin error counts as
-/// `NoMatch` (and is counted), and a match whose properties fail the backend's `property` regexes
+/// `NoMatch` (and is counted, and charged to the client), and a match whose properties fail the backend's `property` regexes
 /// is no match either. The properties kept are copied into host memory, so nothing the router or
 /// a flow holds points into the plugin's library.
-fn verdict(backend: &Backend, hook: Hook, answer: RResult<Detection, RString>) -> State {
+fn verdict(backend: &Backend, hook: Hook, peer: SocketAddr, answer: RResult<Detection, RString>) -> State {
     match answer {
         RResult::ROk(verdict) => {
             if !matches!(backend.kind, BackendKind::Pass | BackendKind::Noop) {
@@ -308,7 +315,7 @@ fn verdict(backend: &Backend, hook: Hook, answer: RResult<Detection, RString>) -
             }
         }
         RResult::RErr(e) => {
-            backend.plugin_error(hook.name(), e.as_str());
+            backend.plugin_error(hook.name(), e.as_str(), Some(peer));
             State::Out
         }
     }

@@ -91,6 +91,11 @@ async fn handle_inner(
     } else {
         peer
     };
+    if crate::routing::offenders::is_refused(peer.ip()) {
+        ctx.metrics.unrouted(crate::ops::metrics::ConnOutcome::RefusedLimit);
+        tracing::debug!("client refused for a while after repeated plugin errors; closed");
+        return close_gracefully(stream).await;
+    }
     let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
     let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
     admitted.preview_done();
@@ -247,10 +252,16 @@ async fn dispatch(
                 RResult::ROk(TcpAction::Forward(ROption::RSome(t))) => Some(t.into()),
                 RResult::ROk(TcpAction::Forward(ROption::RNone)) => backend.config.target.clone(),
                 RResult::ROk(TcpAction::Serve(session)) => {
-                    return Ok(session::serve(stream, session, preview, timeouts.idle).await?)
+                    return Ok(session::serve(stream, session, preview, timeouts.idle)
+                        .await
+                        .inspect_err(|e| {
+                            if let session::ServeError::Plugin(why) = e {
+                                backend.plugin_error("session", why, Some(router.peer()));
+                            }
+                        })?)
                 }
                 RResult::RErr(e) => {
-                    backend.plugin_error("open", e.as_str());
+                    backend.plugin_error("open", e.as_str(), Some(router.peer()));
                     return Err(ConnError::Plugin(e.into()));
                 }
             }

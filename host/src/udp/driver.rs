@@ -281,6 +281,11 @@ impl Driver {
 
     async fn datagram(&mut self, message: &[u8], client: SocketAddr) {
         self.ctx.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        if crate::routing::offenders::is_refused(client.ip()) {
+            // Its datagrams kept making plugins fail: dropped unread for a while.
+            self.ctx.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let now = Instant::now();
         // Clients whose probe timeout passed are decided first, so a flow they get is used below.
         self.expire_pending(now).await;
@@ -312,7 +317,7 @@ impl Driver {
                         action
                     }
                     RResult::RErr(e) => {
-                        backend.plugin_error("handle_message", e.as_str());
+                        backend.plugin_error("handle_message", e.as_str(), Some(client));
                         UdpAction::Drop
                     }
                 }

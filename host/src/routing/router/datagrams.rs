@@ -45,7 +45,7 @@ impl Router {
                     object.detect_datagrams(&self.conn_info(&[]), RSlice::from_slice(&slices))
                 }
             };
-            self.states[i] = verdict(backend, Hook::Datagrams, answer);
+            self.states[i] = verdict(backend, Hook::Datagrams, self.peer, answer);
         }
     }
 }

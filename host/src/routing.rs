@@ -3,8 +3,8 @@
 //! [`router`] runs detection and the strategy, and [`health`] takes unhealthy backends out;
 //! [`offenders`] refuses clients whose bytes keep making plugins fail.
 
-pub mod health;
-pub mod matchers;
-pub mod offenders;
+pub(crate) mod health;
+pub(crate) mod matchers;
+pub(crate) mod offenders;
 pub mod registry;
 pub mod router;

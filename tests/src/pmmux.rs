@@ -49,6 +49,9 @@ pub struct StartOptions<'a> {
     /// Called with the plugin folder once it is filled, before the host starts: for entries that
     /// are not files (FIFOs, sockets, symlinks).
     pub prepare: Option<&'a dyn Fn(&Path)>,
+    /// Run inside this network namespace (one a test made with [`crate::netns`]): the host is
+    /// started through `ip netns exec`, which execs it, so the guard's PID is the host's.
+    pub netns: Option<&'a str>,
 }
 
 /// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
@@ -101,6 +104,7 @@ impl Pmmux {
             env: &[],
             nofile,
             prepare: None,
+            netns: None,
         })
     }
 
@@ -114,6 +118,7 @@ impl Pmmux {
             env,
             nofile,
             prepare,
+            netns,
         } = *options;
         let bin = pmmux_bin();
         let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
@@ -130,7 +135,14 @@ impl Pmmux {
         if let Some(prepare) = prepare {
             prepare(&plugin_dir);
         }
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         if let Some(config_toml) = config {
             let config = dir.path().join("pmmux.toml");
             fs::write(&config, expand(config_toml, dir.path())).expect("write pmmux.toml");

@@ -69,14 +69,16 @@ impl Cut {
     }
 }
 
+use crate::tcp::error::{Op, Peer, SideError};
+
 /// First buffer size per direction.
-pub const MIN_RELAY_BUFFER: usize = 4 * 1024;
+pub(crate) const MIN_RELAY_BUFFER: usize = 4 * 1024;
 /// Largest buffer per direction: enough for loopback line rate.
-pub const MAX_RELAY_BUFFER: usize = 128 * 1024;
+pub(crate) const MAX_RELAY_BUFFER: usize = 128 * 1024;
 
 /// Which side of a relay failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     /// The target could not be resolved.
     #[error("upstream {target}: cannot resolve: {source}")]
     Resolve {
@@ -109,9 +111,9 @@ pub enum RelayError {
         /// Why.
         source: io::Error,
     },
-    /// The relay ended with an I/O error on either side.
-    #[error("relay error: {0}")]
-    Io(io::Error),
+    /// The relay ended with an I/O error on one side.
+    #[error(transparent)]
+    Io(SideError),
 }
 
 /// Bytes moved by a finished relay.
@@ -148,7 +150,7 @@ impl Activity {
 }
 
 /// Connects to `target` (`host:port`), trying each resolved address until the timeout.
-pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
+pub(crate) async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
     let attempt = async {
         let addrs = lookup_host(target).await.map_err(|source| RelayError::Resolve {
             target: target.to_owned(),
@@ -179,7 +181,7 @@ pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStrea
 
 /// Replays `preview` to `upstream`, then relays until both directions are closed, or until the
 /// connection has been quiet for longer than `timeouts` allow (then `cut` says which).
-pub async fn relay(
+pub(crate) async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     preview: &[u8],
@@ -204,8 +206,8 @@ pub async fn relay(
     };
     let copy = async {
         tokio::try_join!(
-            copy_half(client_read, upstream_write, &activity, &activity.up),
-            copy_half(upstream_read, client_write, &activity, &activity.down)
+            copy_half(client_read, upstream_write, Peer::Client, &activity, &activity.up),
+            copy_half(upstream_read, client_write, Peer::Upstream, &activity, &activity.down)
         )
     };
     let cut = tokio::select! {
@@ -245,27 +247,30 @@ async fn watchdog(activity: &Activity, timeouts: Timeouts) -> Cut {
 /// Copies until `from` reaches end of file, then shuts `to` down for writing (half-close), so the
 /// other direction goes on until its own end. The direction that ends last skips the shutdown: both
 /// sockets are closed right after, and a close sends the same FIN (its receive side was read to the
-/// end, so no RST) — one system call less per connection. Every read marks the relay active and
-/// publishes the direction's byte count.
+/// end, so no RST) — one system call less per connection. Every read and write marks the relay
+/// active and publishes the direction's byte count. An error names the end that failed: `reader`
+/// for a read, the other end for a write.
 async fn copy_half(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
+    reader: Peer,
     activity: &Activity,
     moved: &AtomicU64,
-) -> io::Result<()> {
+) -> Result<(), SideError> {
+    let writer = reader.other();
     let mut buf: Vec<u8> = Vec::with_capacity(MIN_RELAY_BUFFER);
     let mut total = 0u64;
     loop {
         buf.clear();
-        let n = from.read_buf(&mut buf).await?;
+        let n = from.read_buf(&mut buf).await.map_err(SideError::on(reader, Op::Read))?;
         activity.touch();
         if n == 0 {
             if !activity.one_done.swap(true, Ordering::Relaxed) {
-                to.shutdown().await?;
+                to.shutdown().await.map_err(SideError::on(writer, Op::Write))?;
             }
             return Ok(());
         }
-        to.write_all(&buf).await?;
+        to.write_all(&buf).await.map_err(SideError::on(writer, Op::Write))?;
         activity.touch();
         total += n as u64;
         moved.store(total, Ordering::Relaxed);

@@ -23,14 +23,14 @@ fn clients() -> MutexGuard<'static, Clients> {
 }
 
 /// Notes that `client` talks through `socket` (called when one of its flows is created).
-pub fn remember(client: SocketAddr, socket: &Arc<UdpSocket>) {
+pub(crate) fn remember(client: SocketAddr, socket: &Arc<UdpSocket>) {
     let mut clients = clients();
     let entry = clients.entry(client).or_insert_with(|| (Weak::new(), 0));
     *entry = (Arc::downgrade(socket), entry.1 + 1);
 }
 
 /// One flow of `client` ended; forgets the client with its last flow.
-pub fn forget(client: SocketAddr) {
+pub(crate) fn forget(client: SocketAddr) {
     let mut clients = clients();
     if let Some(entry) = clients.get_mut(&client) {
         entry.1 = entry.1.saturating_sub(1);
@@ -43,12 +43,12 @@ pub fn forget(client: SocketAddr) {
 /// Sends `data` to `to` from `socket` now, or drops it: one non-blocking `sendto` on the descriptor.
 /// (tokio's `try_send_to` also reports WouldBlock while the reactor has not yet seen the socket
 /// writable, which would drop datagrams a fresh socket could send.)
-pub fn send_now(socket: &UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+pub(crate) fn send_now(socket: &UdpSocket, data: &[u8], to: SocketAddr) -> bool {
     socket2::SockRef::from(socket).send_to(data, &to.into()).is_ok()
 }
 
 /// A new writer handle for a plugin backend.
-pub fn client_writer() -> ClientWriterBox {
+pub(crate) fn client_writer() -> ClientWriterBox {
     FfiClientWriter_TO::from_value(HostWriter, TD_Opaque)
 }
 

@@ -141,7 +141,7 @@ impl Server {
         let status = StatusSource {
             registry,
             listeners: Arc::clone(&listeners),
-            mapped: reloader.mapped_counter(),
+            plugins: reloader.plugin_gauges(),
             started: Instant::now(),
             metrics,
             limits,

@@ -10,7 +10,8 @@
 //! per-client flows in [`udp`]. [`proxy_protocol`] reads a trusted front's PROXY header and writes
 //! one to upstreams. [`limits`] bounds connections and [`metrics`] counts them. [`health`] checks
 //! backends and takes unhealthy ones out of routing; [`failover`] retries the next backend when
-//! connecting to a target fails.
+//! connecting to a target fails. [`upgrade`] hands every listening socket to a new binary on
+//! SIGUSR2 and takes sockets from systemd socket activation.
 
 pub mod admin;
 pub mod config;
@@ -36,4 +37,5 @@ pub mod server;
 pub mod status;
 pub mod systemd;
 pub mod udp;
+pub mod upgrade;
 pub mod watcher;

@@ -1,10 +1,12 @@
-//! The service: loads plugins and builds the first registry, binds the listeners, starts the
-//! reloader (file watching, SIGHUP) and the admin endpoint, runs until the shutdown signal, then
-//! stops accepting and drains open connections up to the drain timeout.
+//! The service: loads plugins and builds the first registry, binds the listeners (or takes inherited
+//! sockets), starts the reloader (file watching, SIGHUP), the admin endpoint and the upgrade trigger
+//! (SIGUSR2), runs until the shutdown signal or until a new process has taken over, then stops
+//! accepting and drains open connections (and, after a takeover, UDP flows) up to the drain timeout.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ use crate::plugin::Loader;
 use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::status::StatusSource;
+use crate::upgrade::trigger::AdminSocket;
 use crate::watcher::Signal;
 
 /// Why the service could not start.
@@ -48,6 +51,8 @@ pub struct Server {
     reloader: Reloader,
     signals: (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
     admin: Option<TcpListener>,
+    /// The admin endpoint's configured address (offered under it at an upgrade).
+    admin_addr: Option<SocketAddr>,
     status: StatusSource,
 }
 
@@ -87,13 +92,15 @@ impl Server {
             }
         }
         let admin = match admin_addr {
-            Some(address) => Some(
-                TcpListener::bind(address)
+            Some(address) => Some(match crate::upgrade::inherit::take_admin(address) {
+                Some(fd) => adopt_admin(fd).map_err(|source| StartError::Bind { address, source })?,
+                None => TcpListener::bind(address)
                     .await
                     .map_err(|source| StartError::Bind { address, source })?,
-            ),
+            }),
             None => None,
         };
+        crate::upgrade::inherit::close_unused();
         if let Some(a) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
             tracing::info!(address = %a, "admin endpoint listening: GET /metrics, /status, /status.txt, /status.html");
         }
@@ -112,6 +119,7 @@ impl Server {
             reloader,
             signals,
             admin,
+            admin_addr,
             status,
         })
     }
@@ -141,6 +149,7 @@ impl Server {
             reloader,
             signals,
             admin,
+            admin_addr,
             status,
         } = self;
         let (signal_tx, signal_rx) = signals;
@@ -153,30 +162,61 @@ impl Server {
         let hup = tokio::spawn(forward_sighup(signal_tx.clone()));
         let health = tokio::spawn(crate::health::checker::supervise(Arc::clone(&status.registry)));
         let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin_socket = admin.as_ref().and_then(|l| {
+            Some(AdminSocket {
+                address: admin_addr?,
+                fd: l.as_raw_fd(),
+            })
+        });
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
+        let mut upgrade = tokio::spawn(crate::upgrade::trigger::on_sigusr2(
+            Arc::clone(&listeners),
+            admin_socket,
+        ));
 
         let watchdog = tokio::spawn(crate::systemd::watchdog());
-        shutdown.await;
-        crate::systemd::stopping();
+        let mut handed = tokio::select! {
+            _ = shutdown => None,
+            h = &mut upgrade => h.ok(),
+        };
+        upgrade.abort();
+        match &handed {
+            Some(h) => crate::systemd::main_pid(h.new_pid),
+            None => crate::systemd::stopping(),
+        }
         watchdog.abort();
         let _ = signal_tx.send(Signal::Shutdown);
         hup.abort();
         health.abort();
         let _ = admin_stop.send(true);
-        let accept_tasks = lock(&listeners).stop_all();
+        let (accept_tasks, udp_tasks) = match &mut handed {
+            Some(h) => lock(&listeners).hand_over(std::mem::take(&mut h.tunnels)),
+            None => (lock(&listeners).stop_all(), Vec::new()),
+        };
         for task in accept_tasks {
             let _ = task.await;
         }
         if let Some(t) = admin_task {
             let _ = t.await;
         }
+        // Every listening socket of this process is closed now; they live on in the new one.
+        if let Some(h) = &handed {
+            h.confirm();
+        }
         tracker.close();
         tracing::info!(
             open = tracker.len(),
+            udp_listeners_with_flows = udp_tasks.len(),
             drain_timeout_ms = drain_timeout.as_millis(),
             "shutting down: draining open connections"
         );
-        if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
+        let drained = async {
+            tracker.wait().await;
+            for task in udp_tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(drain_timeout, drained).await.is_err() {
             tracing::warn!(
                 open = tracker.len(),
                 "drain timeout reached; closing the remaining connections"
@@ -184,12 +224,26 @@ impl Server {
         } else {
             tracing::info!("all connections finished");
         }
+        if let Some(h) = &handed {
+            tracing::info!(
+                new_pid = h.new_pid,
+                "upgrade: done; PID {} serves, this process exits",
+                h.new_pid
+            );
+        }
         if let Ok(thread) = reload_thread {
             // The reloader finishes what it is doing (a plugin load takes milliseconds), then stops
             // and removes its shadow folder.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
+}
+
+/// Adopts an inherited admin listening socket.
+fn adopt_admin(fd: std::os::fd::OwnedFd) -> io::Result<TcpListener> {
+    let listener = std::net::TcpListener::from(fd);
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 fn lock(listeners: &Mutex<ListenerSet>) -> MutexGuard<'_, ListenerSet> {

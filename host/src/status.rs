@@ -39,6 +39,9 @@ pub struct Status {
     /// Process-wide limits and what they count now.
     #[serde(default)]
     pub limits: LimitsStatus,
+    /// Binary upgrades asked of this process (SIGUSR2) and how they went.
+    #[serde(default)]
+    pub upgrade: crate::upgrade::trigger::UpgradeStatus,
 }
 
 /// The process-wide limits (`[limits]`) and their counts.
@@ -212,6 +215,7 @@ impl StatusSource {
         Status {
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs(),
+            upgrade: crate::upgrade::trigger::status(),
             plugins: registry
                 .plugins
                 .iter()

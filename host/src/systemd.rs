@@ -10,6 +10,7 @@
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -21,7 +22,13 @@ static NOTIFIER: OnceLock<Notifier> = OnceLock::new();
 pub struct Notifier {
     socket: UnixDatagram,
     watchdog: Option<Duration>,
+    /// The address, passed on to a new process at a binary upgrade.
+    address: String,
 }
+
+/// Set once a new process is the service's main process: this one stays silent from then on
+/// (systemd ignores notifications from a process that is not the main one, and logs each).
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
 
 impl Notifier {
     /// Connects to `address` (`/path` or `@abstract`), with the watchdog interval systemd asked for.
@@ -42,7 +49,11 @@ impl Notifier {
         } else {
             socket.connect(address)?;
         }
-        Ok(Notifier { socket, watchdog })
+        Ok(Notifier {
+            socket,
+            watchdog,
+            address: address.to_owned(),
+        })
     }
 
     /// Sends one notification (newline-separated `KEY=value` assignments).
@@ -86,6 +97,9 @@ pub fn init() {
 }
 
 fn notify(message: &str) {
+    if HANDED_OVER.load(Ordering::Relaxed) {
+        return;
+    }
     if let Some(n) = NOTIFIER.get() {
         if let Err(e) = n.send(message) {
             tracing::warn!(error = %e, "systemd notification failed");
@@ -96,6 +110,27 @@ fn notify(message: &str) {
 /// `READY=1` with a status line: serving.
 pub fn ready(status: &str) {
     notify(&format!("READY=1\nSTATUS={status}"));
+}
+
+/// The environment a new process started by a binary upgrade needs to reach the same socket
+/// (`NOTIFY_SOCKET`, and `WATCHDOG_USEC` when a watchdog runs); empty without systemd.
+pub fn child_env() -> Vec<(String, String)> {
+    let Some(n) = NOTIFIER.get() else { return Vec::new() };
+    let mut env = vec![("NOTIFY_SOCKET".to_owned(), n.address.clone())];
+    if let Some(w) = n.watchdog {
+        env.push(("WATCHDOG_USEC".to_owned(), w.as_micros().to_string()));
+    }
+    env
+}
+
+/// `MAINPID=<pid>`: the new process of a binary upgrade is the service's main process now (sent by
+/// the old one, which systemd still accepts it from); this process sends nothing more.
+pub fn main_pid(pid: u32) {
+    notify(&format!(
+        "MAINPID={pid}\nSTATUS=upgraded: PID {pid} serves; PID {} drains",
+        std::process::id()
+    ));
+    HANDED_OVER.store(true, Ordering::Relaxed);
 }
 
 /// `RELOADING=1` with the monotonic time, as `Type=notify-reload` requires.

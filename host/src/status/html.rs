@@ -192,6 +192,7 @@ mod tests {
             old_versions_mapped: 0,
             listeners: vec![],
             udp: vec![],
+            upgrade: Default::default(),
             backends: vec![BackendStatus {
                 name: "<script>alert('x')</script>".into(),
                 protocol: "a&b".into(),

@@ -328,6 +328,11 @@ impl<S> PendingTable<S> {
         self.entries.contains_key(&client)
     }
 
+    /// Every pending client.
+    pub fn clients(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.entries.keys().copied()
+    }
+
     /// When the I/O layer should next send [`Input::Tick`]; `None` when no client is pending.
     pub fn next_deadline(&self) -> Option<Instant> {
         let (&(deadline, _), _) = self.deadlines.first_key_value()?;

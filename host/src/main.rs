@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pmmux::config;
-use pmmux::plugin::{Loader, PluginSet};
-use pmmux::registry::Registry;
-use pmmux::server::Server;
-use pmmux::status::Status;
+use pmmux::control::server::Server;
+use pmmux::ops::status::Status;
+use pmmux::plugins::{Loader, PluginSet};
+use pmmux::routing::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
 /// A port multiplexer whose backends are plugins.
@@ -108,8 +108,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
-    pmmux::upgrade::parent::remember_invocation();
-    pmmux::systemd::init();
+    pmmux::control::upgrade::parent::remember_invocation();
+    pmmux::ops::systemd::init();
     let result = match &cli.command {
         None => inherit_then_run(&cli.config, &cli.run),
         Some(Command::Run(args)) => inherit_then_run(&cli.config, args),
@@ -145,14 +145,15 @@ fn init_logging(level: &str) {
 /// Takes the sockets handed over by an upgrading process or by systemd, then runs; a new process
 /// that cannot start tells the old one why (it keeps serving).
 fn inherit_then_run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let old = pmmux::upgrade::init().context("reading the sockets handed over by the old process")?;
+    let old = pmmux::control::upgrade::init().context("reading the sockets handed over by the old process")?;
     if let Some(old) = old {
         tracing::info!(
             old_pid = old,
             "upgrade: started by PID {old}; taking over its listening sockets"
         );
     }
-    let activated = pmmux::upgrade::inherit::init_systemd().context("reading the sockets passed by systemd")?;
+    let activated =
+        pmmux::control::upgrade::inherit::init_systemd().context("reading the sockets passed by systemd")?;
     if activated > 0 {
         tracing::info!(
             sockets = activated,
@@ -161,7 +162,7 @@ fn inherit_then_run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let result = run(path, args);
     if let Err(e) = &result {
-        pmmux::upgrade::report_failed(&format!("{e:#}"));
+        pmmux::control::upgrade::report_failed(&format!("{e:#}"));
     }
     result
 }
@@ -175,17 +176,17 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         config::load(path)?
     } else {
         let plugin_dir = args.plugin_dir.as_deref().unwrap_or(Path::new("plugins"));
-        pmmux::quick_start::build(&args.ports, &args.backends, plugin_dir)?
+        pmmux::config::quick_start::build(&args.ports, &args.backends, plugin_dir)?
     };
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     let run_as = match &args.user {
         // The process this one upgrades dropped root already (this one runs as its user).
-        Some(user) if pmmux::upgrade::upgrading_from().is_some() && euid != 0 => {
+        Some(user) if pmmux::control::upgrade::upgrading_from().is_some() && euid != 0 => {
             tracing::info!(user = %user, uid = euid, "upgrade: already running without root; --user was applied by the first process");
             None
         }
-        Some(user) => Some(pmmux::privdrop::resolve(user, args.group.as_deref())?),
+        Some(user) => Some(pmmux::ops::privdrop::resolve(user, args.group.as_deref())?),
         None => None,
     };
     raise_fd_limit();
@@ -197,12 +198,12 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         install_signal_handlers();
         let server = Server::bind(config).await?;
         if let Some(run_as) = &run_as {
-            pmmux::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
+            pmmux::ops::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
         }
         let serving = format!("serving {} listening socket(s)", server.local_addrs().len());
-        match tokio::task::spawn_blocking(pmmux::upgrade::report_ready).await {
-            Ok(Some(old)) => pmmux::systemd::ready(&format!("{serving}; took over from PID {old}")),
-            _ => pmmux::systemd::ready(&serving),
+        match tokio::task::spawn_blocking(pmmux::control::upgrade::report_ready).await {
+            Ok(Some(old)) => pmmux::ops::systemd::ready(&format!("{serving}; took over from PID {old}")),
+            _ => pmmux::ops::systemd::ready(&serving),
         }
         server.run(shutdown_signal()).await;
         anyhow::Ok(())
@@ -242,7 +243,7 @@ fn upgrade(
             )
         })?),
     };
-    let outcome = pmmux::upgrade::command::upgrade(pid, admin, std::time::Duration::from_secs(timeout_secs));
+    let outcome = pmmux::control::upgrade::command::upgrade(pid, admin, std::time::Duration::from_secs(timeout_secs));
     match outcome {
         Ok(done) => {
             println!("{done}");

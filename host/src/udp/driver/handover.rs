@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::{Driver, MAX_DATAGRAM};
-use crate::upgrade::tunnel::{decode, Message, Tunnel};
+use crate::control::upgrade::tunnel::{decode, Message, Tunnel};
 
 /// How long the new process waits for the old one's client list before reading the listening
 /// socket anyway (the old process is stuck or gone without closing the tunnel).

@@ -147,9 +147,10 @@ fn init_logging(level: &str) {
 fn inherit_then_run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let old = pmmux::control::upgrade::init().context("reading the sockets handed over by the old process")?;
     if let Some(old) = old {
+        let me = std::process::id();
         tracing::info!(
             old_pid = old,
-            "upgrade: started by PID {old}; taking over its listening sockets"
+            "upgrade: PID {me} started by PID {old}; taking over its listening sockets"
         );
     }
     let activated =
@@ -215,8 +216,8 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Installs the SIGHUP and SIGUSR2 handlers before anything else runs: their default action ends
 /// the process, and systemd may send SIGHUP to a new process the moment it is the main one. (tokio
-/// keeps a handler installed for the process's life once a signal stream was made; until the
-/// server listens for them, such signals are ignored.)
+/// keeps a handler installed for the process's life once a signal stream was made; a SIGHUP before
+/// the server listens for it is ignored; the server subscribes to SIGUSR2 before binding.)
 fn install_signal_handlers() {
     use tokio::signal::unix::{signal, SignalKind};
     for kind in [SignalKind::hangup(), SignalKind::user_defined2()] {

@@ -46,6 +46,8 @@ pub struct StartOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// The open-file limit (soft and hard) set in the child before it runs.
     pub nofile: Option<u64>,
+    /// The program to run instead of the built `pmmux` (a copy a test replaces, for upgrades).
+    pub program: Option<&'a Path>,
 }
 
 /// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
@@ -97,6 +99,7 @@ impl Pmmux {
             args: extra_args,
             env: &[],
             nofile,
+            program: None,
         })
     }
 
@@ -109,8 +112,9 @@ impl Pmmux {
             args,
             env,
             nofile,
+            program,
         } = *options;
-        let bin = pmmux_bin();
+        let bin = program.map_or_else(pmmux_bin, Path::to_path_buf);
         let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
         let dir = temp_dir("pmmux");
         let plugin_dir = dir.path().join("plugins");
@@ -223,6 +227,11 @@ impl Pmmux {
     /// Like [`Pmmux::wait_listening`], returning the failure instead of panicking.
     pub fn try_wait_listening(&self, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
         self.guard().wait_listening(addr, timeout)
+    }
+
+    /// Like [`Pmmux::wait_udp_bound`], returning the failure instead of panicking.
+    pub fn try_wait_udp_bound(&self, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+        self.guard().wait_udp_bound(addr, timeout)
     }
 
     /// Wait until the host has a UDP socket bound to `addr`; panics like [`Pmmux::wait_listening`].

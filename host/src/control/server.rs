@@ -53,6 +53,8 @@ pub struct Server {
     admin: Option<TcpListener>,
     /// The admin endpoint's configured address (offered under it at an upgrade).
     admin_addr: Option<SocketAddr>,
+    /// SIGUSR2, subscribed before any listener is bound.
+    usr2: Option<tokio::signal::unix::Signal>,
     status: StatusSource,
 }
 
@@ -60,6 +62,7 @@ impl Server {
     /// Loads the plugins and binds every listener (call inside the runtime). Plugin and backend
     /// problems are logged and leave the rest serving; a listener that cannot bind is an error.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let usr2 = crate::control::upgrade::trigger::sigusr2();
         let loader = Loader::new().map_err(StartError::Shadow)?;
         let registry = Arc::new(ArcSwap::from_pointee(Registry::empty(&config)));
         let tracker = TaskTracker::new();
@@ -120,6 +123,7 @@ impl Server {
             signals,
             admin,
             admin_addr,
+            usr2,
             status,
         })
     }
@@ -150,6 +154,7 @@ impl Server {
             signals,
             admin,
             admin_addr,
+            usr2,
             status,
         } = self;
         let (signal_tx, signal_rx) = signals;
@@ -170,6 +175,7 @@ impl Server {
         });
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
         let mut upgrade = tokio::spawn(crate::control::upgrade::trigger::on_sigusr2(
+            usr2,
             Arc::clone(&listeners),
             admin_socket,
         ));
@@ -210,9 +216,10 @@ impl Server {
             drain_timeout_ms = drain_timeout.as_millis(),
             "shutting down: draining open connections"
         );
+        let (udp_stops, mut udp_tasks): (Vec<_>, Vec<_>) = udp_tasks.into_iter().unzip();
         let drained = async {
             tracker.wait().await;
-            for task in udp_tasks {
+            for task in &mut udp_tasks {
                 let _ = task.await;
             }
         };
@@ -221,6 +228,14 @@ impl Server {
                 open = tracker.len(),
                 "drain timeout reached; closing the remaining connections"
             );
+            // UDP drivers end first, closing their tunnels: the new process takes their clients
+            // at once instead of passing datagrams to a process about to exit.
+            for stop in &udp_stops {
+                let _ = stop.send(true);
+            }
+            for task in udp_tasks.iter_mut().filter(|t| !t.is_finished()) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+            }
         } else {
             tracing::info!("all connections finished");
         }

@@ -318,11 +318,12 @@ impl ListenerSet {
 
     /// A new process has taken over: TCP listeners stop accepting (their sockets live on in the
     /// new process) and UDP drivers get their flow tunnels (`tunnels`, by configured address) and
-    /// serve their remaining flows through them. Returns (TCP accept tasks, UDP driver tasks).
+    /// serve their remaining flows through them. Returns the TCP accept tasks, and each UDP
+    /// driver's task with its stop switch (for the drain timeout).
     pub fn hand_over(
         &mut self,
         mut tunnels: std::collections::HashMap<SocketAddr, OwnedFd>,
-    ) -> (Vec<JoinHandle<()>>, Vec<JoinHandle<()>>) {
+    ) -> (Vec<JoinHandle<()>>, Vec<DrainingUdp>) {
         let (mut tcp, mut udp) = (Vec::new(), Vec::new());
         for (_, r) in std::mem::take(&mut self.running) {
             match (r.to_new, tunnels.remove(&r.config.address)) {
@@ -330,8 +331,7 @@ impl ListenerSet {
                     if to_new.send(tunnel).is_err() {
                         let _ = r.stop.send(true);
                     }
-                    // Dropping `stop` would end the driver: it stays with the task.
-                    udp.push(self.runtime.spawn(keep_until_done(r.stop, r.task)));
+                    udp.push((r.stop, r.task));
                 }
                 _ => {
                     let _ = r.stop.send(true);
@@ -343,11 +343,8 @@ impl ListenerSet {
     }
 }
 
-/// Keeps `stop` alive (its receiver ends the driver when dropped) until `task` finishes.
-async fn keep_until_done(stop: watch::Sender<bool>, task: JoinHandle<()>) {
-    let _ = task.await;
-    drop(stop);
-}
+/// A UDP driver serving its last flows after a takeover, with the switch that stops it.
+pub type DrainingUdp = (watch::Sender<bool>, JoinHandle<()>);
 
 /// Adopts an inherited listening socket (non-blocking; TCP_NODELAY as [`bind_tcp`] sets it).
 fn adopt_tcp(fd: OwnedFd) -> io::Result<TcpListener> {

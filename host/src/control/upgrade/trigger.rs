@@ -52,15 +52,27 @@ fn failed(reason: String) {
     s.last_error = Some(reason);
 }
 
-/// Waits for `SIGUSR2` and tries an upgrade each time, until one succeeds.
-pub async fn on_sigusr2(listeners: Arc<Mutex<ListenerSet>>, admin: Option<AdminSocket>) -> HandedOver {
+/// The `SIGUSR2` stream, made when the server binds (a signal that arrives before a stream exists
+/// is not seen by it, so it must exist before anyone can see the process listening).
+pub fn sigusr2() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut usr2 = match signal(SignalKind::user_defined2()) {
-        Ok(s) => s,
+    match signal(SignalKind::user_defined2()) {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "cannot install the SIGUSR2 handler; binary upgrades are off");
-            return std::future::pending().await;
+            None
         }
+    }
+}
+
+/// Waits for `SIGUSR2` on `usr2` and tries an upgrade each time, until one succeeds.
+pub async fn on_sigusr2(
+    usr2: Option<tokio::signal::unix::Signal>,
+    listeners: Arc<Mutex<ListenerSet>>,
+    admin: Option<AdminSocket>,
+) -> HandedOver {
+    let Some(mut usr2) = usr2 else {
+        return std::future::pending().await;
     };
     loop {
         if usr2.recv().await.is_none() {

@@ -51,28 +51,42 @@ fn socket_activated_pmmux_serves_curl_on_the_inherited_socket_and_keeps_it_acros
         &["-sS", "--max-time", "20", &web.url_via(port, IDENT_FILE)],
         CLIENT_TIMEOUT,
     );
-    assert_eq!(out.expect_success("curl through socket-activated pmmux").trim(), "web-a");
+    assert_eq!(
+        out.expect_success("curl through socket-activated pmmux").trim(),
+        "web-a"
+    );
     let log = guard.log();
     assert!(log.contains("socket activation: 2 socket(s) from systemd"), "{log}");
     assert!(
-        log.contains(&format!("using an inherited socket instead of binding address=127.0.0.1:{port}"))
-            && log.contains("from=\"systemd\""),
+        log.contains(&format!(
+            "using an inherited socket instead of binding address=127.0.0.1:{port}"
+        )) && log.contains("from=\"systemd\""),
         "{log}"
     );
     assert!(
-        log.contains(&format!("an inherited socket matches no configured listener; closing it address=127.0.0.1:{unused}")),
+        log.contains(&format!(
+            "an inherited socket matches no configured listener; closing it address=127.0.0.1:{unused}"
+        )),
         "{log}"
     );
     let pid = guard.pid();
     assert!(pid_listens_tcp(pid, loopback(port)));
     for _ in 0..3 {
-        let out = run("curl", &["-sS", "--max-time", "20", &web.url_via(port, IDENT_FILE)], CLIENT_TIMEOUT);
+        let out = run(
+            "curl",
+            &["-sS", "--max-time", "20", &web.url_via(port, IDENT_FILE)],
+            CLIENT_TIMEOUT,
+        );
         assert_eq!(out.expect_success("curl").trim(), "web-a");
     }
 
     // A binary upgrade hands the systemd socket on like any other.
     guard.signal(libc::SIGUSR2);
-    assert!(guard.wait_for_log("stops accepting and drains", LOG_TIMEOUT), "{}", guard.log());
+    assert!(
+        guard.wait_for_log("stops accepting and drains", LOG_TIMEOUT),
+        "{}",
+        guard.log()
+    );
     let needle = format!(" started by PID {pid};");
     let new: u32 = guard
         .log()
@@ -80,10 +94,16 @@ fn socket_activated_pmmux_serves_curl_on_the_inherited_socket_and_keeps_it_acros
         .find_map(|l| l[..l.find(&needle)?].rsplit("PID ").next()?.trim().parse().ok())
         .expect("the new process's PID in the log");
     let _new_guard = PidGuard(new);
-    let status = guard.wait_timeout(Duration::from_secs(10)).expect("the old process exits");
+    let status = guard
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the old process exits");
     assert!(status.success(), "{status}");
     assert!(pid_listens_tcp(new, loopback(port)));
-    let out = run("curl", &["-sS", "--max-time", "20", &web.url_via(port, IDENT_FILE)], CLIENT_TIMEOUT);
+    let out = run(
+        "curl",
+        &["-sS", "--max-time", "20", &web.url_via(port, IDENT_FILE)],
+        CLIENT_TIMEOUT,
+    );
     assert_eq!(out.expect_success("curl after the upgrade").trim(), "web-a");
     let status = stop_pid(new, Duration::from_secs(10)).expect("the new process stops");
     assert!(status.success(), "{status}");

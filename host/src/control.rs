@@ -4,7 +4,7 @@
 //! binary on SIGUSR2 and takes sockets from systemd socket activation.
 
 pub(crate) mod config_diff;
-pub mod reload;
+pub(crate) mod reload;
 pub mod server;
 pub mod upgrade;
 pub(crate) mod watcher;

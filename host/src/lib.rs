@@ -10,13 +10,19 @@
 //! - [`control`]: the service's start and stop, file watching and reloads, the configuration diff,
 //!   binary upgrades (SIGUSR2) and systemd socket activation.
 //! - [`ops`]: admin endpoint, status, metrics, limits, systemd and privilege dropping.
+//! - [`portmap`]: NAT port mapping (UPnP IGD, NAT-PMP, PCP) for listeners with a `public_port`.
 //! - [`config`]: the configuration file, `{{env}}` expansion and the `-p` / `-b` quick start.
+
+// The module maps above link to crate-private stages on purpose: this library is documented for its
+// maintainers (`cargo doc -p pmmux --document-private-items`), not as a public API.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod config;
 pub mod control;
 pub mod ops;
 pub mod plugins;
-pub mod proxy_protocol;
+pub(crate) mod portmap;
+pub(crate) mod proxy_protocol;
 pub mod routing;
-pub mod tcp;
-pub mod udp;
+pub(crate) mod tcp;
+pub(crate) mod udp;

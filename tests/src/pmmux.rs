@@ -48,6 +48,9 @@ pub struct StartOptions<'a> {
     pub nofile: Option<u64>,
     /// The program to run instead of the built `pmmux` (a copy a test replaces, for upgrades).
     pub program: Option<&'a Path>,
+    /// Run inside this network namespace (one a test made with [`crate::netns`]): the host is
+    /// started through `ip netns exec`, which execs it, so the guard's PID is the host's.
+    pub netns: Option<&'a str>,
 }
 
 /// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
@@ -100,6 +103,7 @@ impl Pmmux {
             env: &[],
             nofile,
             program: None,
+            netns: None,
         })
     }
 
@@ -113,6 +117,7 @@ impl Pmmux {
             env,
             nofile,
             program,
+            netns,
         } = *options;
         let bin = program.map_or_else(pmmux_bin, Path::to_path_buf);
         let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
@@ -126,7 +131,14 @@ impl Pmmux {
         for (name, bytes) in files {
             write_file_in(&plugin_dir, name, bytes);
         }
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         if let Some(config_toml) = config {
             let config = dir.path().join("pmmux.toml");
             fs::write(&config, expand(config_toml, dir.path())).expect("write pmmux.toml");

@@ -7,7 +7,7 @@ use crate::config::{BackendConfig, Config, ListenerConfig};
 
 /// What changes when `new` replaces `old`.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct ConfigDiff {
+pub(crate) struct ConfigDiff {
     /// Listeners to bind (an address/transport not listened on before).
     pub listeners_added: Vec<ListenerConfig>,
     /// Listeners to close (their open connections go on).
@@ -28,16 +28,18 @@ pub struct ConfigDiff {
     pub plugin_dir_changed: bool,
     /// Whether `[limits]` changed.
     pub limits_changed: bool,
+    /// Whether `[port_mapping]` changed.
+    pub port_mapping_changed: bool,
 }
 
 impl ConfigDiff {
     /// True when the new configuration changes nothing.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == ConfigDiff::default()
     }
 
     /// A one-line summary for the log.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut parts = Vec::new();
         let mut list = |what: &str, names: Vec<String>| {
             if !names.is_empty() {
@@ -63,6 +65,9 @@ impl ConfigDiff {
         if self.limits_changed {
             parts.push("limits changed".into());
         }
+        if self.port_mapping_changed {
+            parts.push("port_mapping changed".into());
+        }
         if parts.is_empty() {
             "no change".into()
         } else {
@@ -71,13 +76,14 @@ impl ConfigDiff {
     }
 }
 
-/// Identity of a listening socket: a listener is the same one when these are equal.
-fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool) {
-    (l.address, l.tcp, l.udp)
+/// Identity of a listening socket: a listener is the same one when these are equal (turning
+/// `listen` on or off opens or closes the socket).
+fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool, bool) {
+    (l.address, l.tcp, l.udp, l.listen)
 }
 
 /// Computes what changes from `old` to `new`.
-pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
+pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
     let mut d = ConfigDiff::default();
     for l in &new.listeners {
         match old.listeners.iter().find(|o| socket_key(o) == socket_key(l)) {
@@ -117,6 +123,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.routing_changed = old.routing != new.routing;
     d.plugin_dir_changed = old.plugin_dir != new.plugin_dir;
     d.limits_changed = old.limits != new.limits;
+    d.port_mapping_changed = old.port_mapping != new.port_mapping;
     d
 }
 

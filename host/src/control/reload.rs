@@ -22,7 +22,7 @@ use crate::routing::registry::{BuildIssue, Registry};
 use crate::tcp::listener::ListenerSet;
 
 /// The state the reloader owns.
-pub struct Reloader {
+pub(crate) struct Reloader {
     config: Config,
     loader: Loader,
     plugins: PluginSet,
@@ -35,11 +35,13 @@ pub struct Reloader {
     /// Stamp of the configuration file at the last read (a metadata-only event, such as the
     /// access-time update our own read causes, does not re-read it).
     config_stamp: Option<FileStamp>,
+    /// The NAT port mapper, told the mapped sockets after every listener change.
+    portmap: crate::portmap::PortMapper,
 }
 
 /// Logs backend build problems, one line each: a missing protocol is a warning (a plugin may be
 /// dropped in later), a refused configuration an error.
-pub fn log_build_issues(issues: &[BuildIssue]) {
+pub(crate) fn log_build_issues(issues: &[BuildIssue]) {
     for issue in issues {
         match issue {
             BuildIssue::MissingProtocol { .. } => tracing::warn!("{issue}"),
@@ -50,12 +52,13 @@ pub fn log_build_issues(issues: &[BuildIssue]) {
 
 impl Reloader {
     /// Loads the plugins and builds the first registry (before any listener accepts).
-    pub fn start(
+    pub(crate) fn start(
         config: Config,
         loader: Loader,
         listeners: Arc<Mutex<ListenerSet>>,
         registry: Arc<ArcSwap<Registry>>,
         signals: Sender<Signal>,
+        portmap: crate::portmap::PortMapper,
     ) -> Reloader {
         let config_stamp = FileStamp::of(&config.path).ok();
         let mut r = Reloader {
@@ -68,6 +71,7 @@ impl Reloader {
             watcher: None,
             last_issues: Vec::new(),
             config_stamp,
+            portmap,
         };
         r.watch();
         let report = r.plugins.reconcile(&r.loader, &r.config.plugin_dir);
@@ -169,7 +173,7 @@ impl Reloader {
                 listeners.remove(l.address);
                 tracing::info!(listener = %l.name, address = %l.address, "listener closed; its connections go on");
             }
-            for l in &d.listeners_added {
+            for l in d.listeners_added.iter().filter(|l| l.listen) {
                 if let Err(e) = listeners.add(l) {
                     tracing::error!(listener = %l.name, address = %l.address, error = %e, "cannot listen; the rest of the configuration applies");
                 }
@@ -178,7 +182,12 @@ impl Reloader {
                 listeners.reconfigure(l);
             }
             listeners.limits().configure(&new.limits);
+            self.portmap
+                .set_bound(&crate::control::server::mapped_sockets(&new.listeners, &listeners));
             crate::ops::metrics::Metrics::inc(&listeners.metrics().config_reloads);
+        }
+        if d.port_mapping_changed {
+            tracing::warn!("a change of [port_mapping] takes effect at the next start");
         }
         if new.admin != self.config.admin {
             tracing::warn!("a change of [admin] takes effect at the next start");
@@ -197,7 +206,7 @@ impl Reloader {
     }
 
     /// Runs until [`Signal::Shutdown`] (or every sender is gone).
-    pub fn run(mut self, signals: Receiver<Signal>) {
+    pub(crate) fn run(mut self, signals: Receiver<Signal>) {
         let mut plugins_due: Option<Instant> = None;
         let mut config_due: Option<Instant> = None;
         let mut first_event: Option<Instant> = None;
@@ -248,23 +257,13 @@ impl Reloader {
         tracing::debug!("reloader stopped");
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Counter of plugin library versions mapped into the process.
-    pub fn mapped_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+    pub(crate) fn mapped_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.loader.mapped()
     }
 
     /// The folder holding the loader's shadow copies.
-    pub fn shadow_dir(&self) -> &Path {
+    pub(crate) fn shadow_dir(&self) -> &Path {
         self.loader.shadow_dir()
-    }
-
-    /// The configuration file.
-    pub fn config_path(&self) -> &Path {
-        &self.config.path
     }
 }

@@ -17,13 +17,15 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, ListenerConfig};
 use crate::control::reload::Reloader;
 use crate::control::upgrade::trigger::AdminSocket;
 use crate::control::watcher::Signal;
 use crate::ops::admin;
 use crate::ops::status::StatusSource;
 use crate::plugins::Loader;
+use crate::portmap::driver::Bound;
+use crate::portmap::{PortMapper, Transport};
 use crate::routing::registry::Registry;
 use crate::tcp::listener::ListenerSet;
 
@@ -56,6 +58,39 @@ pub struct Server {
     /// SIGUSR2, subscribed before any listener is bound.
     usr2: Option<tokio::signal::unix::Signal>,
     status: StatusSource,
+    portmap: PortMapper,
+}
+
+/// How long removing the mappings from the gateway may delay the stop.
+const UNMAP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sockets of `configs` that ask for a public port, with the ports they are bound to (a
+/// `listen = false` listener: its configured address).
+pub(crate) fn mapped_sockets(configs: &[ListenerConfig], set: &ListenerSet) -> Vec<Bound> {
+    let bound = set.bound_by_config();
+    let mut out = Vec::new();
+    for lc in configs {
+        let Some(public) = lc.public_port else { continue };
+        for (on, transport) in [(lc.tcp, Transport::Tcp), (lc.udp, Transport::Udp)] {
+            let address = if lc.listen {
+                bound
+                    .iter()
+                    .find(|(configured, t, _)| *configured == lc.address && *t == transport.label())
+                    .map(|(_, _, at)| *at)
+            } else {
+                Some(lc.address)
+            };
+            if let (true, Some(address)) = (on, address) {
+                out.push(Bound {
+                    listener: lc.name.clone(),
+                    address,
+                    transport,
+                    public,
+                });
+            }
+        }
+    }
+    out
 }
 
 impl Server {
@@ -76,6 +111,7 @@ impl Server {
             Arc::clone(&metrics),
         )));
         let signals = mpsc::channel();
+        let portmap = PortMapper::start(config.port_mapping.clone());
         let (drain_timeout, admin_addr, listener_configs) =
             (config.routing.drain_timeout, config.admin, config.listeners.clone());
         let reloader = Reloader::start(
@@ -84,15 +120,17 @@ impl Server {
             Arc::clone(&listeners),
             Arc::clone(&registry),
             signals.0.clone(),
+            portmap.clone(),
         );
         {
             let mut set = lock(&listeners);
-            for lc in &listener_configs {
+            for lc in listener_configs.iter().filter(|l| l.listen) {
                 set.add(lc).map_err(|source| StartError::Bind {
                     address: lc.address,
                     source,
                 })?;
             }
+            portmap.set_bound(&mapped_sockets(&listener_configs, &set));
         }
         let admin = match admin_addr {
             Some(address) => Some(match crate::control::upgrade::inherit::take_admin(address) {
@@ -114,6 +152,7 @@ impl Server {
             started: Instant::now(),
             metrics,
             limits,
+            portmap: Some(portmap.clone()),
         };
         Ok(Server {
             drain_timeout,
@@ -125,6 +164,7 @@ impl Server {
             admin_addr,
             usr2,
             status,
+            portmap,
         })
     }
 
@@ -156,6 +196,7 @@ impl Server {
             admin_addr,
             usr2,
             status,
+            portmap,
         } = self;
         let (signal_tx, signal_rx) = signals;
         let reload_thread = std::thread::Builder::new()
@@ -202,6 +243,9 @@ impl Server {
         for task in accept_tasks {
             let _ = task.await;
         }
+        // The gateway stops forwarding before the drain: new clients get a refusal from it, not
+        // from a closed socket here.
+        portmap.shutdown(UNMAP_TIMEOUT).await;
         if let Some(t) = admin_task {
             let _ = t.await;
         }

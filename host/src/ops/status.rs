@@ -15,7 +15,7 @@ use crate::ops::metrics::Metrics;
 use crate::routing::registry::Registry;
 use crate::tcp::listener::ListenerSet;
 
-pub mod html;
+pub(crate) mod html;
 
 /// The status document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,6 +42,9 @@ pub struct Status {
     /// Binary upgrades asked of this process (SIGUSR2) and how they went.
     #[serde(default)]
     pub upgrade: crate::control::upgrade::trigger::UpgradeStatus,
+    /// NAT port mapping: the gateway, the external address and each mapping's state.
+    #[serde(default)]
+    pub port_mapping: crate::portmap::PortMapStatus,
 }
 
 /// The process-wide limits (`[limits]`) and their counts.
@@ -163,6 +166,8 @@ pub struct StatusSource {
     pub metrics: Arc<Metrics>,
     /// The process-wide limits.
     pub limits: Arc<Limits>,
+    /// The NAT port mapper (`None` outside a running server).
+    pub portmap: Option<crate::portmap::PortMapper>,
 }
 
 impl StatusSource {
@@ -254,6 +259,7 @@ impl StatusSource {
                 connections: self.limits.connections.count(),
                 previews: self.limits.previews.count(),
             },
+            port_mapping: self.portmap.as_ref().map(|p| p.status()).unwrap_or_default(),
         }
     }
 }
@@ -288,6 +294,7 @@ impl Status {
                 u.name, u.flows, u.datagrams, u.unmatched, u.rejected, u.expired, u.pending, u.pending_rejected
             );
         }
+        out += &crate::portmap::render::text(&self.port_mapping);
         out += "\nbackends:\n";
         for b in &self.backends {
             out += &format!(

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+mod backoff;
+
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::runtime::Handle;
@@ -22,11 +24,12 @@ use crate::control::upgrade::inherit;
 use crate::control::upgrade::parent::Offer;
 use crate::control::upgrade::tunnel::Tunnel;
 use crate::control::upgrade::Kind;
-use crate::ops::limits::{AcceptBackoff, Limits, ListenerLimits};
+use crate::ops::limits::{Limits, ListenerLimits};
 use crate::ops::metrics::{ConnOutcome, ListenerMetrics, Metrics};
 use crate::routing::registry::Registry;
 use crate::tcp::connection::{self, ListenerContext};
 use crate::udp::driver::{self, UdpContext, UdpHandover, UdpStats};
+use backoff::AcceptBackoff;
 
 /// Pending-connection queue length asked of the kernel.
 const BACKLOG: u32 = 4096;
@@ -260,6 +263,15 @@ impl ListenerSet {
             .collect()
     }
 
+    /// Each listening socket's configured address, transport and bound address (they differ in
+    /// the port when the configured one is 0).
+    pub fn bound_by_config(&self) -> Vec<(SocketAddr, &'static str, SocketAddr)> {
+        self.running
+            .iter()
+            .filter_map(|((configured, transport), r)| Some((*configured, *transport, r.socket.local_addr().ok()?)))
+            .collect()
+    }
+
     /// Counters of each UDP listener, with its name and bound address.
     pub fn udp_stats(&self) -> Vec<(String, SocketAddr, Arc<UdpStats>)> {
         self.running
@@ -357,7 +369,7 @@ fn adopt_tcp(fd: OwnedFd) -> io::Result<TcpListener> {
 /// Binds a TCP listener for `cfg` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 /// TCP_NODELAY is set on the listening socket: accepted sockets inherit it on Linux, which saves a
 /// system call per connection (relayed bytes are forwarded as they come, never held for batching).
-pub fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
+pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     let socket = if cfg.address.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -386,7 +398,7 @@ fn bind_udp(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSo
 /// A connection slot is taken before each accept (so a full `max_connections` stops accepting);
 /// the per-IP and preview limits are checked after it. Accept errors back off (see
 /// [`AcceptBackoff`]), logged once per episode.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: Arc<TcpListener>,
     ctx: Arc<ListenerContext>,
     limits: Arc<ListenerLimits>,

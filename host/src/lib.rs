@@ -7,7 +7,8 @@
 //! - [`routing`]: the registry snapshot, host-side matchers, the router and health checks.
 //! - [`plugins`]: loading plugin libraries safely and the set loaded now.
 //! - [`proxy_protocol`]: reading a trusted front's PROXY header, writing one to upstreams.
-//! - [`control`]: the service's start and stop, file watching and reloads, the configuration diff.
+//! - [`control`]: the service's start and stop, file watching and reloads, the configuration diff,
+//!   binary upgrades (SIGUSR2) and systemd socket activation.
 //! - [`ops`]: admin endpoint, status, metrics, limits, systemd and privilege dropping.
 //! - [`portmap`]: NAT port mapping (UPnP IGD, NAT-PMP, PCP) for listeners with a `public_port`.
 //! - [`config`]: the configuration file, `{{env}}` expansion and the `-p` / `-b` quick start.

@@ -47,6 +47,9 @@ pub struct Status {
     /// Process-wide limits and what they count now.
     #[serde(default)]
     pub limits: LimitsStatus,
+    /// Binary upgrades asked of this process (SIGUSR2) and how they went.
+    #[serde(default)]
+    pub upgrade: crate::control::upgrade::trigger::UpgradeStatus,
     /// NAT port mapping: the gateway, the external address and each mapping's state.
     #[serde(default)]
     pub port_mapping: crate::portmap::PortMapStatus,
@@ -225,6 +228,7 @@ impl StatusSource {
         Status {
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs(),
+            upgrade: crate::control::upgrade::trigger::status(),
             plugins: registry
                 .plugins
                 .iter()

@@ -29,7 +29,13 @@ pub(crate) struct Notifier {
     watchdog: Option<Duration>,
     /// The last send failed: the next failure is not logged again (watchdog pings would repeat it).
     failing: AtomicBool,
+    /// The address, passed on to a new process at a binary upgrade.
+    address: String,
 }
+
+/// Set once a new process is the service's main process: this one stays silent from then on
+/// (systemd ignores notifications from a process that is not the main one, and logs each).
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
 
 impl Notifier {
     /// Connects to `address` (`/path` or `@abstract`), with the watchdog interval systemd asked for.
@@ -54,6 +60,7 @@ impl Notifier {
             socket,
             watchdog,
             failing: AtomicBool::new(false),
+            address: address.to_owned(),
         })
     }
 
@@ -97,6 +104,9 @@ pub fn init() {
 /// `$NOTIFY_SOCKET`. A failure is logged (once until a send succeeds again), never returned: the
 /// service goes on either way.
 pub fn notify(states: &[NotifyState]) {
+    if HANDED_OVER.load(Ordering::Relaxed) {
+        return;
+    }
     let Some(n) = NOTIFIER.get() else {
         return;
     };
@@ -112,6 +122,25 @@ pub fn notify(states: &[NotifyState]) {
 /// `READY=1` with a status line: serving.
 pub fn ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// The environment a new process started by a binary upgrade needs to reach the same socket
+/// (`NOTIFY_SOCKET`, and `WATCHDOG_USEC` when a watchdog runs); empty without systemd.
+pub fn child_env() -> Vec<(String, String)> {
+    let Some(n) = NOTIFIER.get() else { return Vec::new() };
+    let mut env = vec![("NOTIFY_SOCKET".to_owned(), n.address.clone())];
+    if let Some(w) = n.watchdog {
+        env.push(("WATCHDOG_USEC".to_owned(), w.as_micros().to_string()));
+    }
+    env
+}
+
+/// `MAINPID=<pid>`: the new process of a binary upgrade is the service's main process now (sent by
+/// the old one, which systemd still accepts it from); this process sends nothing more.
+pub fn main_pid(pid: u32) {
+    let status = format!("upgraded: PID {pid} serves; PID {} drains", std::process::id());
+    notify(&[NotifyState::MainPid(pid), NotifyState::Status(&status)]);
+    HANDED_OVER.store(true, Ordering::Relaxed);
 }
 
 /// `RELOADING=1` with the monotonic time, as `Type=notify-reload` requires.

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod detect;
+mod handover;
+
+pub use handover::UdpHandover;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use arc_swap::ArcSwap;
@@ -176,8 +179,14 @@ struct Driver {
     pending_log: Every,
 }
 
-/// Serves `socket` until `stop` turns true.
-pub(crate) async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch::Receiver<bool>) {
+/// Serves `socket` until `stop` turns true (or, after handing over to a new process, until its
+/// last flow ends).
+pub(crate) async fn serve(
+    socket: Arc<UdpSocket>,
+    ctx: Arc<UdpContext>,
+    mut stop: watch::Receiver<bool>,
+    handover: UdpHandover,
+) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::error!(listener = %ctx.name, error = %e, "UDP listener has no address"),
@@ -206,6 +215,7 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop
         pending_log: Every(None),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut link = handover::Link::new(handover);
     let timer = tokio::time::sleep_until(far_future());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -235,11 +245,23 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop
                 d.apply(Input::Tick { now }, now);
                 d.expire_pending(now).await;
             }
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, client)) => d.datagram(&buf[..n], client).await,
+            event = link.next(), if link.active() => {
+                if !d.on_link(event, &mut link).await {
+                    break;
+                }
+            }
+            received = socket.recv_from(&mut buf), if link.reads_listening_socket() => match received {
+                Ok((n, client)) => {
+                    if !link.pass_to_old(client, &buf[..n]) {
+                        d.datagram(&buf[..n], client).await;
+                    }
+                }
                 // ICMP errors and the like: nothing a listening socket must act on.
                 Err(e) => tracing::debug!(listener = %d.ctx.name, error = %e, "UDP receive error"),
             },
+        }
+        if link.drained(&d) {
+            break;
         }
     }
     tracing::info!(listener = %d.ctx.name, flows = d.flows.len(), pending = d.pending.len(), "UDP listener stopped; its flows end");

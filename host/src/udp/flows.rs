@@ -274,13 +274,11 @@ impl<T, K: Copy + Eq + Hash> FlowTable<T, K> {
     }
 
     /// The flow of `client`, if the table holds one (possibly due but not yet ticked).
-    #[cfg(test)]
     pub(crate) fn find(&self, client: K) -> Option<FlowId> {
         self.by_client.get(&client).map(|&slot| self.id(slot))
     }
 
     /// Every flow held, in no particular order.
-    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (FlowId, K, &T)> + '_ {
         self.slots.iter().enumerate().filter_map(|(slot, s)| {
             let f = s.flow.as_ref()?;
@@ -306,7 +304,6 @@ impl<T, K: Copy + Eq + Hash> FlowTable<T, K> {
     }
 
     /// Whether no flow is held.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

@@ -240,6 +240,7 @@ mod tests {
             kept_mapped_versions: 0,
             listeners: vec![],
             udp: vec![],
+            upgrade: Default::default(),
             backends: vec![BackendStatus {
                 name: "<script>alert('x')</script>".into(),
                 protocol: "a&b".into(),

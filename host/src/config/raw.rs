@@ -132,6 +132,8 @@ pub(super) struct RawBackend {
     pub(super) target: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) priority: Priority,
+    #[serde(default = "default_weight")]
+    pub(super) weight: Spanned<u32>,
     #[serde(default, rename = "match")]
     pub(super) matchers: MatchersConfig,
     #[serde(default)]
@@ -140,6 +142,10 @@ pub(super) struct RawBackend {
     pub(super) udp_idle_timeout_ms: u64,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
     pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
+}
+
+pub(super) fn default_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 
 pub(super) fn default_udp_idle_timeout_ms() -> u64 {

@@ -66,6 +66,8 @@ struct Running {
 struct ListenerOps {
     limits: Arc<ListenerLimits>,
     metrics: Arc<ListenerMetrics>,
+    /// Turns taken by `round-robin` / `weighted` / `random` (kept across reconfiguration).
+    turns: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Every listener of the process, keyed by configured address and transport.
@@ -112,6 +114,7 @@ impl ListenerSet {
         ListenerOps {
             limits: Arc::new(ListenerLimits::new(Arc::clone(&self.limits), &cfg.limits)),
             metrics: Arc::new(ListenerMetrics::new(Arc::clone(&self.metrics))),
+            turns: Arc::default(),
         }
     }
 
@@ -159,6 +162,7 @@ impl ListenerSet {
                     name,
                     registry,
                     strategy: config.strategy,
+                    turns: Arc::clone(&ops.turns),
                     local,
                     accept_proxy_protocol: Arc::from(config.accept_proxy_protocol.clone()),
                     metrics: Arc::clone(&ops.metrics),
@@ -176,6 +180,7 @@ impl ListenerSet {
                     name,
                     registry,
                     strategy: config.strategy,
+                    turns: Arc::clone(&ops.turns),
                     stats: Arc::clone(stats),
                 };
                 self.runtime

@@ -148,8 +148,9 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(run_as) = &run_as {
             pmmux::ops::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
         }
+        let shutdown = shutdown_signal();
         pmmux::ops::systemd::ready(&format!("serving {} listening socket(s)", server.local_addrs().len()));
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         anyhow::Ok(())
     })?;
     // Connections past the drain timeout are cut here, with the runtime.
@@ -177,20 +178,25 @@ fn raise_fd_limit() {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, before `READY=1` (a stop that follows readiness at
+/// once must drain, not kill the process), and completes on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(t), Ok(i)) => (t, i),
-        _ => {
-            tracing::error!("cannot install signal handlers; stop pmmux with SIGKILL");
-            return std::future::pending().await;
-        }
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "shutdown requested");
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (mut term, mut int) = match handlers {
+            (Ok(t), Ok(i)) => (t, i),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop pmmux with SIGKILL");
+                return std::future::pending().await;
+            }
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    }
 }
 
 fn check_config(path: &Path) -> anyhow::Result<ExitCode> {

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::ffi::{
     BackendBox, BackendSpec, ClientWriterBox, ConnInfo, Detection, FfiBackend, FfiBackend_TO, FfiSession,
-    FfiSession_TO, HealthProbe, HealthVerdict, SessionBox, SessionCtl, TcpAction, UdpAction,
+    FfiSession_TO, HealthProbe, HealthVerdict, SessionBox, SessionCtl, TcpAction, UdpAction, UdpRouting,
 };
 
 /// A backend: detection and handling hooks for one configured `[[backend]]`.
@@ -62,6 +62,12 @@ pub trait Backend: Send + Sync + 'static {
     fn health_verdict(&self, _response: &[u8], _closed: bool) -> HealthVerdict {
         HealthVerdict::Healthy
     }
+
+    /// [`UdpRouting::PerMessage`] for message protocols (DNS, syslog, STUN binding): each datagram
+    /// of a client is detected on its own. Default: [`UdpRouting::Flow`] (session protocols).
+    fn udp_routing(&self) -> UdpRouting {
+        UdpRouting::Flow
+    }
 }
 
 /// What [`Backend::open`] decides.
@@ -110,7 +116,7 @@ impl BackendSpec<'_> {
     }
 }
 
-/// Runs `f`, turning a panic into an error naming what panicked.
+/// Runs `f`, turning a panic into an error naming what panicked, and where.
 pub fn guard<T>(what: &str, f: impl FnOnce() -> T) -> RResult<T, RString> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => RResult::ROk(value),
@@ -124,7 +130,8 @@ fn panic_message(what: &str, payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("{what} panicked: {detail}")
+    let (at, backtrace) = crate::panic_hook::take();
+    format!("{what} panicked: {detail}{at}{backtrace}")
 }
 
 /// Boxes a backend behind the FFI trait, with every call guarded. Used by [`crate::export_plugin!`].
@@ -177,6 +184,10 @@ impl<B: Backend> FfiBackend for Guarded<B> {
 
     fn health_verdict(&self, response: RSlice<'_, u8>, closed: bool) -> RResult<HealthVerdict, RString> {
         guard("health_verdict", || self.0.health_verdict(response.as_slice(), closed))
+    }
+
+    fn udp_routing(&self) -> RResult<UdpRouting, RString> {
+        guard("udp_routing", || self.0.udp_routing())
     }
 }
 

@@ -15,7 +15,9 @@
 //!   better than a TCP connect (the host does the I/O).
 //!
 //! Every hook runs inside `catch_unwind` on the plugin side, so a panic reaches the host as an error
-//! it counts, never as an unwind across the boundary. Build plugins with the default
+//! it counts, never as an unwind across the boundary. The export macro installs a quiet panic hook
+//! ([`panic_hook`]): nothing is written to stderr, the panic's location travels in the error, and
+//! the host logs it once per burst. Build plugins with the default
 //! `panic = "unwind"`: the host refuses libraries built with `panic = "abort"`.
 //!
 //! ## A detect-and-forward plugin
@@ -70,13 +72,14 @@ pub mod backend;
 pub mod ffi;
 pub mod log;
 pub mod names;
+pub mod panic_hook;
 pub mod params;
 
 pub use abi_stable;
 pub use backend::{guard, into_ffi_backend, Backend, ClientWriter, Handling, Session};
 pub use ffi::{
     BackendSpec, ConnInfo, Detection, FfiAddr, HealthProbe, HealthTransport, HealthVerdict, PluginInfo, PluginMod,
-    PluginModRef, Property, SessionCtl, UdpAction, ABI_VERSION,
+    PluginModRef, Property, SessionCtl, UdpAction, UdpRouting, ABI_VERSION,
 };
 pub use log::Level;
 
@@ -99,6 +102,8 @@ macro_rules! export_plugin {
 
         extern "C" fn __pmmux_plugin_info(
         ) -> ::abi_stable::std_types::RResult<$crate::PluginInfo, ::abi_stable::std_types::RString> {
+            // The host calls this right after loading: from here on, panics are quiet.
+            $crate::panic_hook::install();
             $crate::guard("plugin info", || $crate::PluginInfo {
                 name: ::abi_stable::std_types::RString::from($name),
                 version: ::abi_stable::std_types::RString::from($version),

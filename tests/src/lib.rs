@@ -84,7 +84,7 @@ pub use process::{
 pub use prometheus::Exposition;
 pub use quic::{quic_request, QuicServer, QUIC_TEST_ALPN};
 pub use sshd::{Sshd, HOST_KEY_ALIAS};
-pub use tcp::{tcp_roundtrip, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
+pub use tcp::{tcp_roundtrip, tcp_roundtrip_from, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
 pub use tls::{self_signed_cert, TlsServer};
 
 /// How long a server started by the harness may take to listen.

@@ -46,6 +46,9 @@ pub struct StartOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// The open-file limit (soft and hard) set in the child before it runs.
     pub nofile: Option<u64>,
+    /// Called with the plugin folder once it is filled, before the host starts: for entries that
+    /// are not files (FIFOs, sockets, symlinks).
+    pub prepare: Option<&'a dyn Fn(&Path)>,
     /// Run inside this network namespace (one a test made with [`crate::netns`]): the host is
     /// started through `ip netns exec`, which execs it, so the guard's PID is the host's.
     pub netns: Option<&'a str>,
@@ -100,6 +103,7 @@ impl Pmmux {
             args: extra_args,
             env: &[],
             nofile,
+            prepare: None,
             netns: None,
         })
     }
@@ -113,6 +117,7 @@ impl Pmmux {
             args,
             env,
             nofile,
+            prepare,
             netns,
         } = *options;
         let bin = pmmux_bin();
@@ -126,6 +131,9 @@ impl Pmmux {
         }
         for (name, bytes) in files {
             write_file_in(&plugin_dir, name, bytes);
+        }
+        if let Some(prepare) = prepare {
+            prepare(&plugin_dir);
         }
         let mut cmd = match netns {
             Some(ns) => {

@@ -49,6 +49,8 @@ pub struct Server {
     listeners: Arc<Mutex<ListenerSet>>,
     reloader: Reloader,
     signals: (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
+    /// Installed in [`Server::bind`], before `READY=1`: until then SIGHUP would kill the process.
+    sighup: std::io::Result<tokio::signal::unix::Signal>,
     admin: Option<TcpListener>,
     status: StatusSource,
     portmap: PortMapper,
@@ -104,6 +106,7 @@ impl Server {
         )));
         let signals = mpsc::channel();
         let portmap = PortMapper::start(config.port_mapping.clone());
+        let sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let (drain_timeout, admin_addr, listener_configs) =
             (config.routing.drain_timeout, config.admin, config.listeners.clone());
         let reloader = Reloader::start(
@@ -138,7 +141,7 @@ impl Server {
         let status = StatusSource {
             registry,
             listeners: Arc::clone(&listeners),
-            mapped: reloader.mapped_counter(),
+            plugins: reloader.plugin_gauges(),
             started: Instant::now(),
             metrics,
             limits,
@@ -150,6 +153,7 @@ impl Server {
             listeners,
             reloader,
             signals,
+            sighup,
             admin,
             status,
             portmap,
@@ -180,6 +184,7 @@ impl Server {
             listeners,
             reloader,
             signals,
+            sighup,
             admin,
             status,
             portmap,
@@ -191,7 +196,7 @@ impl Server {
         if let Err(e) = &reload_thread {
             tracing::error!(error = %e, "cannot start the reload thread; plugins and configuration stay as loaded");
         }
-        let hup = tokio::spawn(forward_sighup(signal_tx.clone()));
+        let hup = tokio::spawn(forward_sighup(sighup, signal_tx.clone()));
         let health = tokio::spawn(crate::routing::health::checker::supervise(Arc::clone(&status.registry)));
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
@@ -241,9 +246,8 @@ fn lock(listeners: &Mutex<ListenerSet>) -> MutexGuard<'_, ListenerSet> {
 }
 
 /// SIGHUP reloads the configuration.
-async fn forward_sighup(signals: mpsc::Sender<Signal>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
+async fn forward_sighup(hup: std::io::Result<tokio::signal::unix::Signal>, signals: mpsc::Sender<Signal>) {
+    let mut hup = match hup {
         Ok(s) => s,
         Err(e) => {
             return tracing::warn!(error = %e, "cannot install the SIGHUP handler; config reload on SIGHUP is off")

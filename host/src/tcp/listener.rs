@@ -294,6 +294,7 @@ impl ListenerSet {
 /// Binds a TCP listener for `cfg` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 /// TCP_NODELAY is set on the listening socket: accepted sockets inherit it on Linux, which saves a
 /// system call per connection (relayed bytes are forwarded as they come, never held for batching).
+/// TCP keepalive ([`crate::tcp::relay::keepalive`]) is set there too, and inherited the same way.
 pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     let socket = if cfg.address.is_ipv4() {
         TcpSocket::new_v4()?
@@ -303,6 +304,7 @@ pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(cfg.reuse_port)?;
     socket.set_nodelay(true)?;
+    socket2::SockRef::from(&socket).set_tcp_keepalive(&crate::tcp::relay::keepalive())?;
     socket.bind(cfg.address)?;
     socket.listen(BACKLOG)
 }

@@ -16,7 +16,7 @@ mod detect;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use arc_swap::ArcSwap;
-use pmmux_plugin_api::{ConnInfo, Property, UdpAction};
+use pmmux_plugin_api::{ConnInfo, Property, UdpAction, UdpRouting};
 use tokio::net::{lookup_host, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -75,6 +75,33 @@ pub(crate) struct UdpContext {
     pub stats: Arc<UdpStats>,
 }
 
+/// What a flow is keyed by: the client, and a lane. Lane 0 is the client's one session flow (QUIC,
+/// WireGuard...: every later datagram goes there without detection); a per-message backend's
+/// flow with that client has the backend's [`Backend::uid`] as lane, so a client whose messages go
+/// to several backends has one flow (one upstream socket, replies relayed back) with each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct FlowKey {
+    client: SocketAddr,
+    lane: u64,
+}
+
+impl FlowKey {
+    fn session(client: SocketAddr) -> FlowKey {
+        FlowKey { client, lane: 0 }
+    }
+
+    /// The key of `client`'s flow to `backend`: its session flow, or for a per-message backend
+    /// the flow of that pair.
+    fn of(client: SocketAddr, backend: &Backend) -> FlowKey {
+        let lane = if backend.udp_routing == UdpRouting::PerMessage {
+            backend.uid
+        } else {
+            0
+        };
+        FlowKey { client, lane }
+    }
+}
+
 /// One client's flow: the backend chosen for it (pinned: a plugin replaced later does not change
 /// it) and, once it forwards, the upstream socket and its reply reader.
 struct Flow {
@@ -93,6 +120,15 @@ impl Flow {
             backend,
             properties,
             upstream: None,
+        }
+    }
+}
+
+impl Flow {
+    /// The flow ended: a plugin's client writer no longer reaches its client through it.
+    fn forget_writer(&self, client: SocketAddr) {
+        if matches!(self.backend.kind, BackendKind::Plugin(_)) {
+            writer::forget(client);
         }
     }
 }
@@ -132,8 +168,8 @@ struct Driver {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     ctx: Arc<UdpContext>,
-    flows: FlowTable<Flow>,
-    out: Vec<Output<Flow>>,
+    flows: FlowTable<Flow, FlowKey>,
+    out: Vec<Output<Flow, FlowKey>>,
     activity: mpsc::Sender<FlowId>,
     full_log: Every,
     unmatched_log: Every,
@@ -218,7 +254,7 @@ fn far_future() -> tokio::time::Instant {
 impl Driver {
     /// Feeds the table, settles what it says about ended flows (expired, refused), and
     /// returns the one action it asks for, if any (forward, detect, created, already there).
-    fn apply(&mut self, input: Input<Flow>, now: Instant) -> Option<Output<Flow>> {
+    fn apply(&mut self, input: Input<Flow, FlowKey>, now: Instant) -> Option<Output<Flow, FlowKey>> {
         self.flows.handle(input, &mut self.out);
         let mut outputs = std::mem::take(&mut self.out);
         let mut action = None;
@@ -226,7 +262,8 @@ impl Driver {
             match output {
                 Output::Expired { client, state, .. } => {
                     self.ctx.stats.expired.fetch_add(1, Ordering::Relaxed);
-                    writer::forget(client);
+                    let client = client.client;
+                    state.forget_writer(client);
                     tracing::debug!(listener = %self.ctx.name, %client, backend = state.backend.name(), "UDP flow expired");
                 }
                 Output::Rejected { .. } => {
@@ -245,10 +282,16 @@ impl Driver {
 
     async fn datagram(&mut self, message: &[u8], client: SocketAddr) {
         self.ctx.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        if crate::routing::offenders::is_refused(client.ip()) {
+            // Its datagrams kept making plugins fail: dropped unread for a while.
+            self.ctx.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let now = Instant::now();
         // Clients whose probe timeout passed are decided first, so a flow they get is used below.
         self.expire_pending(now).await;
-        match self.apply(Input::ClientDatagram { client, now }, now) {
+        let key = FlowKey::session(client);
+        match self.apply(Input::ClientDatagram { client: key, now }, now) {
             Some(Output::Forward { flow }) => self.deliver(flow, message, client).await,
             Some(Output::NeedsDetection { .. }) => self.undecided(message, client, now).await,
             _ => {}
@@ -275,7 +318,7 @@ impl Driver {
                         action
                     }
                     RResult::RErr(e) => {
-                        backend.plugin_error("handle_message", e.as_str());
+                        backend.plugin_error("handle_message", e.as_str(), Some(client));
                         UdpAction::Drop
                     }
                 }

@@ -36,7 +36,7 @@
 pub mod message;
 
 use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property, UdpRouting};
 use serde::de::Deserializer;
 
 use message::{join_type, method_name, parse_message, parse_stream, split_type, Class, Message, Parse, METHODS};
@@ -157,6 +157,16 @@ impl Stun {
 }
 
 impl Backend for Stun {
+    /// Binding requests stand alone (each gets its own answer); TURN methods (allocations,
+    /// permissions, channels) are a session with one server, so they keep a flow.
+    fn udp_routing(&self) -> UdpRouting {
+        if self.methods.iter().all(|&m| m == message::METHOD_BINDING) {
+            UdpRouting::PerMessage
+        } else {
+            UdpRouting::Flow
+        }
+    }
+
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         self.detect_stream(preview)
     }

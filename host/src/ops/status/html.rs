@@ -236,6 +236,8 @@ mod tests {
             plugins: vec![],
             mapped_versions: 0,
             old_versions_mapped: 0,
+            unmapped_versions: 0,
+            kept_mapped_versions: 0,
             listeners: vec![],
             udp: vec![],
             backends: vec![BackendStatus {

@@ -95,6 +95,14 @@ pub enum Strategy {
     FirstAvailable,
     /// The matching backend with the fewest live connections (within the best tier).
     LeastRequests,
+    /// The matching backends in turn, per listener.
+    RoundRobin,
+    /// In turn, each backend `weight` times per cycle, interleaved.
+    Weighted,
+    /// Drawn at random, in proportion to `weight`.
+    Random,
+    /// By the client's IP address, consistently (rendezvous hashing, weighted).
+    SourceHash,
 }
 
 /// Priority tiers: a lower tier serves only when no backend of a higher tier matches.
@@ -170,6 +178,8 @@ pub struct BackendConfig {
     pub target: Option<String>,
     /// Tier.
     pub priority: Priority,
+    /// Its share under the `weighted`, `random` and `source-hash` strategies (1..=256).
+    pub weight: u32,
     /// Host-side matchers, checked before the plugin is asked.
     pub matchers: Matchers,
     /// `[backend.params]`, as TOML text for the plugin.
@@ -437,6 +447,11 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
                 Matchers::default()
             }
         };
+        let max = crate::routing::strategy::MAX_WEIGHT;
+        if !(1..=max).contains(b.weight.get_ref()) {
+            let msg = format!("backend `{name}`: weight must be 1..={max}");
+            report(Some(b.weight.span()), msg);
+        }
         let params_toml = toml::to_string(&b.params).unwrap_or_default();
         let health = crate::routing::health::config::for_backend(
             &name,
@@ -450,6 +465,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             protocol,
             target: b.target.map(Spanned::into_inner),
             priority: b.priority,
+            weight: b.weight.into_inner(),
             matchers,
             params_toml,
             udp_idle_timeout: Duration::from_millis(b.udp_idle_timeout_ms.max(1)),

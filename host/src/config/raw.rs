@@ -136,6 +136,8 @@ pub(super) struct RawBackend {
     pub(super) target: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) priority: Priority,
+    #[serde(default = "default_weight")]
+    pub(super) weight: Spanned<u32>,
     #[serde(default, rename = "match")]
     pub(super) matchers: MatchersConfig,
     #[serde(default)]
@@ -146,6 +148,10 @@ pub(super) struct RawBackend {
     pub(super) udp_routing: Option<UdpRoutingKey>,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
     pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
+}
+
+pub(super) fn default_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 
 /// `[[backend]] udp_routing`.

@@ -3,10 +3,10 @@
 //! priority tiers (vip > normal > standby > fallback).
 //!
 //! A match is final only when no backend still saying `NeedMore` could beat it: one in a higher tier,
-//! or (first-available) an earlier one in the same tier, or (least-requests) any in the same tier.
+//! or (first-available) an earlier one in the same tier, or (least-requests and the balancing strategies) any in the same tier.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
@@ -14,6 +14,7 @@ use pmmux_plugin_api::{ConnInfo, Detection, Property};
 
 use crate::config::{Priority, Strategy};
 use crate::routing::registry::{Backend, BackendKind, Registry};
+use crate::routing::strategy::{self, Candidate};
 
 mod datagrams;
 
@@ -83,6 +84,8 @@ pub struct Router {
     peer: SocketAddr,
     local: SocketAddr,
     listener: Arc<str>,
+    /// The listener's turn counter (`round-robin`, `weighted`, `random`).
+    turns: Arc<AtomicU64>,
 }
 
 impl Router {
@@ -136,7 +139,15 @@ impl Router {
             peer,
             local,
             listener,
+            turns: Arc::default(),
         }
+    }
+
+    /// Shares the listener's turn counter, so that `round-robin` and `weighted` take turns across
+    /// its connections (a router on its own starts from turn 0).
+    pub fn with_turns(mut self, turns: Arc<AtomicU64>) -> Router {
+        self.turns = turns;
+        self
     }
 
     /// The client's address.
@@ -246,6 +257,9 @@ impl Router {
                     .min_by_key(|&&i| backends[i].stats.live.load(Ordering::Relaxed))
                     .unwrap_or(&in_best[0])
             }
+            // The balancing strategies choose among the whole tier: wait until it has decided.
+            _ if pending(&|i| tier(i) == best) => return Decision::Wait,
+            balancing => in_best[self.balance(balancing, &in_best)],
         };
         let properties = match std::mem::replace(&mut self.states[chosen], State::Out) {
             State::Matched(p) => p,
@@ -254,6 +268,27 @@ impl Router {
         Decision::Route {
             index: chosen,
             properties,
+        }
+    }
+
+    /// Picks among `in_best` (indexes into the backends) by a balancing strategy; returns a
+    /// position in `in_best`.
+    fn balance(&self, strategy: Strategy, in_best: &[usize]) -> usize {
+        let backends = &self.registry.backends;
+        let candidates: Vec<Candidate<'_>> = in_best
+            .iter()
+            .map(|&i| Candidate {
+                name: backends[i].name(),
+                weight: backends[i].config.weight,
+            })
+            .collect();
+        let turn = || self.turns.fetch_add(1, Ordering::Relaxed);
+        match strategy {
+            Strategy::RoundRobin => strategy::round_robin(&candidates, turn()),
+            Strategy::Weighted => strategy::weighted(&candidates, turn()),
+            Strategy::Random => strategy::random(&candidates, strategy::draw(turn())),
+            Strategy::SourceHash => strategy::source_hash(&candidates, self.peer.ip()),
+            Strategy::FirstAvailable | Strategy::LeastRequests => 0,
         }
     }
 

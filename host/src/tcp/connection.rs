@@ -33,6 +33,8 @@ pub(crate) struct ListenerContext {
     pub registry: Arc<ArcSwap<Registry>>,
     /// The listener's own strategy, if it overrides `routing.strategy`.
     pub strategy: Option<Strategy>,
+    /// The listener's turn counter for `round-robin`, `weighted` and `random`.
+    pub turns: Arc<std::sync::atomic::AtomicU64>,
     /// The local address of every connection, when the listener is bound to one IP address (saves
     /// a `getsockname` per connection); `None` for wildcard listeners.
     pub local: Option<SocketAddr>,
@@ -90,7 +92,8 @@ async fn handle_inner(
         tracing::debug!("client refused for a while after repeated plugin errors; closed");
         return close_gracefully(stream).await;
     }
-    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
+    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local)
+        .with_turns(Arc::clone(&ctx.turns));
     let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
     admitted.preview_done();
     ctx.metrics
@@ -398,6 +401,7 @@ mod tests {
             name: Arc::from("t"),
             registry,
             strategy: None,
+            turns: Arc::default(),
             local: None,
             accept_proxy_protocol: Arc::from(Vec::new()),
             metrics: Arc::new(crate::ops::metrics::ListenerMetrics::new(Arc::default())),

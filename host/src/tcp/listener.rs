@@ -73,6 +73,8 @@ struct Running {
 struct ListenerOps {
     limits: Arc<ListenerLimits>,
     metrics: Arc<ListenerMetrics>,
+    /// Turns taken by `round-robin` / `weighted` / `random` (kept across reconfiguration).
+    turns: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Every listener of the process, keyed by configured address and transport.
@@ -119,6 +121,7 @@ impl ListenerSet {
         ListenerOps {
             limits: Arc::new(ListenerLimits::new(Arc::clone(&self.limits), &cfg.limits)),
             metrics: Arc::new(ListenerMetrics::new(Arc::clone(&self.metrics))),
+            turns: Arc::default(),
         }
     }
 
@@ -180,6 +183,7 @@ impl ListenerSet {
                     name,
                     registry,
                     strategy: config.strategy,
+                    turns: Arc::clone(&ops.turns),
                     local,
                     accept_proxy_protocol: Arc::from(config.accept_proxy_protocol.clone()),
                     metrics: Arc::clone(&ops.metrics),
@@ -197,6 +201,7 @@ impl ListenerSet {
                     name,
                     registry,
                     strategy: config.strategy,
+                    turns: Arc::clone(&ops.turns),
                     stats: Arc::clone(stats),
                 };
                 let (tx, rx) = oneshot::channel();

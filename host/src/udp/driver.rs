@@ -72,6 +72,8 @@ pub(crate) struct UdpContext {
     pub registry: Arc<ArcSwap<Registry>>,
     /// The listener's own strategy, if any.
     pub strategy: Option<Strategy>,
+    /// The listener's turn counter for `round-robin`, `weighted` and `random`.
+    pub turns: Arc<std::sync::atomic::AtomicU64>,
     /// Counters.
     pub stats: Arc<UdpStats>,
 }

@@ -61,6 +61,7 @@ impl Driver {
         let registry = self.ctx.registry.load_full();
         let strategy = self.ctx.strategy.unwrap_or(registry.routing.strategy);
         Router::for_datagrams(registry, strategy, Arc::clone(&self.ctx.name), client, self.local)
+            .with_turns(Arc::clone(&self.ctx.turns))
     }
 
     /// Asks the backends about a new client's first datagram; holds it if that is undecided.

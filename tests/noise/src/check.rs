@@ -5,7 +5,7 @@ use crate::detectors::Detector;
 use crate::rates::{self, Rate};
 
 /// The seed of the random inputs: fixed, so a failure replays.
-pub const SEED: u64 = 0x6e6f_6973_65;
+pub const SEED: u64 = 0x006e_6f69_7365;
 
 /// Which hook is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pmmux::config;
-use pmmux::plugin::{Loader, PluginSet};
-use pmmux::registry::Registry;
-use pmmux::server::Server;
-use pmmux::status::Status;
+use pmmux::control::server::Server;
+use pmmux::ops::status::Status;
+use pmmux::plugins::{Loader, PluginSet};
+use pmmux::routing::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
 /// A port multiplexer whose backends are plugins.
@@ -93,7 +93,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
-    pmmux::systemd::init();
+    pmmux::ops::systemd::init();
     let result = match &cli.command {
         None => run(&cli.config, &cli.run),
         Some(Command::Run(args)) => run(&cli.config, args),
@@ -130,10 +130,10 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         config::load(path)?
     } else {
         let plugin_dir = args.plugin_dir.as_deref().unwrap_or(Path::new("plugins"));
-        pmmux::quick_start::build(&args.ports, &args.backends, plugin_dir)?
+        pmmux::config::quick_start::build(&args.ports, &args.backends, plugin_dir)?
     };
     let run_as = match &args.user {
-        Some(user) => Some(pmmux::privdrop::resolve(user, args.group.as_deref())?),
+        Some(user) => Some(pmmux::ops::privdrop::resolve(user, args.group.as_deref())?),
         None => None,
     };
     raise_fd_limit();
@@ -144,9 +144,9 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         if let Some(run_as) = &run_as {
-            pmmux::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
+            pmmux::ops::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
         }
-        pmmux::systemd::ready(&format!("serving {} listening socket(s)", server.local_addrs().len()));
+        pmmux::ops::systemd::ready(&format!("serving {} listening socket(s)", server.local_addrs().len()));
         server.run(shutdown_signal()).await;
         anyhow::Ok(())
     })?;

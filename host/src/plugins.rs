@@ -1,0 +1,12 @@
+//! Plugin libraries: loading one file safely ([`loader`]), checking it is whole ([`elf`]), and the
+//! host callback plugins log through ([`logger`]), who may write plugins ([`perms`]), and the set of plugins loaded now ([`set`]).
+
+#[cfg(target_os = "linux")]
+pub(crate) mod elf;
+pub(crate) mod loader;
+pub(crate) mod logger;
+pub(crate) mod perms;
+pub(crate) mod set;
+
+pub use loader::{LoadError, LoadedPlugin, Loader};
+pub use set::{PluginSet, Reconciled, Refusal};

@@ -18,9 +18,10 @@ fn set_env() {
             ("PMMUX_FUZZ_LINES", "x\ny\r\n\tz"),
             ("PMMUX_FUZZ_BRACES", "{{env:PMMUX_FUZZ_PLAIN}}"),
             ("PMMUX_FUZZ_EMPTY", ""),
-            ("PMMUX_FUZZ_UNICODE", "ünï\u{1F600}\u{0}"),
+            ("PMMUX_FUZZ_UNICODE", "ünï\u{1F600}\u{7f}"),
         ] {
-            // SAFETY: called once, before any other thread of this process reads the environment.
+            // No NUL: the environment cannot hold one (set_var panics). SAFETY: called once,
+            // before any other thread of this process reads the environment.
             unsafe { std::env::set_var(name, value) };
         }
     });

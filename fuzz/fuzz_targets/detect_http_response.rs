@@ -2,4 +2,10 @@
 //! [`pmmux_fuzz::plugin_target`]).
 #![no_main]
 
-pmmux_fuzz::plugin_target!("http-response", "", pmmux_http_response::HttpResponse::new, pmmux_fuzz::Datagrams::Whole);
+pmmux_fuzz::plugin_target!(
+    "http-response",
+    "",
+    pmmux_http_response::HttpResponse::new,
+    pmmux_fuzz::Datagrams::Whole,
+    pmmux_fuzz::Segments::NoMatchFinal,
+);

@@ -2,4 +2,9 @@
 //! [`pmmux_fuzz::plugin_target`]).
 #![no_main]
 
-pmmux_fuzz::plugin_target!("wireguard", "", pmmux_wireguard::WireGuard::new, pmmux_fuzz::Datagrams::Whole);
+pmmux_fuzz::plugin_target!(
+    "wireguard",
+    "",
+    pmmux_wireguard::WireGuard::new,
+    pmmux_fuzz::Datagrams::Whole
+);

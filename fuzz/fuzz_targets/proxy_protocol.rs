@@ -26,7 +26,10 @@ fn round_trip(header: &Header) {
     let v1 = encode_v1(source, dest);
     match decode(&v1) {
         Decoded::Complete(again) => {
-            assert_eq!((again.source, again.dest, again.len), (header.source, header.dest, v1.len()));
+            assert_eq!(
+                (again.source, again.dest, again.len),
+                (header.source, header.dest, v1.len())
+            );
         }
         other => panic!("v1 of {source} -> {dest} decodes to {other:?}"),
     }

@@ -18,6 +18,20 @@ pub enum Datagrams {
     MaySpan,
 }
 
+/// What a TCP verdict on the first half of the bytes says about the verdict on all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segments {
+    /// A decided half (`Match` or `NoMatch`) agrees in kind with the whole: the verdict does not
+    /// depend on how the client's bytes were cut into segments.
+    Agree,
+    /// Only a `NoMatch` is final: the backend matches as soon as what routing needs has arrived
+    /// (`http`: the request line and the `Host` field), and a malformed line after it, which would
+    /// make the whole head `NoMatch`, cannot undo a connection already routed.
+    NoMatchFinal,
+    /// No promise: `regex` tries its patterns on what has arrived (documented in the plugin).
+    Unordered,
+}
+
 /// Where an input with its own params starts: `#params\n<TOML>\n#end\n<bytes>`.
 pub const PARAMS_MAGIC: &[u8] = b"#params\n";
 const PARAMS_END: &[u8] = b"\n#end\n";
@@ -43,21 +57,26 @@ pub fn split3(data: &[u8]) -> [&[u8]; 3] {
 }
 
 /// Every hook that network bytes reach, over `data`:
-/// * TCP `detect` on the whole input and on its first half: a decided half (not `NeedMore`) must
-///   agree in kind with the whole, or the host would decide differently depending on how the bytes
+/// * TCP `detect` on the whole input and on its first half: a decided half must agree with the
+///   whole as `segments` says, or the host would decide differently depending on how the bytes
 ///   arrived; after a match, `open` and a served session fed the input in two pieces;
 /// * UDP `can_handle_message` (never `NeedMore` for [`Datagrams::Whole`]), `handle_message` after
 ///   a match, and `detect_datagrams` over the input cut in three;
 /// * `health_verdict` with the input as the target's answer, open and closed.
-pub fn exercise<B: Backend + ?Sized>(backend: &B, data: &[u8], datagrams: Datagrams) {
+pub fn exercise<B: Backend + ?Sized>(backend: &B, data: &[u8], datagrams: Datagrams, segments: Segments) {
     let conn = conn();
     if !data.is_empty() {
         let whole = backend.detect(&conn, data);
         let half = &data[..data.len() / 2];
         if !half.is_empty() {
             let early = backend.detect(&conn, half);
+            let agrees = match segments {
+                Segments::Agree => early == Detection::NeedMore || same_kind(&early, &whole),
+                Segments::NoMatchFinal => early != Detection::NoMatch || whole == Detection::NoMatch,
+                Segments::Unordered => true,
+            };
             assert!(
-                early == Detection::NeedMore || same_kind(&early, &whole),
+                agrees,
                 "TCP: {early:?} on the first {} bytes, {whole:?} on all {}",
                 half.len(),
                 data.len()
@@ -100,12 +119,15 @@ fn serve(handling: Handling, data: &[u8]) {
 #[macro_export]
 macro_rules! plugin_target {
     ($protocol:expr, $params:expr, $new:path, $datagrams:expr) => {
+        $crate::plugin_target!($protocol, $params, $new, $datagrams, $crate::Segments::Agree);
+    };
+    ($protocol:expr, $params:expr, $new:path, $datagrams:expr, $segments:expr) => {
         static DEFAULT: ::std::sync::OnceLock<Box<dyn ::pmmux_plugin_api::Backend>> = ::std::sync::OnceLock::new();
 
         ::libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             if let Some((params, bytes)) = $crate::split_params(data) {
                 if let Some(backend) = $crate::build($protocol, params, $new) {
-                    $crate::exercise(&backend, bytes, $datagrams);
+                    $crate::exercise(&backend, bytes, $datagrams, $segments);
                 }
                 return;
             }
@@ -113,7 +135,7 @@ macro_rules! plugin_target {
                 let backend = $crate::build($protocol, $params, $new).expect("the default params are valid");
                 Box::new(backend)
             });
-            $crate::exercise(backend.as_ref(), data, $datagrams);
+            $crate::exercise(backend.as_ref(), data, $datagrams, $segments);
         });
     };
 }

@@ -118,10 +118,10 @@ fn serve(handling: Handling, data: &[u8]) {
 /// backend built from that TOML (the `[backend.params]` a config file hands the plugin).
 #[macro_export]
 macro_rules! plugin_target {
-    ($protocol:expr, $params:expr, $new:path, $datagrams:expr) => {
+    ($protocol:expr, $params:expr, $new:path, $datagrams:expr $(,)?) => {
         $crate::plugin_target!($protocol, $params, $new, $datagrams, $crate::Segments::Agree);
     };
-    ($protocol:expr, $params:expr, $new:path, $datagrams:expr, $segments:expr) => {
+    ($protocol:expr, $params:expr, $new:path, $datagrams:expr, $segments:expr $(,)?) => {
         static DEFAULT: ::std::sync::OnceLock<Box<dyn ::pmmux_plugin_api::Backend>> = ::std::sync::OnceLock::new();
 
         ::libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -4,6 +4,7 @@
 //! [`session`] drives a plugin that answers itself.
 
 pub(crate) mod connection;
+pub(crate) mod error;
 pub(crate) mod failover;
 pub(crate) mod listener;
 pub(crate) mod preview;

@@ -58,6 +58,7 @@ pub mod fixtures;
 pub mod haproxy;
 pub mod http;
 pub mod net;
+pub mod netns;
 pub mod paths;
 pub mod pmmux;
 pub mod process;

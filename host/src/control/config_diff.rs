@@ -28,6 +28,8 @@ pub(crate) struct ConfigDiff {
     pub plugin_dir_changed: bool,
     /// Whether `[limits]` changed.
     pub limits_changed: bool,
+    /// Whether `[port_mapping]` changed.
+    pub port_mapping_changed: bool,
 }
 
 impl ConfigDiff {
@@ -63,6 +65,9 @@ impl ConfigDiff {
         if self.limits_changed {
             parts.push("limits changed".into());
         }
+        if self.port_mapping_changed {
+            parts.push("port_mapping changed".into());
+        }
         if parts.is_empty() {
             "no change".into()
         } else {
@@ -71,9 +76,10 @@ impl ConfigDiff {
     }
 }
 
-/// Identity of a listening socket: a listener is the same one when these are equal.
-fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool) {
-    (l.address, l.tcp, l.udp)
+/// Identity of a listening socket: a listener is the same one when these are equal (turning
+/// `listen` on or off opens or closes the socket).
+fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool, bool) {
+    (l.address, l.tcp, l.udp, l.listen)
 }
 
 /// Computes what changes from `old` to `new`.
@@ -117,6 +123,7 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.routing_changed = old.routing != new.routing;
     d.plugin_dir_changed = old.plugin_dir != new.plugin_dir;
     d.limits_changed = old.limits != new.limits;
+    d.port_mapping_changed = old.port_mapping != new.port_mapping;
     d
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct Reloader {
     /// Stamp of the configuration file at the last read (a metadata-only event, such as the
     /// access-time update our own read causes, does not re-read it).
     config_stamp: Option<FileStamp>,
+    /// The NAT port mapper, told the mapped sockets after every listener change.
+    portmap: crate::portmap::PortMapper,
 }
 
 /// Logs backend build problems, one line each: a missing protocol is a warning (a plugin may be
@@ -56,6 +58,7 @@ impl Reloader {
         listeners: Arc<Mutex<ListenerSet>>,
         registry: Arc<ArcSwap<Registry>>,
         signals: Sender<Signal>,
+        portmap: crate::portmap::PortMapper,
     ) -> Reloader {
         let config_stamp = FileStamp::of(&config.path).ok();
         let mut r = Reloader {
@@ -68,6 +71,7 @@ impl Reloader {
             watcher: None,
             last_issues: Vec::new(),
             config_stamp,
+            portmap,
         };
         r.watch();
         let report = r.plugins.reconcile(&r.loader, &r.config.plugin_dir);
@@ -169,7 +173,7 @@ impl Reloader {
                 listeners.remove(l.address);
                 tracing::info!(listener = %l.name, address = %l.address, "listener closed; its connections go on");
             }
-            for l in &d.listeners_added {
+            for l in d.listeners_added.iter().filter(|l| l.listen) {
                 if let Err(e) = listeners.add(l) {
                     tracing::error!(listener = %l.name, address = %l.address, error = %e, "cannot listen; the rest of the configuration applies");
                 }
@@ -178,7 +182,12 @@ impl Reloader {
                 listeners.reconfigure(l);
             }
             listeners.limits().configure(&new.limits);
+            self.portmap
+                .set_bound(&crate::control::server::mapped_sockets(&new.listeners, &listeners));
             crate::ops::metrics::Metrics::inc(&listeners.metrics().config_reloads);
+        }
+        if d.port_mapping_changed {
+            tracing::warn!("a change of [port_mapping] takes effect at the next start");
         }
         if new.admin != self.config.admin {
             tracing::warn!("a change of [admin] takes effect at the next start");

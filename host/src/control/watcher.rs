@@ -1,5 +1,5 @@
 //! File-system watching: turns notify events on the plugin folder and the configuration file into
-//! [`Signal`]s for the reloader. Which events count (DESIGN.md §4): `cp` over a file gives only
+//! [`Signal`]s for the reloader. Which events count (docs/architecture.md §4): `cp` over a file gives only
 //! Modify / Close(Write) on the same inode, `mv` one Name(To), `install` Remove then Create then
 //! writes; so any Create, Modify, Remove or Close(Write) of a platform library that is not a dotfile
 //! marks the folder dirty. The reloader waits for a quiet period and reconciles the whole folder, so

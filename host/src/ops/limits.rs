@@ -1,7 +1,6 @@
 //! Connection limits: the counting core (no I/O) behind `[limits] max_connections` and
 //! `max_previews` (whole process) and a listener's `max_connections` and `max_connections_per_ip`,
-//! the rate gate that keeps limit log lines to one per limit and listener per second, and the
-//! accept-error backoff.
+//! and the rate gate that keeps limit log lines to one per limit and listener per second.
 //!
 //! What happens at each limit (README "Limits"):
 //! - `max_connections` (process or listener) full: the accept loop stops accepting until a slot
@@ -34,10 +33,6 @@ use tokio::sync::Notify;
 pub(crate) const MAX_IP_ENTRIES: usize = 1 << 20;
 /// Least time between two log lines of one limit on one listener.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(1);
-/// First wait after an accept error.
-pub(crate) const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-/// Longest wait after repeated accept errors.
-pub(crate) const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// `[limits]`: process-wide limits (none when `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -505,49 +500,6 @@ impl Drop for Admitted {
         if let Some(ip) = self.ip {
             self.slot.0.per_ip.release(ip);
         }
-    }
-}
-
-/// The accept-error backoff of one accept loop: a growing, capped delay; one log line per episode
-/// (a run of errors ended by the next successful accept).
-#[derive(Debug, Default)]
-pub(crate) struct AcceptBackoff {
-    errors: u64,
-    delay: Duration,
-    since: Option<Instant>,
-}
-
-/// What to do after an accept error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BackoffStep {
-    /// Wait this long before accepting again.
-    pub delay: Duration,
-    /// Whether this error starts an episode (log it).
-    pub first: bool,
-}
-
-impl AcceptBackoff {
-    /// An accept error at `now`.
-    pub(crate) fn error(&mut self, now: Instant) -> BackoffStep {
-        self.errors += 1;
-        let first = self.since.is_none();
-        if first {
-            self.since = Some(now);
-            self.delay = ACCEPT_BACKOFF_MIN;
-        } else {
-            self.delay = (self.delay * 2).min(ACCEPT_BACKOFF_MAX);
-        }
-        BackoffStep {
-            delay: self.delay,
-            first,
-        }
-    }
-
-    /// A successful accept at `now`: `Some((errors, episode length))` when it ends an episode.
-    pub(crate) fn success(&mut self, now: Instant) -> Option<(u64, Duration)> {
-        let since = self.since.take()?;
-        let errors = std::mem::take(&mut self.errors);
-        Some((errors, now.saturating_duration_since(since)))
     }
 }
 

@@ -1,5 +1,5 @@
 //! Completeness check of a library file before it is mapped: dlopen of a truncated ELF object kills
-//! the process with SIGBUS (DESIGN.md §4), so every table and loadable segment must lie inside the file.
+//! the process with SIGBUS (docs/architecture.md §4), so every table and loadable segment must lie inside the file.
 
 /// Checks that `bytes` is a complete ELF shared object; the error says what is missing.
 pub(crate) fn check_complete(bytes: &[u8]) -> Result<(), String> {

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::routing::registry::Backend;
 use crate::routing::router::{Decision, Router};
-use crate::tcp::connection::ConnError;
+use crate::tcp::error::ConnError;
 use crate::tcp::preview::{self, Outcome};
 use crate::tcp::relay::{RelayError, Transferred};
 

@@ -9,6 +9,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod backoff;
+
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::runtime::Handle;
@@ -17,11 +19,12 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
-use crate::ops::limits::{AcceptBackoff, Limits, ListenerLimits};
+use crate::ops::limits::{Limits, ListenerLimits};
 use crate::ops::metrics::{ConnOutcome, ListenerMetrics, Metrics};
 use crate::routing::registry::Registry;
 use crate::tcp::connection::{self, ListenerContext};
 use crate::udp::driver::{self, UdpContext, UdpStats};
+use backoff::AcceptBackoff;
 
 /// Pending-connection queue length asked of the kernel.
 const BACKLOG: u32 = 4096;
@@ -232,6 +235,15 @@ impl ListenerSet {
         self.running
             .values()
             .filter_map(|r| Some((r.config.name.clone(), r.socket.local_addr().ok()?, r.socket.transport())))
+            .collect()
+    }
+
+    /// Each listening socket's configured address, transport and bound address (they differ in
+    /// the port when the configured one is 0).
+    pub fn bound_by_config(&self) -> Vec<(SocketAddr, &'static str, SocketAddr)> {
+        self.running
+            .iter()
+            .filter_map(|((configured, transport), r)| Some((*configured, *transport, r.socket.local_addr().ok()?)))
             .collect()
     }
 

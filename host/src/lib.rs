@@ -6,7 +6,8 @@
 //! - [`udp`]: per-client flows and detection over held datagrams, one driver per listening socket.
 //! - [`routing`]: the registry snapshot, host-side matchers, the router and health checks.
 //! - [`plugins`]: loading plugin libraries safely and the set loaded now.
-//! - [`proxy_protocol`]: reading a trusted front's PROXY header, writing one to upstreams.
+//! - [`proxy_protocol`]: reading a trusted front's PROXY header, writing one to upstreams (its
+//!   decoder and encoders are public for the fuzz targets in `fuzz/`).
 //! - [`control`]: the service's start and stop, file watching and reloads, the configuration diff,
 //!   binary upgrades (SIGUSR2) and systemd socket activation.
 //! - [`ops`]: admin endpoint, status, metrics, limits, systemd and privilege dropping.
@@ -22,7 +23,7 @@ pub mod control;
 pub mod ops;
 pub mod plugins;
 pub(crate) mod portmap;
-pub(crate) mod proxy_protocol;
+pub mod proxy_protocol;
 pub mod routing;
 pub(crate) mod tcp;
 pub(crate) mod udp;

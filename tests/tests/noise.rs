@@ -39,7 +39,7 @@ fn random_datagrams_from_500_sources_reach_no_protocol_backend() {
         config
     });
     let to = loopback(ports[0]);
-    let mut rng = StdRng::seed_from_u64(0x6e6f_6973_65);
+    let mut rng = StdRng::seed_from_u64(0x006e_6f69_7365);
     for source in 0..SOURCES {
         let socket = client_socket(udp_common::T);
         for _ in 0..DATAGRAMS_PER_SOURCE {

@@ -95,6 +95,14 @@ pub enum Strategy {
     FirstAvailable,
     /// The matching backend with the fewest live connections (within the best tier).
     LeastRequests,
+    /// The matching backends in turn, per listener.
+    RoundRobin,
+    /// In turn, each backend `weight` times per cycle, interleaved.
+    Weighted,
+    /// Drawn at random, in proportion to `weight`.
+    Random,
+    /// By the client's IP address, consistently (rendezvous hashing, weighted).
+    SourceHash,
 }
 
 /// Priority tiers: a lower tier serves only when no backend of a higher tier matches.
@@ -144,7 +152,20 @@ pub struct Routing {
     pub max_failovers: u32,
     /// Most UDP clients whose datagrams are held while detection is undecided, per UDP listener.
     pub max_udp_pending: usize,
+    /// A routed TCP connection with no byte either way for this long is closed (per backend
+    /// `idle_timeout_ms` overrides it).
+    pub idle_timeout: Duration,
+    /// A routed TCP connection one side of which has finished sending is closed after this long
+    /// without a byte.
+    pub half_closed_timeout: Duration,
 }
+
+/// `[routing] idle_timeout_ms` by default: one hour, longer than an interactive session is quiet
+/// (an SSH login left open over lunch), short enough that connections whose peers vanished without
+/// a FIN (keepalive finds most of them sooner) do not pile up for weeks.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 3_600_000;
+/// `[routing] half_closed_timeout_ms` by default: a minute without a byte once one side finished.
+pub const DEFAULT_HALF_CLOSED_TIMEOUT_MS: u64 = 60_000;
 
 /// One `[[backend]]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,12 +178,18 @@ pub struct BackendConfig {
     pub target: Option<String>,
     /// Tier.
     pub priority: Priority,
+    /// Its share under the `weighted`, `random` and `source-hash` strategies (1..=256).
+    pub weight: u32,
     /// Host-side matchers, checked before the plugin is asked.
     pub matchers: Matchers,
     /// `[backend.params]`, as TOML text for the plugin.
     pub params_toml: String,
     /// A UDP flow to this backend ends after this long without a datagram either way.
     pub udp_idle_timeout: Duration,
+    /// Overrides `[routing] idle_timeout_ms` for TCP connections routed to this backend.
+    pub idle_timeout: Option<Duration>,
+    /// `udp_routing`: overrides what the plugin declares (per message or per flow).
+    pub udp_routing: Option<pmmux_plugin_api::UdpRouting>,
     /// The PROXY header sent to the target before the client's bytes (`proxy_protocol`); such a
     /// backend takes TCP connections only.
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
@@ -420,6 +447,11 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
                 Matchers::default()
             }
         };
+        let max = crate::routing::strategy::MAX_WEIGHT;
+        if !(1..=max).contains(b.weight.get_ref()) {
+            let msg = format!("backend `{name}`: weight must be 1..={max}");
+            report(Some(b.weight.span()), msg);
+        }
         let params_toml = toml::to_string(&b.params).unwrap_or_default();
         let health = crate::routing::health::config::for_backend(
             &name,
@@ -433,9 +465,15 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             protocol,
             target: b.target.map(Spanned::into_inner),
             priority: b.priority,
+            weight: b.weight.into_inner(),
             matchers,
             params_toml,
             udp_idle_timeout: Duration::from_millis(b.udp_idle_timeout_ms.max(1)),
+            idle_timeout: b.idle_timeout_ms.map(|ms| Duration::from_millis(ms.max(1))),
+            udp_routing: b.udp_routing.map(|r| match r {
+                raw::UdpRoutingKey::Flow => pmmux_plugin_api::UdpRouting::Flow,
+                raw::UdpRoutingKey::PerMessage => pmmux_plugin_api::UdpRouting::PerMessage,
+            }),
             proxy_protocol: b.proxy_protocol,
             health,
         });
@@ -488,6 +526,8 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             drain_timeout: Duration::from_millis(r.drain_timeout_ms),
             max_udp_flows: r.max_udp_flows.max(1),
             max_failovers: r.max_failovers,
+            idle_timeout: Duration::from_millis(r.idle_timeout_ms.max(1)),
+            half_closed_timeout: Duration::from_millis(r.half_closed_timeout_ms.max(1)),
             max_udp_pending: r.max_udp_pending.max(1),
         },
         backends,

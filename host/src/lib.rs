@@ -6,8 +6,10 @@
 //! - [`udp`]: per-client flows and detection over held datagrams, one driver per listening socket.
 //! - [`routing`]: the registry snapshot, host-side matchers, the router and health checks.
 //! - [`plugins`]: loading plugin libraries safely and the set loaded now.
-//! - [`proxy_protocol`]: reading a trusted front's PROXY header, writing one to upstreams.
-//! - [`control`]: the service's start and stop, file watching and reloads, the configuration diff.
+//! - [`proxy_protocol`]: reading a trusted front's PROXY header, writing one to upstreams (its
+//!   decoder and encoders are public for the fuzz targets in `fuzz/`).
+//! - [`control`]: the service's start and stop, file watching and reloads, the configuration diff,
+//!   binary upgrades (SIGUSR2) and systemd socket activation.
 //! - [`ops`]: admin endpoint, status, metrics, limits, systemd and privilege dropping.
 //! - [`portmap`]: NAT port mapping (UPnP IGD, NAT-PMP, PCP) for listeners with a `public_port`.
 //! - [`config`]: the configuration file, `{{env}}` expansion and the `-p` / `-b` quick start.
@@ -21,7 +23,7 @@ pub mod control;
 pub mod ops;
 pub mod plugins;
 pub(crate) mod portmap;
-pub(crate) mod proxy_protocol;
+pub mod proxy_protocol;
 pub mod routing;
 pub(crate) mod tcp;
 pub(crate) mod udp;

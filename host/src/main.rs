@@ -79,6 +79,21 @@ enum Command {
         /// The plugin library.
         file: PathBuf,
     },
+    /// Upgrade a running pmmux to the binary now at the path it was started from, without refusing
+    /// a connection (the same as `kill -USR2 PID`), and report how it went: the new process's PID,
+    /// or why it failed (the old process then keeps serving). The PID comes from --pid or from
+    /// the admin endpoint (`[admin] address` of the configuration, or --admin).
+    Upgrade {
+        /// The running process.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Admin address to ask for the PID and the outcome, instead of the one in the configuration.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        /// How long to wait for the outcome, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
     /// Show what a running pmmux has loaded: plugins and versions, old versions still mapped,
     /// listeners, backends with live connections. Asks the admin endpoint (`[admin] address` of
     /// the configuration, or --admin).
@@ -95,10 +110,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
+    pmmux::control::upgrade::parent::remember_invocation();
     pmmux::ops::systemd::init();
     let result = match &cli.command {
-        None => run(&cli.config, &cli.run),
-        Some(Command::Run(args)) => run(&cli.config, args),
+        None => inherit_then_run(&cli.config, &cli.run),
+        Some(Command::Run(args)) => inherit_then_run(&cli.config, args),
+        Some(Command::Upgrade {
+            pid,
+            admin,
+            timeout_secs,
+        }) => upgrade(&cli.config, *pid, *admin, *timeout_secs),
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::InspectPlugin { file }) => inspect_plugin(file),
         Some(Command::Status { admin, json }) => status(&cli.config, *admin, *json),
@@ -123,6 +144,32 @@ fn init_logging(level: &str) {
         .init();
 }
 
+/// Takes the sockets handed over by an upgrading process or by systemd, then runs; a new process
+/// that cannot start tells the old one why (it keeps serving).
+fn inherit_then_run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let old = pmmux::control::upgrade::init().context("reading the sockets handed over by the old process")?;
+    if let Some(old) = old {
+        let me = std::process::id();
+        tracing::info!(
+            old_pid = old,
+            "upgrade: PID {me} started by PID {old}; taking over its listening sockets"
+        );
+    }
+    let activated =
+        pmmux::control::upgrade::inherit::init_systemd().context("reading the sockets passed by systemd")?;
+    if activated > 0 {
+        tracing::info!(
+            sockets = activated,
+            "socket activation: {activated} socket(s) from systemd (LISTEN_FDS)"
+        );
+    }
+    let result = run(path, args);
+    if let Err(e) = &result {
+        pmmux::control::upgrade::report_failed(&format!("{e:#}"));
+    }
+    result
+}
+
 fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = if args.ports.is_empty() && args.backends.is_empty() {
         anyhow::ensure!(
@@ -134,7 +181,14 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         let plugin_dir = args.plugin_dir.as_deref().unwrap_or(Path::new("plugins"));
         pmmux::config::quick_start::build(&args.ports, &args.backends, plugin_dir)?
     };
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
     let run_as = match &args.user {
+        // The process this one upgrades dropped root already (this one runs as its user).
+        Some(user) if pmmux::control::upgrade::upgrading_from().is_some() && euid != 0 => {
+            tracing::info!(user = %user, uid = euid, "upgrade: already running without root; --user was applied by the first process");
+            None
+        }
         Some(user) => Some(pmmux::ops::privdrop::resolve(user, args.group.as_deref())?),
         None => None,
     };
@@ -144,17 +198,66 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
+        install_signal_handlers();
         let server = Server::bind(config).await?;
         if let Some(run_as) = &run_as {
             pmmux::ops::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
         }
-        pmmux::ops::systemd::ready(&format!("serving {} listening socket(s)", server.local_addrs().len()));
-        server.run(shutdown_signal()).await;
+        let shutdown = shutdown_signal();
+        let serving = format!("serving {} listening socket(s)", server.local_addrs().len());
+        match tokio::task::spawn_blocking(pmmux::control::upgrade::report_ready).await {
+            Ok(Some(old)) => pmmux::ops::systemd::ready(&format!("{serving}; took over from PID {old}")),
+            _ => pmmux::ops::systemd::ready(&serving),
+        }
+        server.run(shutdown).await;
         anyhow::Ok(())
     })?;
     // Connections past the drain timeout are cut here, with the runtime.
     runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Installs the SIGHUP and SIGUSR2 handlers before anything else runs: their default action ends
+/// the process, and systemd may send SIGHUP to a new process the moment it is the main one. (tokio
+/// keeps a handler installed for the process's life once a signal stream was made; a SIGHUP before
+/// the server listens for it is ignored; the server subscribes to SIGUSR2 before binding.)
+fn install_signal_handlers() {
+    use tokio::signal::unix::{signal, SignalKind};
+    for kind in [SignalKind::hangup(), SignalKind::user_defined2()] {
+        if let Err(e) = signal(kind) {
+            tracing::warn!(error = %e, "cannot install a signal handler");
+        }
+    }
+}
+
+/// `pmmux upgrade`: signal the running process and report the outcome.
+fn upgrade(
+    config_path: &Path,
+    pid: Option<u32>,
+    admin: Option<std::net::SocketAddr>,
+    timeout_secs: u64,
+) -> anyhow::Result<ExitCode> {
+    let admin = match admin {
+        Some(a) => Some(a),
+        None if pid.is_some() => config::load(config_path).ok().and_then(|c| c.admin),
+        None => Some(config::load(config_path)?.admin.with_context(|| {
+            format!(
+                "{} has no [admin] address; pass --pid or --admin",
+                config_path.display()
+            )
+        })?),
+    };
+    let outcome = pmmux::control::upgrade::command::upgrade(pid, admin, std::time::Duration::from_secs(timeout_secs));
+    match outcome {
+        Ok(done) => {
+            println!("{done}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("pmmux upgrade: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Each relayed connection holds two descriptors; lift the soft limit to the hard one, as proxies do.
@@ -177,20 +280,25 @@ fn raise_fd_limit() {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, before `READY=1` (a stop that follows readiness at
+/// once must drain, not kill the process), and completes on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(t), Ok(i)) => (t, i),
-        _ => {
-            tracing::error!("cannot install signal handlers; stop pmmux with SIGKILL");
-            return std::future::pending().await;
-        }
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "shutdown requested");
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (mut term, mut int) = match handlers {
+            (Ok(t), Ok(i)) => (t, i),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop pmmux with SIGKILL");
+                return std::future::pending().await;
+            }
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    }
 }
 
 fn check_config(path: &Path) -> anyhow::Result<ExitCode> {

@@ -1,8 +1,7 @@
-//! Plugin libraries: loading one file safely ([`loader`]), checking it is whole ([`elf`]), and the
+//! Plugin libraries: loading one file safely ([`loader`]), checking it is whole ([`complete`]), and the
 //! host callback plugins log through ([`logger`]), who may write plugins ([`perms`]), and the set of plugins loaded now ([`set`]).
 
-#[cfg(target_os = "linux")]
-pub(crate) mod elf;
+pub(crate) mod complete;
 pub(crate) mod loader;
 pub(crate) mod logger;
 pub(crate) mod perms;

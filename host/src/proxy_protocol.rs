@@ -12,8 +12,9 @@ pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod io;
 
-pub(crate) use decode::{decode, Decoded};
+pub use decode::{decode, Decoded};
 pub(crate) use encode::header_for;
+pub use encode::{encode_v1, encode_v2};
 
 /// The 12 bytes every version 2 header starts with.
 pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -22,12 +23,12 @@ pub(crate) const V1_PREFIX: &[u8] = b"PROXY ";
 /// Longest version 1 header, CRLF included (the spec's bound).
 pub(crate) const V1_MAX_LEN: usize = 107;
 /// Fixed part of a version 2 header: signature, version/command, family/transport, length.
-pub(crate) const V2_FIXED_LEN: usize = 16;
+pub const V2_FIXED_LEN: usize = 16;
 /// Most address-and-TLV bytes pmmux accepts after the fixed part of a version 2 header (the spec
 /// allows 65535; HAProxy itself keeps headers within one buffer). Longer is refused as invalid.
-pub(crate) const V2_MAX_PAYLOAD: usize = 4096;
+pub const V2_MAX_PAYLOAD: usize = 4096;
 /// Most bytes a header of either version may take.
-pub(crate) const MAX_HEADER_LEN: usize = V2_FIXED_LEN + V2_MAX_PAYLOAD;
+pub const MAX_HEADER_LEN: usize = V2_FIXED_LEN + V2_MAX_PAYLOAD;
 
 /// TLV type: the application protocol (ALPN).
 pub(crate) const PP2_TYPE_ALPN: u8 = 0x01;
@@ -46,7 +47,7 @@ pub enum Version {
 
 /// A version 2 header's command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Command {
+pub enum Command {
     /// The connection was made by the front itself (health check): use the real endpoints.
     Local,
     /// The connection is relayed on behalf of the client named in the header.
@@ -55,7 +56,7 @@ pub(crate) enum Command {
 
 /// The transport named by a header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
+pub enum Transport {
     /// Unknown or unspecified (v1 `UNKNOWN`, v2 `UNSPEC`, or `LOCAL`).
     Unspec,
     /// TCP (v1 `TCP4`/`TCP6`, v2 `STREAM`).
@@ -66,7 +67,7 @@ pub(crate) enum Transport {
 
 /// One type-length-value field of a version 2 header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tlv {
+pub struct Tlv {
     /// The type (`PP2_TYPE_*`).
     pub kind: u8,
     /// The value (at most 65535 bytes).
@@ -75,7 +76,7 @@ pub(crate) struct Tlv {
 
 /// A decoded header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Header {
+pub struct Header {
     /// Bytes the header took; what follows belongs to the relayed stream.
     pub len: usize,
     /// 1 or 2.

@@ -8,7 +8,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::RSlice;
 
 use crate::ffi::{ClientWriterBox, ConnInfo, FfiAddr, FfiClientWriter, FfiClientWriter_TO};
-use crate::types::{Detection, HealthProbe, HealthVerdict, SessionCtl, UdpAction};
+use crate::types::{Detection, HealthProbe, HealthVerdict, SessionCtl, UdpAction, UdpRouting};
 
 /// A backend: detection and handling hooks for one configured `[[backend]]`.
 ///
@@ -57,6 +57,12 @@ pub trait Backend: Send + Sync + 'static {
     /// when the target closed. Default: healthy.
     fn health_verdict(&self, _response: &[u8], _closed: bool) -> HealthVerdict {
         HealthVerdict::Healthy
+    }
+
+    /// [`UdpRouting::PerMessage`] for message protocols (DNS, syslog, STUN binding): each datagram
+    /// of a client is detected on its own. Default: [`UdpRouting::Flow`] (session protocols).
+    fn udp_routing(&self) -> UdpRouting {
+        UdpRouting::Flow
     }
 }
 

@@ -13,7 +13,7 @@ use abi_stable::std_types::{ROption, RResult, RSlice, RString, RVec};
 use crate::backend::{Backend, ClientWriter, Handling, Session};
 use crate::ffi::{
     self, BackendBox, BackendSpec, ClientWriterBox, ConnInfo, FfiBackend, FfiBackend_TO, FfiSession, FfiSession_TO,
-    PluginInfo, PluginModRef, SessionBox, SessionCtl, TcpAction,
+    PluginInfo, PluginModRef, SessionBox, SessionCtl, TcpAction, UdpRouting,
 };
 
 /// The symbol under which a plugin library exports its header: abi_stable's
@@ -58,6 +58,8 @@ fn root_module<P: Plugin>() -> PluginModRef {
 }
 
 extern "C" fn plugin_info<P: Plugin>() -> RResult<PluginInfo, RString> {
+    // The host calls this right after loading: from here on, panics are quiet.
+    crate::panic_hook::install();
     guard("plugin info", || PluginInfo {
         name: P::NAME.into(),
         version: P::VERSION.into(),
@@ -74,7 +76,7 @@ extern "C" fn new_backend<P: Plugin>(spec: &BackendSpec<'_>) -> RResult<BackendB
     }
 }
 
-/// Runs `f`, turning a panic into an error naming what panicked.
+/// Runs `f`, turning a panic into an error naming what panicked, and where.
 #[doc(hidden)]
 pub fn guard<T>(what: &str, f: impl FnOnce() -> T) -> RResult<T, RString> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -89,7 +91,8 @@ fn panic_message(what: &str, payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("{what} panicked: {detail}")
+    let (at, backtrace) = crate::panic_hook::take();
+    format!("{what} panicked: {detail}{at}{backtrace}")
 }
 
 /// Boxes a backend behind the FFI trait, with every call guarded.
@@ -149,6 +152,10 @@ impl<B: Backend> FfiBackend for Guarded<B> {
         guard("health_verdict", || {
             self.0.health_verdict(response.as_slice(), closed).into()
         })
+    }
+
+    fn udp_routing(&self) -> RResult<UdpRouting, RString> {
+        guard("udp_routing", || self.0.udp_routing())
     }
 }
 

@@ -24,11 +24,12 @@ use abi_stable::{
 ///
 /// * 1 — plugin-api 1.0.0.
 /// * 2 — plugin-api 1.1.0: `FfiBackend::detect_datagrams`, `health_probe`, `health_verdict`.
+/// * 3 — `FfiBackend::udp_routing`.
 #[cfg(not(feature = "test-abi-appended"))]
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// Revision of the plugin ABI (test build that appends a field, as a later 1.x minor would).
 #[cfg(feature = "test-abi-appended")]
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// A socket address in a fixed layout: IPv4 addresses use the first four bytes of `ip`.
 #[repr(C)]
@@ -159,6 +160,20 @@ pub enum UdpAction {
     Drop,
 }
 
+/// How the host routes the datagrams of a UDP client this backend took.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpRouting {
+    /// A session protocol (QUIC, WireGuard, OpenVPN, DTLS): the client's later datagrams go to this
+    /// backend without detection, on one flow, until it is idle.
+    Flow,
+    /// A message protocol (DNS, syslog, STUN binding): each datagram is detected on its own, as the
+    /// C# `IConnectionlessBackend` says ("each message is processed independently"), so a client
+    /// reusing its source port reaches whichever backend each message is for. Forwarded messages
+    /// use one flow per client and backend, so replies still reach the client.
+    PerMessage,
+}
+
 /// A health probe as it crosses the boundary; plugins return [`crate::HealthProbe`].
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
@@ -280,6 +295,14 @@ pub trait FfiBackend: Send + Sync {
     fn health_verdict(&self, response: RSlice<'_, u8>, closed: bool) -> RResult<HealthVerdict, RString> {
         let _ = (response, closed);
         RResult::ROk(HealthVerdict::Healthy)
+    }
+
+    // ---- ABI revision 3: appended. ----
+
+    /// Whether this backend's UDP clients are routed per message or keep a flow; asked once when
+    /// the backend is built. Default (and for plugins built before revision 3): a flow.
+    fn udp_routing(&self) -> RResult<UdpRouting, RString> {
+        RResult::ROk(UdpRouting::Flow)
     }
 }
 

@@ -10,12 +10,14 @@
 //!   (the host relays) or serves through a [`Session`].
 //! * UDP: [`Backend::can_handle_message`] and [`Backend::handle_message`], with a [`ClientWriter`]
 //!   handed over in [`Backend::init_udp`]; [`Backend::detect_datagrams`] when a client's message
-//!   spans several datagrams.
+//!   spans several datagrams; [`Backend::udp_routing`] says whether a client keeps a flow.
 //! * Health: [`Backend::health_probe`] / [`Backend::health_verdict`] let a protocol check its target
 //!   better than a TCP connect (the host does the I/O).
 //!
 //! Every hook runs inside `catch_unwind` on the plugin side, so a panic reaches the host as an error
-//! it counts, never as an unwind across the boundary. Build plugins with the default
+//! it counts, never as an unwind across the boundary. The export macro installs a quiet panic hook
+//! ([`panic_hook`]): nothing is written to stderr, the panic's location travels in the error, and
+//! the host logs it once per burst. Build plugins with the default
 //! `panic = "unwind"`: the host refuses libraries built with `panic = "abort"`.
 //!
 //! ## A detect-and-forward plugin
@@ -74,6 +76,7 @@ pub mod export;
 pub mod ffi;
 pub mod log;
 pub mod names;
+pub mod panic_hook;
 pub mod params;
 mod spec;
 mod types;
@@ -83,7 +86,7 @@ pub use abi_stable;
 pub use backend::{Backend, ClientWriter, Handling, Session};
 pub use ffi::{BackendSpec, ConnInfo, FfiAddr, PluginInfo, PluginMod, PluginModRef, ABI_VERSION};
 pub use log::Level;
-pub use types::{Detection, HealthProbe, HealthTransport, HealthVerdict, Property, SessionCtl, UdpAction};
+pub use types::{Detection, HealthProbe, HealthTransport, HealthVerdict, Property, SessionCtl, UdpAction, UdpRouting};
 
 /// Exports a plugin's root module. Each protocol maps to a constructor
 /// `fn(&BackendSpec<'_>) -> Result<impl Backend, String>`; an `Err` reaches the user verbatim.

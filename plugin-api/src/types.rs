@@ -4,7 +4,7 @@
 use abi_stable::std_types::{RString, RVec};
 
 use crate::ffi;
-pub use crate::ffi::{HealthTransport, Property, SessionCtl};
+pub use crate::ffi::{HealthTransport, Property, SessionCtl, UdpRouting};
 
 /// A detection verdict (sslh's probe model: match / next / again).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! `http` plugin to nginx, a client no backend matches, a client that stays silent past the probe
 //! timeout, UDP datagrams through a `pass` flow to an echo server), then `/metrics` read with curl
 //! and checked with a strict exposition-format reader, the HTML page, the JSON status, a slow admin
-//! client, and the refusal of a non-loopback admin address. `promtool check metrics` (Debian package
-//! `prometheus`) checks the exposition too.
+//! client, oversized heads and other methods, and the refusal of a non-loopback admin address.
+//! `promtool check metrics` (Debian package `prometheus`) checks the exposition too.
 
 mod common;
 mod ops_common;
@@ -214,6 +214,29 @@ fn a_slow_admin_client_does_not_hold_the_endpoint() {
     assert!(after < Duration::from_secs(8), "after {after:?}");
     let (head, _) = admin_get(admin, "/nothing");
     assert!(head.starts_with("HTTP/1.0 404"), "{head}");
+
+    // A request head past 8 KiB is refused (431), other methods than GET and HEAD too (405), and
+    // HEAD has the GET head without the body.
+    let curl = |extra: &[&str]| {
+        let url = format!("http://127.0.0.1:{admin}/metrics");
+        let mut args = vec!["-sS", "-i", "--max-time", "10"];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        run("curl", &args, CURL_TIMEOUT).expect_success("curl the admin endpoint")
+    };
+    let big = format!("X-Big: {}", "a".repeat(9000));
+    let answer = curl(&["-H", &big]);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let answer = curl(&["-X", "POST"]);
+    assert!(answer.starts_with("HTTP/1.0 405"), "{answer}");
+    assert!(answer.contains("Allow: GET, HEAD\r\n"), "{answer}");
+    let answer = curl(&["--head"]);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    assert!(
+        head.starts_with("HTTP/1.0 200") && head.contains("Content-Length: "),
+        "{head}"
+    );
+    assert_eq!(body, "", "HEAD has no body");
     assert!(pm.is_running());
 }
 

@@ -4,7 +4,7 @@
 //! turned into a TOML document and validated by [`config::parse`]), so a run needs no file.
 //!
 //! Backend keys: `target=HOST:PORT`; `target.ip=` + `target.port=` (and, for `pass`, the C#
-//! `ip=` + `port=`); `priority=`; `udp_idle_timeout_ms=`; `match.KEY=` for `[backend.match]`; every
+//! `ip=` + `port=`); `priority=`; `udp_idle_timeout_ms=`; `idle_timeout_ms=`; `match.KEY=` for `[backend.match]`; every
 //! other key goes to `[backend.params]`. A value in double quotes (`\"` and `\\` escape) is always
 //! a string and may hold `,` `:` `=`; an unquoted `true`/`false`, integer or float becomes that
 //! TOML scalar, anything else a string; a key given twice becomes a list.
@@ -189,7 +189,7 @@ pub fn parse_backend(arg: &str) -> Result<Table, QuickStartError> {
             "target" | "priority" => {
                 backend.insert(key, Value::String(text()));
             }
-            "udp_idle_timeout_ms" => {
+            "udp_idle_timeout_ms" | "idle_timeout_ms" => {
                 backend.insert(key, value);
             }
             "target.ip" => ip = Some(text()),

@@ -106,6 +106,8 @@ pub(super) struct RawRouting {
     pub(super) max_udp_flows: usize,
     pub(super) max_failovers: u32,
     pub(super) max_udp_pending: usize,
+    pub(super) idle_timeout_ms: u64,
+    pub(super) half_closed_timeout_ms: u64,
 }
 
 impl Default for RawRouting {
@@ -120,6 +122,8 @@ impl Default for RawRouting {
             max_udp_flows: 100_000,
             max_failovers: 3,
             max_udp_pending: 1024,
+            idle_timeout_ms: super::DEFAULT_IDLE_TIMEOUT_MS,
+            half_closed_timeout_ms: super::DEFAULT_HALF_CLOSED_TIMEOUT_MS,
         }
     }
 }
@@ -132,14 +136,30 @@ pub(super) struct RawBackend {
     pub(super) target: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) priority: Priority,
+    #[serde(default = "default_weight")]
+    pub(super) weight: Spanned<u32>,
     #[serde(default, rename = "match")]
     pub(super) matchers: MatchersConfig,
     #[serde(default)]
     pub(super) params: toml::Table,
     #[serde(default = "default_udp_idle_timeout_ms")]
     pub(super) udp_idle_timeout_ms: u64,
+    pub(super) idle_timeout_ms: Option<u64>,
+    pub(super) udp_routing: Option<UdpRoutingKey>,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
     pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
+}
+
+pub(super) fn default_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// `[[backend]] udp_routing`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum UdpRoutingKey {
+    Flow,
+    PerMessage,
 }
 
 pub(super) fn default_udp_idle_timeout_ms() -> u64 {

@@ -132,3 +132,21 @@ fn a_remote_admin_address_needs_allow_remote() {
     let remote = parse_str(&format!("{head}address = \"0.0.0.0:9900\"\nallow_remote = true\n")).expect("allowed");
     assert_eq!(remote.admin, Some("0.0.0.0:9900".parse().unwrap()));
 }
+
+#[test]
+fn weights_default_to_one_and_are_bounded_at_their_line() {
+    let backend = |w: &str| {
+        format!("[[listener]]\naddress = \"127.0.0.1:1\"\n[routing]\nstrategy = \"weighted\"\n[[backend]]\nname = \"a\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:2\"\n{w}\n")
+    };
+    let c = parse_str(&backend("")).expect("valid");
+    assert_eq!((c.routing.strategy, c.backends[0].weight), (Strategy::Weighted, 1));
+    assert_eq!(
+        parse_str(&backend("weight = 256")).expect("valid").backends[0].weight,
+        256
+    );
+    for bad in ["weight = 0", "weight = 257"] {
+        let err = parse_str(&backend(bad)).unwrap_err();
+        assert_eq!(err.issues[0].line, 9, "{err}");
+        assert!(err.to_string().contains("backend `a`: weight must be 1..=256"), "{err}");
+    }
+}

@@ -257,9 +257,9 @@ impl Reloader {
         tracing::debug!("reloader stopped");
     }
 
-    /// Counter of plugin library versions mapped into the process.
-    pub(crate) fn mapped_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.loader.mapped()
+    /// Gauges of plugin library versions mapped into the process.
+    pub(crate) fn plugin_gauges(&self) -> Arc<crate::plugins::loader::Gauges> {
+        self.loader.gauges()
     }
 
     /// The folder holding the loader's shadow copies.

@@ -1,10 +1,12 @@
-//! The service: loads plugins and builds the first registry, binds the listeners, starts the
-//! reloader (file watching, SIGHUP) and the admin endpoint, runs until the shutdown signal, then
-//! stops accepting and drains open connections up to the drain timeout.
+//! The service: loads plugins and builds the first registry, binds the listeners (or takes inherited
+//! sockets), starts the reloader (file watching, SIGHUP), the admin endpoint and the upgrade trigger
+//! (SIGUSR2), runs until the shutdown signal or until a new process has taken over, then stops
+//! accepting and drains open connections (and, after a takeover, UDP flows) up to the drain timeout.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ListenerConfig};
 use crate::control::reload::Reloader;
+use crate::control::upgrade::trigger::AdminSocket;
 use crate::control::watcher::Signal;
 use crate::ops::admin;
 use crate::ops::status::StatusSource;
@@ -49,7 +52,13 @@ pub struct Server {
     listeners: Arc<Mutex<ListenerSet>>,
     reloader: Reloader,
     signals: (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
+    /// Installed in [`Server::bind`], before `READY=1`: until then SIGHUP would kill the process.
+    sighup: std::io::Result<tokio::signal::unix::Signal>,
     admin: Option<TcpListener>,
+    /// The admin endpoint's configured address (offered under it at an upgrade).
+    admin_addr: Option<SocketAddr>,
+    /// SIGUSR2, subscribed before any listener is bound.
+    usr2: Option<tokio::signal::unix::Signal>,
     status: StatusSource,
     portmap: PortMapper,
 }
@@ -90,6 +99,7 @@ impl Server {
     /// Loads the plugins and binds every listener (call inside the runtime). Plugin and backend
     /// problems are logged and leave the rest serving; a listener that cannot bind is an error.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let usr2 = crate::control::upgrade::trigger::sigusr2();
         let loader = Loader::new().map_err(StartError::Shadow)?;
         let registry = Arc::new(ArcSwap::from_pointee(Registry::empty(&config)));
         let tracker = TaskTracker::new();
@@ -104,6 +114,7 @@ impl Server {
         )));
         let signals = mpsc::channel();
         let portmap = PortMapper::start(config.port_mapping.clone());
+        let sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let (drain_timeout, admin_addr, listener_configs) =
             (config.routing.drain_timeout, config.admin, config.listeners.clone());
         let reloader = Reloader::start(
@@ -125,20 +136,22 @@ impl Server {
             portmap.set_bound(&mapped_sockets(&listener_configs, &set));
         }
         let admin = match admin_addr {
-            Some(address) => Some(
-                TcpListener::bind(address)
+            Some(address) => Some(match crate::control::upgrade::inherit::take_admin(address) {
+                Some(fd) => adopt_admin(fd).map_err(|source| StartError::Bind { address, source })?,
+                None => TcpListener::bind(address)
                     .await
                     .map_err(|source| StartError::Bind { address, source })?,
-            ),
+            }),
             None => None,
         };
+        crate::control::upgrade::inherit::close_unused();
         if let Some(a) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
             tracing::info!(address = %a, "admin endpoint listening: GET /metrics, /status, /status.txt, /status.html");
         }
         let status = StatusSource {
             registry,
             listeners: Arc::clone(&listeners),
-            mapped: reloader.mapped_counter(),
+            plugins: reloader.plugin_gauges(),
             started: Instant::now(),
             metrics,
             limits,
@@ -150,7 +163,10 @@ impl Server {
             listeners,
             reloader,
             signals,
+            sighup,
             admin,
+            admin_addr,
+            usr2,
             status,
             portmap,
         })
@@ -180,7 +196,10 @@ impl Server {
             listeners,
             reloader,
             signals,
+            sighup,
             admin,
+            admin_addr,
+            usr2,
             status,
             portmap,
         } = self;
@@ -191,20 +210,41 @@ impl Server {
         if let Err(e) = &reload_thread {
             tracing::error!(error = %e, "cannot start the reload thread; plugins and configuration stay as loaded");
         }
-        let hup = tokio::spawn(forward_sighup(signal_tx.clone()));
+        let hup = tokio::spawn(forward_sighup(sighup, signal_tx.clone()));
         let health = tokio::spawn(crate::routing::health::checker::supervise(Arc::clone(&status.registry)));
         let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin_socket = admin.as_ref().and_then(|l| {
+            Some(AdminSocket {
+                address: admin_addr?,
+                fd: l.as_raw_fd(),
+            })
+        });
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
+        let mut upgrade = tokio::spawn(crate::control::upgrade::trigger::on_sigusr2(
+            usr2,
+            Arc::clone(&listeners),
+            admin_socket,
+        ));
 
         let watchdog = tokio::spawn(crate::ops::systemd::watchdog());
-        shutdown.await;
-        crate::ops::systemd::stopping();
+        let mut handed = tokio::select! {
+            _ = shutdown => None,
+            h = &mut upgrade => h.ok(),
+        };
+        upgrade.abort();
+        match &handed {
+            Some(h) => crate::ops::systemd::main_pid(h.new_pid),
+            None => crate::ops::systemd::stopping(),
+        }
         watchdog.abort();
         let _ = signal_tx.send(Signal::Shutdown);
         hup.abort();
         health.abort();
         let _ = admin_stop.send(true);
-        let accept_tasks = lock(&listeners).stop_all();
+        let (accept_tasks, udp_tasks) = match &mut handed {
+            Some(h) => lock(&listeners).hand_over(std::mem::take(&mut h.tunnels)),
+            None => (lock(&listeners).stop_all(), Vec::new()),
+        };
         for task in accept_tasks {
             let _ = task.await;
         }
@@ -214,19 +254,46 @@ impl Server {
         if let Some(t) = admin_task {
             let _ = t.await;
         }
+        // Every listening socket of this process is closed now; they live on in the new one.
+        if let Some(h) = &handed {
+            h.confirm();
+        }
         tracker.close();
         tracing::info!(
             open = tracker.len(),
+            udp_listeners_with_flows = udp_tasks.len(),
             drain_timeout_ms = drain_timeout.as_millis(),
             "shutting down: draining open connections"
         );
-        if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
+        let (udp_stops, mut udp_tasks): (Vec<_>, Vec<_>) = udp_tasks.into_iter().unzip();
+        let drained = async {
+            tracker.wait().await;
+            for task in &mut udp_tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(drain_timeout, drained).await.is_err() {
             tracing::warn!(
                 open = tracker.len(),
                 "drain timeout reached; closing the remaining connections"
             );
+            // UDP drivers end first, closing their tunnels: the new process takes their clients
+            // at once instead of passing datagrams to a process about to exit.
+            for stop in &udp_stops {
+                let _ = stop.send(true);
+            }
+            for task in udp_tasks.iter_mut().filter(|t| !t.is_finished()) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+            }
         } else {
             tracing::info!("all connections finished");
+        }
+        if let Some(h) = &handed {
+            tracing::info!(
+                new_pid = h.new_pid,
+                "upgrade: done; PID {} serves, this process exits",
+                h.new_pid
+            );
         }
         if let Ok(thread) = reload_thread {
             // The reloader finishes what it is doing (a plugin load takes milliseconds), then stops
@@ -236,14 +303,20 @@ impl Server {
     }
 }
 
+/// Adopts an inherited admin listening socket.
+fn adopt_admin(fd: std::os::fd::OwnedFd) -> io::Result<TcpListener> {
+    let listener = std::net::TcpListener::from(fd);
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
 fn lock(listeners: &Mutex<ListenerSet>) -> MutexGuard<'_, ListenerSet> {
     listeners.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// SIGHUP reloads the configuration.
-async fn forward_sighup(signals: mpsc::Sender<Signal>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
+async fn forward_sighup(hup: std::io::Result<tokio::signal::unix::Signal>, signals: mpsc::Sender<Signal>) {
+    let mut hup = match hup {
         Ok(s) => s,
         Err(e) => {
             return tracing::warn!(error = %e, "cannot install the SIGHUP handler; config reload on SIGHUP is off")

@@ -8,9 +8,9 @@
 //! backend and plugin names from the configuration and the plugin folder, so label sets stay
 //! bounded.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -51,6 +51,8 @@ pub enum ConnOutcome {
     Aborted,
     /// Refused by `max_connections_per_ip` or `max_previews`; closed at once.
     RefusedLimit,
+    /// Routed, then closed by pmmux after no byte moved for the idle (or half-closed) timeout.
+    IdleTimeout,
 }
 
 impl ConnOutcome {
@@ -65,7 +67,7 @@ impl ConnOutcome {
     }
 
     /// Every outcome, in label order.
-    pub const ALL: [ConnOutcome; 9] = [
+    pub const ALL: [ConnOutcome; 10] = [
         ConnOutcome::Closed,
         ConnOutcome::ClientError,
         ConnOutcome::UpstreamError,
@@ -75,6 +77,7 @@ impl ConnOutcome {
         ConnOutcome::Timeout,
         ConnOutcome::Aborted,
         ConnOutcome::RefusedLimit,
+        ConnOutcome::IdleTimeout,
     ];
 
     /// The `outcome` label.
@@ -89,6 +92,7 @@ impl ConnOutcome {
             ConnOutcome::Timeout => "timeout",
             ConnOutcome::Aborted => "aborted",
             ConnOutcome::RefusedLimit => "refused_limit",
+            ConnOutcome::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -209,8 +213,8 @@ pub struct Metrics {
     pub plugin_reloads: AtomicU64,
     /// Plugin files refused (not loaded) by a reconcile.
     pub plugin_reload_failures: AtomicU64,
-    /// Every load id seen in routing, by plugin name (versions mapped per plugin).
-    plugin_loads: Mutex<BTreeMap<String, BTreeSet<u64>>>,
+    /// Every version seen in routing and not yet unmapped, by plugin name.
+    plugin_loads: Mutex<BTreeMap<String, BTreeMap<u64, Weak<LoadedPlugin>>>>,
 }
 
 impl Default for Metrics {
@@ -232,17 +236,24 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Notes the plugin versions of a new registry (each load stays mapped for good).
+    /// Notes the plugin versions of a new registry (weakly: a version unmapped once drained is
+    /// no longer counted).
     pub fn saw_plugins(&self, plugins: &[Arc<LoadedPlugin>]) {
         let mut loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
         for p in plugins {
-            loads.entry(p.name.clone()).or_default().insert(p.load_id);
+            loads
+                .entry(p.name.clone())
+                .or_default()
+                .insert(p.load_id, Arc::downgrade(p));
         }
     }
 
-    /// Versions mapped per plugin name (current and old), for the plugins seen in routing.
+    /// Versions mapped now per plugin name (current and old), for the plugins seen in routing.
     pub fn versions_mapped(&self) -> Vec<(String, usize)> {
-        let loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
+        for versions in loads.values_mut() {
+            versions.retain(|_, v| v.strong_count() > 0);
+        }
         loads.iter().map(|(k, v)| (k.clone(), v.len())).collect()
     }
 
@@ -306,7 +317,11 @@ impl ListenerMetrics {
                 let bytes = self.global.bytes.get(backend);
                 bytes.up.fetch_add(t.up, Ordering::Relaxed);
                 bytes.down.fetch_add(t.down, Ordering::Relaxed);
-                ConnOutcome::Closed
+                if t.cut.is_some() {
+                    ConnOutcome::IdleTimeout
+                } else {
+                    ConnOutcome::Closed
+                }
             }
             Err(blame) => ConnOutcome::failed(blame),
         };

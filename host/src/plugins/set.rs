@@ -54,6 +54,9 @@ pub struct PluginSet {
     /// Permission refusals already reported (the folder's or a file's), so a rescan does not
     /// repeat them; cleared when the permissions are fixed.
     unsafe_perms: HashMap<PathBuf, String>,
+    /// Entries named like libraries that are not regular files (FIFO, socket, device, folder,
+    /// dangling symlink), already reported; cleared when the entry goes or becomes a file.
+    not_files: HashMap<PathBuf, String>,
 }
 
 impl PluginSet {
@@ -71,7 +74,10 @@ impl PluginSet {
         }
         self.unsafe_perms.remove(dir);
         let files = match library_files(dir) {
-            Ok(files) => files,
+            Ok((files, not_files)) => {
+                self.report_not_files(not_files, &mut out);
+                files
+            }
             Err(e) => {
                 out.refused.push(Refusal {
                     file: dir.to_owned(),
@@ -148,6 +154,21 @@ impl PluginSet {
         out
     }
 
+    /// Reports each entry that is not a regular file once (until it goes or changes kind).
+    fn report_not_files(&mut self, found: Vec<(PathBuf, String)>, out: &mut Reconciled) {
+        self.not_files.retain(|path, _| found.iter().any(|(p, _)| p == path));
+        for (path, reason) in found {
+            if self.not_files.get(&path) != Some(&reason) {
+                self.not_files.insert(path.clone(), reason.clone());
+                out.refused.push(Refusal {
+                    kept_previous: self.current.contains_key(&path),
+                    file: path,
+                    reason,
+                });
+            }
+        }
+    }
+
     /// Reports a permission refusal unless the same one was reported last time.
     fn refuse_perms(&mut self, path: &Path, reason: String, kept_previous: bool, out: &mut Reconciled) {
         if self.unsafe_perms.get(path) != Some(&reason) {
@@ -182,26 +203,66 @@ impl PluginSet {
     }
 }
 
-/// Library files in `dir` with their stamps, sorted by path. A missing folder holds no plugins.
-fn library_files(dir: &Path) -> io::Result<Vec<(PathBuf, FileStamp)>> {
+/// Library files in `dir` with their stamps, sorted by path, and the entries named like libraries
+/// that are not regular files, with why they are refused. Only metadata is read here (never
+/// `open`, which blocks on a FIFO). A missing folder holds no plugins.
+#[allow(clippy::type_complexity)]
+fn library_files(dir: &Path) -> io::Result<(Vec<(PathBuf, FileStamp)>, Vec<(PathBuf, String)>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
         Err(e) => return Err(e),
     };
-    let mut files = Vec::new();
+    let (mut files, mut not_files) = (Vec::new(), Vec::new());
     for entry in entries {
         let path = entry?.path();
         if !is_library(&path) {
             continue;
         }
-        // A file removed between listing and stat is simply not there.
-        if let Ok(stamp) = FileStamp::of(&path) {
-            files.push((path, stamp));
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                // A file removed between listing and stat is simply not there.
+                if let Ok(stamp) = FileStamp::of(&path) {
+                    files.push((path, stamp));
+                }
+            }
+            Ok(meta) => {
+                let reason = format!("not a regular file ({}); not opened", kind(&meta.file_type()));
+                not_files.push((path, reason));
+            }
+            // Gone since the listing: not there. A symlink whose target is missing or loops: refused.
+            Err(e) => {
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    not_files.push((path, format!("a symbolic link that leads to no file ({e}); not opened")));
+                }
+            }
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(files)
+    not_files.sort();
+    Ok((files, not_files))
+}
+
+/// What kind of non-regular entry this is, in words.
+fn kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else {
+        "not a file"
+    }
 }
 
 /// Logs refusals, one line each, naming the file and the cause.

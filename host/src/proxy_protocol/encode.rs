@@ -24,7 +24,7 @@ fn same_family(source: SocketAddr, dest: SocketAddr) -> (SocketAddr, SocketAddr)
 }
 
 /// A version 1 line, `PROXY TCP4|TCP6 <src> <dst> <sport> <dport>\r\n`.
-pub(crate) fn encode_v1(source: SocketAddr, dest: SocketAddr) -> Vec<u8> {
+pub fn encode_v1(source: SocketAddr, dest: SocketAddr) -> Vec<u8> {
     let (s, d) = same_family(source, dest);
     let proto = if s.is_ipv4() { "TCP4" } else { "TCP6" };
     format!("PROXY {proto} {} {} {} {}\r\n", s.ip(), d.ip(), s.port(), d.port()).into_bytes()
@@ -32,7 +32,7 @@ pub(crate) fn encode_v1(source: SocketAddr, dest: SocketAddr) -> Vec<u8> {
 
 /// A version 2 header. `endpoints` `None` (or `Command::Local`) writes family UNSPEC with no
 /// address. TLVs that would take the header past [`V2_MAX_PAYLOAD`] are left out.
-pub(crate) fn encode_v2(
+pub fn encode_v2(
     command: Command,
     transport: Transport,
     endpoints: Option<(SocketAddr, SocketAddr)>,

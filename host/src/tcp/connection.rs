@@ -33,6 +33,8 @@ pub(crate) struct ListenerContext {
     pub registry: Arc<ArcSwap<Registry>>,
     /// The listener's own strategy, if it overrides `routing.strategy`.
     pub strategy: Option<Strategy>,
+    /// The listener's turn counter for `round-robin`, `weighted` and `random`.
+    pub turns: Arc<std::sync::atomic::AtomicU64>,
     /// The local address of every connection, when the listener is bound to one IP address (saves
     /// a `getsockname` per connection); `None` for wildcard listeners.
     pub local: Option<SocketAddr>,
@@ -85,7 +87,13 @@ async fn handle_inner(
     } else {
         peer
     };
-    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
+    if crate::routing::offenders::is_refused(peer.ip()) {
+        ctx.metrics.unrouted(crate::ops::metrics::ConnOutcome::RefusedLimit);
+        tracing::debug!("client refused for a while after repeated plugin errors; closed");
+        return close_gracefully(stream).await;
+    }
+    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local)
+        .with_turns(Arc::clone(&ctx.turns));
     let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
     admitted.preview_done();
     ctx.metrics
@@ -97,7 +105,17 @@ async fn handle_inner(
     // Formatted only if a close line is written (not per connection when logging is at warn).
     let ms = Millis(started.elapsed());
     match result {
-        Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms = %ms, "connection closed"),
+        Ok(Transferred { up, down, cut: None }) => {
+            tracing::info!(bytes_up = up, bytes_down = down, ms = %ms, "connection closed")
+        }
+        Ok(Transferred {
+            up,
+            down,
+            cut: Some(cut),
+        }) => {
+            let reason = cut.reason();
+            tracing::info!(bytes_up = up, bytes_down = down, ms = %ms, reason, "connection closed by pmmux")
+        }
         Err(e) => {
             let side = e.blame().label();
             tracing::warn!(error = %e, side, ms = %ms, "connection failed");
@@ -271,17 +289,26 @@ async fn dispatch(
     properties: &[Property],
     preview: &[u8],
 ) -> Result<Transferred, ConnError> {
+    let timeouts = timeouts(router, backend);
     let target = match &backend.kind {
         BackendKind::Pass => backend.config.target.clone(),
-        BackendKind::Noop => return discard(stream, preview.len() as u64).await,
+        BackendKind::Noop => return discard(stream, preview.len() as u64, timeouts.idle).await,
         BackendKind::Plugin(object) => {
             let conn = router.conn_info(properties);
             match object.open_tcp(&conn, RSlice::from_slice(preview)) {
                 RResult::ROk(TcpAction::Forward(ROption::RSome(t))) => Some(t.into()),
                 RResult::ROk(TcpAction::Forward(ROption::RNone)) => backend.config.target.clone(),
-                RResult::ROk(TcpAction::Serve(session)) => return session::serve(stream, session, preview).await,
+                RResult::ROk(TcpAction::Serve(session)) => {
+                    return session::serve(stream, session, preview, timeouts.idle)
+                        .await
+                        .inspect_err(|e| {
+                            if let ConnError::Plugin { hook, message } = e {
+                                backend.plugin_error(hook, message, Some(router.peer()));
+                            }
+                        })
+                }
                 RResult::RErr(e) => {
-                    backend.plugin_error("open", e.as_str());
+                    backend.plugin_error("open", e.as_str(), Some(router.peer()));
                     return Err(ConnError::Plugin {
                         hook: "open",
                         message: e.into(),
@@ -301,20 +328,29 @@ async fn dispatch(
                 source,
             })?;
     }
-    Ok(relay::relay(stream, &mut upstream, preview, &target).await?)
+    Ok(relay::relay(stream, &mut upstream, preview, &target, timeouts).await?)
 }
 
-/// The built-in `noop`: read and drop everything until the client closes.
-async fn discard(stream: &mut TcpStream, already: u64) -> Result<Transferred, ConnError> {
+/// The backend's `idle_timeout_ms`, else `[routing] idle_timeout_ms`; `[routing] half_closed_timeout_ms`.
+fn timeouts(router: &Router, backend: &Backend) -> relay::Timeouts {
+    let routing = &router.registry().routing;
+    relay::Timeouts {
+        idle: backend.config.idle_timeout.unwrap_or(routing.idle_timeout),
+        half_closed: routing.half_closed_timeout,
+    }
+}
+
+/// The built-in `noop`: read and drop everything until the client closes or is idle for `idle`.
+async fn discard(stream: &mut TcpStream, already: u64, idle: std::time::Duration) -> Result<Transferred, ConnError> {
     let mut buf = [0u8; 4096];
     let mut up = already;
     loop {
-        match stream
-            .read(&mut buf)
-            .await
-            .map_err(SideError::on(Peer::Client, Op::Read))?
-        {
-            0 => return Ok(Transferred { up, down: 0 }),
+        let Ok(read) = tokio::time::timeout(idle, stream.read(&mut buf)).await else {
+            let cut = Some(relay::Cut::Idle);
+            return Ok(Transferred { up, down: 0, cut });
+        };
+        match read.map_err(SideError::on(Peer::Client, Op::Read))? {
+            0 => return Ok(Transferred { up, down: 0, cut: None }),
             n => up += n as u64,
         }
     }
@@ -365,6 +401,7 @@ mod tests {
             name: Arc::from("t"),
             registry,
             strategy: None,
+            turns: Arc::default(),
             local: None,
             accept_proxy_protocol: Arc::from(Vec::new()),
             metrics: Arc::new(crate::ops::metrics::ListenerMetrics::new(Arc::default())),

@@ -8,20 +8,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::tcp::error::{ConnError, Op, Peer, SideError};
-use crate::tcp::relay::Transferred;
+use crate::tcp::relay::{Cut, Transferred};
 
 /// Read size while serving.
 const CHUNK: usize = 16 * 1024;
 
-/// Runs `session` over `client`, starting with `preview`.
+/// Runs `session` over `client`, starting with `preview`. A client that sends nothing for `idle`
+/// is closed (`cut` says so).
 pub(crate) async fn serve(
     client: &mut TcpStream,
     mut session: SessionBox,
     preview: &[u8],
+    idle: std::time::Duration,
 ) -> Result<Transferred, ConnError> {
     let mut moved = Transferred {
         up: preview.len() as u64,
         down: 0,
+        cut: None,
     };
     let mut out = RVec::new();
     let mut ctl = step("on_data", session.on_data(RSlice::from_slice(preview), &mut out))?;
@@ -32,10 +35,12 @@ pub(crate) async fn serve(
             let _ = client.shutdown().await;
             return Ok(moved);
         }
-        let n = client
-            .read(&mut buf)
-            .await
-            .map_err(SideError::on(Peer::Client, Op::Read))?;
+        let Ok(read) = tokio::time::timeout(idle, client.read(&mut buf)).await else {
+            moved.cut = Some(Cut::Idle);
+            let _ = client.shutdown().await;
+            return Ok(moved);
+        };
+        let n = read.map_err(SideError::on(Peer::Client, Op::Read))?;
         if n == 0 {
             // Whatever the session answers, the client has finished: write its last words and close.
             let _ = step("on_eof", session.on_eof(&mut out))?;

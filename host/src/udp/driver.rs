@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod detect;
+mod handover;
+
+pub use handover::UdpHandover;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use arc_swap::ArcSwap;
 use pmmux_plugin_api::ffi::UdpAction;
-use pmmux_plugin_api::{ConnInfo, Property};
+use pmmux_plugin_api::{ConnInfo, Property, UdpRouting};
 use tokio::net::{lookup_host, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -70,8 +73,37 @@ pub(crate) struct UdpContext {
     pub registry: Arc<ArcSwap<Registry>>,
     /// The listener's own strategy, if any.
     pub strategy: Option<Strategy>,
+    /// The listener's turn counter for `round-robin`, `weighted` and `random`.
+    pub turns: Arc<std::sync::atomic::AtomicU64>,
     /// Counters.
     pub stats: Arc<UdpStats>,
+}
+
+/// What a flow is keyed by: the client, and a lane. Lane 0 is the client's one session flow (QUIC,
+/// WireGuard...: every later datagram goes there without detection); a per-message backend's
+/// flow with that client has the backend's [`Backend::uid`] as lane, so a client whose messages go
+/// to several backends has one flow (one upstream socket, replies relayed back) with each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct FlowKey {
+    client: SocketAddr,
+    lane: u64,
+}
+
+impl FlowKey {
+    fn session(client: SocketAddr) -> FlowKey {
+        FlowKey { client, lane: 0 }
+    }
+
+    /// The key of `client`'s flow to `backend`: its session flow, or for a per-message backend
+    /// the flow of that pair.
+    fn of(client: SocketAddr, backend: &Backend) -> FlowKey {
+        let lane = if backend.udp_routing == UdpRouting::PerMessage {
+            backend.uid
+        } else {
+            0
+        };
+        FlowKey { client, lane }
+    }
 }
 
 /// One client's flow: the backend chosen for it (pinned: a plugin replaced later does not change
@@ -92,6 +124,15 @@ impl Flow {
             backend,
             properties,
             upstream: None,
+        }
+    }
+}
+
+impl Flow {
+    /// The flow ended: a plugin's client writer no longer reaches its client through it.
+    fn forget_writer(&self, client: SocketAddr) {
+        if matches!(self.backend.kind, BackendKind::Plugin(_)) {
+            writer::forget(client);
         }
     }
 }
@@ -131,8 +172,8 @@ struct Driver {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     ctx: Arc<UdpContext>,
-    flows: FlowTable<Flow>,
-    out: Vec<Output<Flow>>,
+    flows: FlowTable<Flow, FlowKey>,
+    out: Vec<Output<Flow, FlowKey>>,
     activity: mpsc::Sender<FlowId>,
     full_log: Every,
     unmatched_log: Every,
@@ -141,8 +182,14 @@ struct Driver {
     pending_log: Every,
 }
 
-/// Serves `socket` until `stop` turns true.
-pub(crate) async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch::Receiver<bool>) {
+/// Serves `socket` until `stop` turns true (or, after handing over to a new process, until its
+/// last flow ends).
+pub(crate) async fn serve(
+    socket: Arc<UdpSocket>,
+    ctx: Arc<UdpContext>,
+    mut stop: watch::Receiver<bool>,
+    handover: UdpHandover,
+) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::error!(listener = %ctx.name, error = %e, "UDP listener has no address"),
@@ -171,6 +218,7 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop
         pending_log: Every(None),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut link = handover::Link::new(handover);
     let timer = tokio::time::sleep_until(far_future());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -200,11 +248,23 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop
                 d.apply(Input::Tick { now }, now);
                 d.expire_pending(now).await;
             }
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, client)) => d.datagram(&buf[..n], client).await,
+            event = link.next(), if link.active() => {
+                if !d.on_link(event, &mut link).await {
+                    break;
+                }
+            }
+            received = socket.recv_from(&mut buf), if link.reads_listening_socket() => match received {
+                Ok((n, client)) => {
+                    if !link.pass_to_old(client, &buf[..n]) {
+                        d.datagram(&buf[..n], client).await;
+                    }
+                }
                 // ICMP errors and the like: nothing a listening socket must act on.
                 Err(e) => tracing::debug!(listener = %d.ctx.name, error = %e, "UDP receive error"),
             },
+        }
+        if link.drained(&d) {
+            break;
         }
     }
     tracing::info!(listener = %d.ctx.name, flows = d.flows.len(), pending = d.pending.len(), "UDP listener stopped; its flows end");
@@ -217,7 +277,7 @@ fn far_future() -> tokio::time::Instant {
 impl Driver {
     /// Feeds the table, settles what it says about ended flows (expired, refused), and
     /// returns the one action it asks for, if any (forward, detect, created, already there).
-    fn apply(&mut self, input: Input<Flow>, now: Instant) -> Option<Output<Flow>> {
+    fn apply(&mut self, input: Input<Flow, FlowKey>, now: Instant) -> Option<Output<Flow, FlowKey>> {
         self.flows.handle(input, &mut self.out);
         let mut outputs = std::mem::take(&mut self.out);
         let mut action = None;
@@ -225,7 +285,8 @@ impl Driver {
             match output {
                 Output::Expired { client, state, .. } => {
                     self.ctx.stats.expired.fetch_add(1, Ordering::Relaxed);
-                    writer::forget(client);
+                    let client = client.client;
+                    state.forget_writer(client);
                     tracing::debug!(listener = %self.ctx.name, %client, backend = state.backend.name(), "UDP flow expired");
                 }
                 Output::Rejected { .. } => {
@@ -244,10 +305,16 @@ impl Driver {
 
     async fn datagram(&mut self, message: &[u8], client: SocketAddr) {
         self.ctx.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        if crate::routing::offenders::is_refused(client.ip()) {
+            // Its datagrams kept making plugins fail: dropped unread for a while.
+            self.ctx.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let now = Instant::now();
         // Clients whose probe timeout passed are decided first, so a flow they get is used below.
         self.expire_pending(now).await;
-        match self.apply(Input::ClientDatagram { client, now }, now) {
+        let key = FlowKey::session(client);
+        match self.apply(Input::ClientDatagram { client: key, now }, now) {
             Some(Output::Forward { flow }) => self.deliver(flow, message, client).await,
             Some(Output::NeedsDetection { .. }) => self.undecided(message, client, now).await,
             _ => {}
@@ -274,7 +341,7 @@ impl Driver {
                         action
                     }
                     RResult::RErr(e) => {
-                        backend.plugin_error("handle_message", e.as_str());
+                        backend.plugin_error("handle_message", e.as_str(), Some(client));
                         UdpAction::Drop
                     }
                 }

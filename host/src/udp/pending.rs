@@ -324,9 +324,13 @@ impl<S> PendingTable<S> {
     }
 
     /// Whether `client` is pending.
-    #[cfg(test)]
     pub(crate) fn contains(&self, client: SocketAddr) -> bool {
         self.entries.contains_key(&client)
+    }
+
+    /// Every pending client.
+    pub(crate) fn clients(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.entries.keys().copied()
     }
 
     /// When the I/O layer should next send [`Input::Tick`]; `None` when no client is pending.
@@ -341,7 +345,6 @@ impl<S> PendingTable<S> {
     }
 
     /// Whether no client is pending.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

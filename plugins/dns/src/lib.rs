@@ -36,6 +36,7 @@ pub mod rrtype;
 
 use pmmux_plugin_api::{
     export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
+    UdpRouting,
 };
 
 use matcher::{Matcher, Params};
@@ -83,6 +84,11 @@ impl Dns {
 }
 
 impl Backend for Dns {
+    /// Each DNS query stands alone: a resolver reusing its source port asks about any name.
+    fn udp_routing(&self) -> UdpRouting {
+        UdpRouting::PerMessage
+    }
+
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         self.detect_stream(preview)
     }

@@ -58,6 +58,22 @@ fn invalid_greetings_are_no_match_early() {
     assert_eq!(detect(&[4]), Detection::NoMatch, "socks4");
 }
 
+/// Checks that keep random bytes out: one random first segment in 670 was a greeting before.
+#[test]
+fn unassigned_repeated_or_only_private_methods_are_no_match() {
+    for unassigned in [0x0a, 0x41, 0x7f] {
+        assert_eq!(
+            detect(&[5, 3, 0, unassigned]),
+            Detection::NoMatch,
+            "{unassigned:#x}, decided early"
+        );
+    }
+    assert_eq!(detect(&[5, 3, 0, 2, 0]), Detection::NoMatch, "none offered twice");
+    assert_eq!(detect(&[5, 2, 0x80, 0x81]), Detection::NoMatch, "private methods only");
+    assert_eq!(detect(&[5, 2, 0x80]), Detection::NeedMore, "a standard one may follow");
+    assert_eq!(props(detect(&[5, 2, 0x80, 0x09])), methods("0x80,0x09"));
+}
+
 #[test]
 fn other_protocols_are_no_match_from_their_first_byte() {
     assert_other_openings_refused_at_once(detect, "socks5");

@@ -35,7 +35,7 @@
 
 pub mod message;
 
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property, UdpRouting};
 
 use message::{join_type, method_name, parse_message, parse_stream, split_type, Class, Message, Parse, METHODS};
 
@@ -151,6 +151,16 @@ impl Stun {
 }
 
 impl Backend for Stun {
+    /// Binding requests stand alone (each gets its own answer); TURN methods (allocations,
+    /// permissions, channels) are a session with one server, so they keep a flow.
+    fn udp_routing(&self) -> UdpRouting {
+        if self.methods.iter().all(|&m| m == message::METHOD_BINDING) {
+            UdpRouting::PerMessage
+        } else {
+            UdpRouting::Flow
+        }
+    }
+
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         self.detect_stream(preview)
     }

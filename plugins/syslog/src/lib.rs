@@ -12,7 +12,7 @@
 //! `<` first, an octet count with a leading zero or over 9 digits, a PRI with a leading zero, over 3
 //! digits or above 191.
 
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property, UdpRouting};
 
 /// The highest PRI value (facility 23, severity 7).
 pub const MAX_PRI: u16 = 191;
@@ -127,6 +127,11 @@ pub fn detect(preview: &[u8]) -> Detection {
 }
 
 impl Backend for Syslog {
+    /// Each syslog message stands alone (RFC 5426: one message per datagram).
+    fn udp_routing(&self) -> UdpRouting {
+        UdpRouting::PerMessage
+    }
+
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         detect(preview)
     }

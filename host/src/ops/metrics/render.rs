@@ -199,7 +199,7 @@ pub(crate) fn render(src: &StatusSource) -> String {
     o.family(
         "pmmux_plugin_versions_mapped",
         "gauge",
-        "Library versions of each plugin mapped into the process (the current one and old ones kept for their connections; never unmapped).",
+        "Library versions of each plugin mapped into the process (the current one and old ones still used by connections or flows; unmapped once drained).",
     );
     for (plugin, n) in m.versions_mapped() {
         o.sample("pmmux_plugin_versions_mapped", &[("plugin", &plugin)], n);
@@ -207,9 +207,33 @@ pub(crate) fn render(src: &StatusSource) -> String {
     o.family(
         "pmmux_plugin_libraries_mapped",
         "gauge",
-        "Plugin libraries mapped into the process since start, of every plugin (including files refused after mapping).",
+        "Plugin libraries mapped into the process now, of every plugin.",
     );
-    o.sample("pmmux_plugin_libraries_mapped", &[], src.mapped.load(Ordering::Relaxed));
+    o.sample(
+        "pmmux_plugin_libraries_mapped",
+        &[],
+        src.plugins.mapped.load(Ordering::Relaxed),
+    );
+    o.family(
+        "pmmux_plugin_libraries_unmapped_total",
+        "counter",
+        "Plugin libraries closed and unmapped since start (old versions drained, files refused after mapping).",
+    );
+    o.sample(
+        "pmmux_plugin_libraries_unmapped_total",
+        &[],
+        src.plugins.unmapped.load(Ordering::Relaxed),
+    );
+    o.family(
+        "pmmux_plugin_libraries_kept_mapped",
+        "gauge",
+        "Plugin libraries closed but kept mapped by glibc because they registered thread-local destructors.",
+    );
+    o.sample(
+        "pmmux_plugin_libraries_kept_mapped",
+        &[],
+        src.plugins.kept_mapped.load(Ordering::Relaxed),
+    );
 
     o.family("pmmux_udp_flows_active", "gauge", "UDP flows alive now, by listener.");
     for (name, _, st) in &udp {

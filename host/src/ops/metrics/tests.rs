@@ -104,7 +104,14 @@ fn preview_ends_are_counted_by_outcome() {
     assert_eq!(none.get(ConnOutcome::Aborted), 1);
     assert_eq!(l.global.preview_timeouts.load(Ordering::Relaxed), 2);
     assert_eq!(l.global.detection.snapshot().2, 2, "decisions only");
-    l.finished("web", Ok(&Transferred { up: 10, down: 20 }));
+    l.finished(
+        "web",
+        Ok(&Transferred {
+            up: 10,
+            down: 20,
+            cut: None,
+        }),
+    );
     l.finished("web", Err(Blame::Client));
     l.finished("web", Err(Blame::Plugin));
     let web = l.outcomes.get("web");

@@ -236,8 +236,11 @@ mod tests {
             plugins: vec![],
             mapped_versions: 0,
             old_versions_mapped: 0,
+            unmapped_versions: 0,
+            kept_mapped_versions: 0,
             listeners: vec![],
             udp: vec![],
+            upgrade: Default::default(),
             backends: vec![BackendStatus {
                 name: "<script>alert('x')</script>".into(),
                 protocol: "a&b".into(),

@@ -126,8 +126,7 @@ pub(super) struct RawBackend {
     pub(super) priority: Priority,
     #[serde(default, rename = "match")]
     pub(super) matchers: MatchersConfig,
-    #[serde(default)]
-    pub(super) params: toml::Table,
+    pub(super) params: Option<Spanned<toml::Table>>,
     #[serde(default = "default_udp_idle_timeout_ms")]
     pub(super) udp_idle_timeout_ms: u64,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,

@@ -50,9 +50,15 @@ struct RunArgs {
         conflicts_with = "config"
     )]
     backends: Vec<String>,
-    /// Quick start: the plugin folder (relative to the working folder) [default: plugins].
+    /// Quick start: the plugin folder (relative to the working folder) [default: ./plugins when
+    /// it holds a plugin, else the libpmmux_* libraries beside the pmmux executable (a cargo
+    /// build), else ../lib/pmmux/plugins from it (the package: /usr/lib/pmmux/plugins)].
     #[arg(long, conflicts_with = "config")]
     plugin_dir: Option<PathBuf>,
+    /// Quick start: the backend (a -b NAME) for clients that send nothing within the probe
+    /// timeout (server-speaks-first protocols: SSH clients that wait, SMTP, FTP).
+    #[arg(long, value_name = "NAME", conflicts_with = "config")]
+    on_timeout: Option<String>,
     /// After binding every listener, switch to this user (needs root).
     #[arg(long)]
     user: Option<String>,
@@ -124,13 +130,13 @@ fn init_logging(level: &str) {
 fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = if args.ports.is_empty() && args.backends.is_empty() {
         anyhow::ensure!(
-            args.plugin_dir.is_none(),
-            "--plugin-dir goes with -p / -b; with a config file, set plugin_dir in it"
+            args.plugin_dir.is_none() && args.on_timeout.is_none(),
+            "--plugin-dir and --on-timeout go with -p / -b; with a config file, set plugin_dir and \
+             [routing] on_timeout in it"
         );
         config::load(path)?
     } else {
-        let plugin_dir = args.plugin_dir.as_deref().unwrap_or(Path::new("plugins"));
-        pmmux::quick_start::build(&args.ports, &args.backends, plugin_dir)?
+        quick_start_config(args)?
     };
     let run_as = match &args.user {
         Some(user) => Some(pmmux::privdrop::resolve(user, args.group.as_deref())?),
@@ -153,6 +159,38 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Connections past the drain timeout are cut here, with the runtime.
     runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration of a `-p` / `-b` run, with its plugins found as [`find_plugins`] says.
+///
+/// [`find_plugins`]: pmmux::quick_start::find_plugins
+fn quick_start_config(args: &RunArgs) -> anyhow::Result<config::Config> {
+    use pmmux::quick_start::{build, find_plugins, PluginSource};
+    let plugins = match &args.plugin_dir {
+        Some(dir) => PluginSource::dir(dir),
+        None => {
+            let cwd = std::env::current_dir().context("reading the working folder")?;
+            let exe = std::env::current_exe().ok();
+            match find_plugins(&cwd, exe.as_deref()) {
+                Ok(found) => found,
+                Err(tried) => {
+                    let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+                    tracing::warn!(
+                        "no plugins found (looked in {}); only the built-in pass and noop protocols \
+                         work: build the plugins (cargo build --release) or pass --plugin-dir",
+                        tried.join(", ")
+                    );
+                    PluginSource::dir(cwd.join("plugins"))
+                }
+            }
+        }
+    };
+    Ok(build(
+        &args.ports,
+        &args.backends,
+        &plugins,
+        args.on_timeout.as_deref(),
+    )?)
 }
 
 /// Each relayed connection holds two descriptors; lift the soft limit to the hard one, as proxies do.
@@ -191,39 +229,95 @@ async fn shutdown_signal() {
     tracing::info!(signal = name, "shutdown requested");
 }
 
+/// Everything `run` would trip over, listed at once: the file's own problems (syntax, names,
+/// every `{{env}}` placeholder), the plugin folder (missing, holding no plugin, refused for its
+/// permissions, files that do not load) and every backend that would be out of routing (unknown
+/// protocol with the available ones, params a plugin refuses, with their line and column).
 fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = match config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::FAILURE);
+    let (config, issues) = config::load_all(path);
+    let mut problems: Vec<String> = if issues.is_empty() {
+        Vec::new()
+    } else {
+        config::ConfigError {
+            path: path.to_owned(),
+            issues,
         }
+        .to_string()
+        .lines()
+        .map(str::to_owned)
+        .collect()
     };
-    let loader = Loader::new().context("creating the plugin shadow folder")?;
-    let mut set = PluginSet::default();
-    let refused = set.reconcile(&loader, &config.plugin_dir).refused;
-    let plugins = set.plugins();
-    let plugin_count = plugins.len();
-    let (registry, issues) = Registry::build(&config, plugins, None);
-    for r in &refused {
-        eprintln!("{}: plugin {} refused: {}", path.display(), r.file.display(), r.reason);
-    }
-    for issue in &issues {
-        eprintln!("{}: {issue}", path.display());
-    }
-    if issues.is_empty() && refused.is_empty() {
-        println!(
+    let mut summary = None;
+    if let Some(config) = &config {
+        let loader = Loader::new().context("creating the plugin shadow folder")?;
+        let mut set = PluginSet::with_prefix(config.plugin_prefix.clone());
+        let report = set.reconcile(&loader, &config.plugin_dir);
+        let plugins = set.plugins();
+        let needs_plugins = config
+            .backends
+            .iter()
+            .any(|b| !pmmux::registry::BUILTIN_PROTOCOLS.contains(&b.protocol.as_str()));
+        if needs_plugins && report.refused.is_empty() && plugins.is_empty() {
+            problems.push(empty_plugin_dir(path, &config.plugin_dir));
+        }
+        for r in &report.refused {
+            problems.push(format!(
+                "{}: plugin {} refused: {}",
+                path.display(),
+                r.file.display(),
+                r.reason
+            ));
+        }
+        let (registry, build_issues) = Registry::build(config, plugins, None);
+        problems.extend(build_issues.iter().map(ToString::to_string));
+        if config.backends.is_empty() {
+            problems.push(format!(
+                "{}: no [[backend]]: every connection would be closed; add one (config/pmmux.toml has examples)",
+                path.display()
+            ));
+        }
+        summary = Some(format!(
             "{}: ok: {} listener(s), {} backend(s), {} plugin(s) from {}",
             path.display(),
             config.listeners.len(),
             registry.backends.len(),
-            plugin_count,
+            registry.plugins.len(),
             config.plugin_dir.display()
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::FAILURE)
+        ));
     }
+    match summary {
+        Some(ok) if problems.is_empty() => {
+            println!("{ok}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            let n = problems.len();
+            eprintln!("{}: {n} problem{}", path.display(), if n == 1 { "" } else { "s" });
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The problem of a plugin folder that loads nothing while backends need plugins.
+fn empty_plugin_dir(config: &Path, dir: &Path) -> String {
+    let what = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+        Err(e) => format!("cannot be read ({e})"),
+        Ok(m) if !m.is_dir() => "is not a folder".to_owned(),
+        Ok(_) => "holds no plugin library".to_owned(),
+    };
+    format!(
+        "{}: plugin folder {} {what}, and backends need plugins; fix: put the built plugins there \
+         (install -d -m 755 {} && install -m 644 target/release/libpmmux_*.so {}), or point plugin_dir \
+         at the folder that holds them (the package's: /usr/lib/pmmux/plugins)",
+        config.display(),
+        dir.display(),
+        dir.display(),
+        dir.display()
+    )
 }
 
 fn inspect_plugin(file: &Path) -> anyhow::Result<ExitCode> {
@@ -248,13 +342,32 @@ fn inspect_plugin(file: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The admin address `pmmux status` asks, from the configuration; every way this fails says what
+/// `status` needs and how to give it.
+fn status_address(config_path: &Path) -> anyhow::Result<std::net::SocketAddr> {
+    let how = "pmmux status asks a running pmmux through its admin endpoint; pass --admin ADDRESS \
+               (its [admin] address), or --config FILE (the configuration it runs with)";
+    if !config_path.exists() {
+        anyhow::bail!("no configuration file at {}: {how}", config_path.display());
+    }
+    let config = match config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => anyhow::bail!("{e}\n{how}"),
+    };
+    config.admin.with_context(|| {
+        format!(
+            "{} has no [admin] address, so the running pmmux has no admin endpoint to ask; add \
+             [admin] address = \"127.0.0.1:9900\" (it needs a restart), or pass --admin ADDRESS",
+            config_path.display()
+        )
+    })
+}
+
 fn status(config_path: &Path, admin: Option<std::net::SocketAddr>, json: bool) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Write};
     let address = match admin {
         Some(a) => a,
-        None => config::load(config_path)?
-            .admin
-            .with_context(|| format!("{} has no [admin] address; pass --admin", config_path.display()))?,
+        None => status_address(config_path)?,
     };
     let timeout = std::time::Duration::from_secs(5);
     let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ::pmmux::config::{self, Strategy};
-use ::pmmux::plugin::{Loader, PluginSet};
-use ::pmmux::registry::{BackendKind, Registry};
-use ::pmmux::router::{Decision, Router};
+use ::pmmux::plugins::{Loader, PluginSet};
+use ::pmmux::routing::registry::{BackendKind, Registry};
+use ::pmmux::routing::router::{Decision, Router};
 use abi_stable::std_types::{RResult, RSlice, RStr};
 use anyhow::{bail, Context};
 use pmmux_plugin_api::{ConnInfo, Detection};

@@ -83,7 +83,7 @@ pub struct Args {
     pub versioned_v2: Option<PathBuf>,
     /// Reload: pmmux's log filter for the reload test (swap times are read from the log; connection
     /// lines stay off so that logging does not weigh on the rate).
-    #[arg(long, default_value = "warn,pmmux::reload=info,pmmux::plugin=debug")]
+    #[arg(long, default_value = "warn,pmmux::control::reload=info,pmmux::plugins=debug")]
     pub reload_log: String,
     /// UDP: seconds per ping-pong run (each way, each round, each client count).
     #[arg(long, default_value_t = 1.0)]

@@ -104,11 +104,11 @@ mod tests {
         let log = dir.path().join("log");
         std::fs::write(
             &log,
-            "2026-11-21T10:59:39.524123Z  INFO pmmux::plugin::set: plugin loaded plugin=versioned version=1 file=/x abi=1 replaced=\"-\" ms=1.0\n\
-             2026-11-21T10:59:39.524148Z  INFO pmmux::reload: registry swapped why=\"start-up\" plugins=1 backends=1 ms=0.0\n\
-             2026-11-21T10:59:40.032557Z DEBUG pmmux::plugin::loader: plugin file loaded file=/x ms=1.110287\n\
-             2026-11-21T10:59:40.032591Z  INFO pmmux::plugin::set: plugin loaded plugin=versioned version=2 file=/x abi=1 replaced=\"1\" ms=1.1\n\
-             2026-11-21T10:59:40.032610Z  INFO pmmux::reload: registry swapped why=\"plugins changed\" plugins=1 backends=1 ms=0.0\n\
+            "2026-11-21T10:59:39.524123Z  INFO pmmux::plugins::set: plugin loaded plugin=versioned version=1 file=/x abi=1 replaced=\"-\" ms=1.0\n\
+             2026-11-21T10:59:39.524148Z  INFO pmmux::control::reload: registry swapped why=\"start-up\" plugins=1 backends=1 ms=0.0\n\
+             2026-11-21T10:59:40.032557Z DEBUG pmmux::plugins::loader: plugin file loaded file=/x ms=1.110287\n\
+             2026-11-21T10:59:40.032591Z  INFO pmmux::plugins::set: plugin loaded plugin=versioned version=2 file=/x abi=1 replaced=\"1\" ms=1.1\n\
+             2026-11-21T10:59:40.032610Z  INFO pmmux::control::reload: registry swapped why=\"plugins changed\" plugins=1 backends=1 ms=0.0\n\
              2026-11-21T10:59:41.000000Z  WARN pmmux: something\n",
         )
         .expect("write");

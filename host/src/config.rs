@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::matchers::Matchers;
+use crate::routing::matchers::Matchers;
 
 mod env;
+pub mod quick_start;
 mod raw;
 
 use raw::*;
@@ -44,7 +45,7 @@ pub struct Config {
     /// The local status endpoint, off unless configured.
     pub admin: Option<SocketAddr>,
     /// Process-wide limits (`[limits]`).
-    pub limits: crate::limits::GlobalLimitsConfig,
+    pub limits: crate::ops::limits::GlobalLimitsConfig,
 }
 
 /// The `[reload]` table.
@@ -79,7 +80,7 @@ pub struct ListenerConfig {
     /// new connections and UDP clients over them.
     pub reuse_port: bool,
     /// Limits of this listener (`max_connections`, `max_connections_per_ip`).
-    pub limits: crate::limits::ListenerLimitsConfig,
+    pub limits: crate::ops::limits::ListenerLimitsConfig,
 }
 
 /// How a backend is picked among those that match.
@@ -196,7 +197,7 @@ pub struct BackendConfig {
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
     /// Health checks (its `[backend.health]`, else its protocol's `[health.<protocol>]`); `None`:
     /// not checked.
-    pub health: Option<crate::health::config::HealthSettings>,
+    pub health: Option<crate::routing::health::config::HealthSettings>,
 }
 
 /// Every problem found in one configuration file.
@@ -431,7 +432,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
                 Vec::new()
             }),
         };
-        let limits = crate::limits::ListenerLimitsConfig {
+        let limits = crate::ops::limits::ListenerLimitsConfig {
             max_connections: positive(l.max_connections, "listener max_connections", report),
             max_connections_per_ip: positive(l.max_connections_per_ip, "listener max_connections_per_ip", report),
         };
@@ -459,7 +460,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
         report(None, "routing.probe_timeout_ms must be above 0".into());
     }
 
-    let protocol_health = crate::health::config::per_protocol(&raw.health, report);
+    let protocol_health = crate::routing::health::config::per_protocol(&raw.health, report);
     let mut backends = Vec::new();
     let mut names = HashSet::new();
     for b in raw.backends {
@@ -506,7 +507,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             .as_ref()
             .map(|p| toml::to_string(p.get_ref()).unwrap_or_default())
             .unwrap_or_default();
-        let health = crate::health::config::for_backend(
+        let health = crate::routing::health::config::for_backend(
             &name,
             b.health.as_ref(),
             protocol_health.get(&protocol),
@@ -583,7 +584,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             watch_config: raw.reload.watch_config,
         },
         admin,
-        limits: crate::limits::GlobalLimitsConfig {
+        limits: crate::ops::limits::GlobalLimitsConfig {
             max_connections: positive(raw.limits.max_connections, "limits.max_connections", report),
             max_previews: positive(raw.limits.max_previews, "limits.max_previews", report),
         },

@@ -1,39 +1,21 @@
 //! pmmux: a port multiplexer whose backends are plugins.
 //!
-//! The data path, one module per stage: [`listener`] accepts, [`preview`] reads the first bytes,
-//! [`router`] asks the backends and picks one, [`relay`] forwards or [`serve`] answers, all driven
-//! per connection by [`connection`]. Plugins are loaded by [`plugin`] into the [`registry`] snapshot;
-//! [`config`] and [`matchers`] read the configuration; [`watcher`] notices changes and [`reload`]
-//! applies them (with [`diff`] saying what changed); [`status`] and [`admin`] show what is loaded;
-//! [`server`] runs the whole; [`systemd`] tells the service manager, [`privdrop`] leaves root after
-//! binding, and [`quick_start`] builds a configuration from `-p` / `-b` arguments. UDP listeners run
-//! per-client flows in [`udp`]. [`proxy_protocol`] reads a trusted front's PROXY header and writes
-//! one to upstreams. [`limits`] bounds connections and [`metrics`] counts them. [`health`] checks
-//! backends and takes unhealthy ones out of routing; [`failover`] retries the next backend when
-//! connecting to a target fails.
+//! One folder per stage of the data path (see `docs/architecture.md` for why each is so):
+//!
+//! - [`tcp`]: accept, preview, then relay to a target or serve from a plugin session, per connection.
+//! - [`udp`]: per-client flows and detection over held datagrams, one driver per listening socket.
+//! - [`routing`]: the registry snapshot, host-side matchers, the router and health checks.
+//! - [`plugins`]: loading plugin libraries safely and the set loaded now.
+//! - [`proxy_protocol`]: reading a trusted front's PROXY header, writing one to upstreams.
+//! - [`control`]: the service's start and stop, file watching and reloads, the configuration diff.
+//! - [`ops`]: admin endpoint, status, metrics, limits, systemd and privilege dropping.
+//! - [`config`]: the configuration file, `{{env}}` expansion and the `-p` / `-b` quick start.
 
-pub mod admin;
 pub mod config;
-pub mod connection;
-pub mod diff;
-pub mod failover;
-pub mod health;
-pub mod limits;
-pub mod listener;
-pub mod matchers;
-pub mod metrics;
-pub mod plugin;
-pub mod preview;
-pub mod privdrop;
+pub mod control;
+pub mod ops;
+pub mod plugins;
 pub mod proxy_protocol;
-pub mod quick_start;
-pub mod registry;
-pub mod relay;
-pub mod reload;
-pub mod router;
-pub mod serve;
-pub mod server;
-pub mod status;
-pub mod systemd;
+pub mod routing;
+pub mod tcp;
 pub mod udp;
-pub mod watcher;

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pmmux::config;
-use pmmux::plugin::{Loader, PluginSet};
-use pmmux::registry::Registry;
-use pmmux::server::Server;
-use pmmux::status::Status;
+use pmmux::control::server::Server;
+use pmmux::ops::status::Status;
+use pmmux::plugins::{Loader, PluginSet};
+use pmmux::routing::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
 /// A port multiplexer whose backends are plugins.
@@ -99,7 +99,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
-    pmmux::systemd::init();
+    pmmux::ops::systemd::init();
     let result = match &cli.command {
         None => run(&cli.config, &cli.run),
         Some(Command::Run(args)) => run(&cli.config, args),
@@ -139,7 +139,7 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         quick_start_config(args)?
     };
     let run_as = match &args.user {
-        Some(user) => Some(pmmux::privdrop::resolve(user, args.group.as_deref())?),
+        Some(user) => Some(pmmux::ops::privdrop::resolve(user, args.group.as_deref())?),
         None => None,
     };
     raise_fd_limit();
@@ -150,9 +150,9 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         if let Some(run_as) = &run_as {
-            pmmux::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
+            pmmux::ops::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
         }
-        pmmux::systemd::ready(&format!("serving {} listening socket(s)", server.local_addrs().len()));
+        pmmux::ops::systemd::ready(&format!("serving {} listening socket(s)", server.local_addrs().len()));
         server.run(shutdown_signal()).await;
         anyhow::Ok(())
     })?;
@@ -163,9 +163,9 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// The configuration of a `-p` / `-b` run, with its plugins found as [`find_plugins`] says.
 ///
-/// [`find_plugins`]: pmmux::quick_start::find_plugins
+/// [`find_plugins`]: pmmux::config::quick_start::find_plugins
 fn quick_start_config(args: &RunArgs) -> anyhow::Result<config::Config> {
-    use pmmux::quick_start::{build, find_plugins, PluginSource};
+    use pmmux::config::quick_start::{build, find_plugins, PluginSource};
     let plugins = match &args.plugin_dir {
         Some(dir) => PluginSource::dir(dir),
         None => {
@@ -256,7 +256,7 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         let needs_plugins = config
             .backends
             .iter()
-            .any(|b| !pmmux::registry::BUILTIN_PROTOCOLS.contains(&b.protocol.as_str()));
+            .any(|b| !pmmux::routing::registry::BUILTIN_PROTOCOLS.contains(&b.protocol.as_str()));
         if needs_plugins && report.refused.is_empty() && plugins.is_empty() {
             problems.push(empty_plugin_dir(path, &config.plugin_dir));
         }

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::{Strategy, DEFAULT_PREVIEW_LIMIT};
 use crate::config::Priority;
-use crate::matchers::MatchersConfig;
+use crate::routing::matchers::MatchersConfig;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +25,7 @@ pub(super) struct RawConfig {
     pub(super) reload: RawReload,
     pub(super) admin: Option<RawAdmin>,
     #[serde(default)]
-    pub(super) health: crate::health::config::RawProtocolHealth,
+    pub(super) health: crate::routing::health::config::RawProtocolHealth,
     #[serde(default)]
     pub(super) limits: RawLimits,
 }
@@ -130,7 +130,7 @@ pub(super) struct RawBackend {
     #[serde(default = "default_udp_idle_timeout_ms")]
     pub(super) udp_idle_timeout_ms: u64,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
-    pub(super) health: Option<Spanned<crate::health::config::RawHealth>>,
+    pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
 }
 
 pub(super) fn default_udp_idle_timeout_ms() -> u64 {

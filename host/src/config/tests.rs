@@ -93,8 +93,11 @@ fn preview_limit_is_bounded() {
 #[test]
 fn limits_are_off_by_default_and_read_when_given() {
     let c = parse_str(MINIMAL).expect("valid");
-    assert_eq!(c.limits, crate::limits::GlobalLimitsConfig::default());
-    assert_eq!(c.listeners[0].limits, crate::limits::ListenerLimitsConfig::default());
+    assert_eq!(c.limits, crate::ops::limits::GlobalLimitsConfig::default());
+    assert_eq!(
+        c.listeners[0].limits,
+        crate::ops::limits::ListenerLimitsConfig::default()
+    );
     let text = "[limits]\nmax_connections = 5000\nmax_previews = 300\n[[listener]]\naddress = \"127.0.0.1:1\"\n\
                 max_connections = 100\nmax_connections_per_ip = 8\n";
     let c = parse_str(text).expect("valid");

@@ -25,8 +25,8 @@ use super::flows::{FlowId, FlowTable, Input, Output};
 use super::pending::{PendingLimits, PendingTable, MAX_HELD_DATAGRAMS};
 use super::writer;
 use crate::config::Strategy;
-use crate::registry::{Backend, BackendKind, Registry};
-use crate::router::Router;
+use crate::routing::registry::{Backend, BackendKind, Registry};
+use crate::routing::router::Router;
 
 /// Largest UDP payload over IPv4 (65,535 − 8 − 20); the receive buffer holds any datagram whole.
 pub const MAX_DATAGRAM: usize = 65_507;

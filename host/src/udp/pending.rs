@@ -10,7 +10,7 @@
 //!
 //! Like [`super::flows`], the table is driven by [`Input`]s and answers with [`Output`]s through
 //! [`PendingTable::handle`]; time is passed in, never read. `S` is the I/O layer's detection state of
-//! one client (a [`crate::router::Router`]); the table hands it back with the datagrams.
+//! one client (a [`crate::routing::router::Router`]); the table hands it back with the datagrams.
 //!
 //! # How the I/O layer uses it
 //!

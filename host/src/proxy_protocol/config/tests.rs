@@ -8,8 +8,8 @@ use std::sync::Arc;
 use crate::config::{parse, Strategy};
 use crate::proxy_protocol::io::is_trusted;
 use crate::proxy_protocol::Version;
-use crate::registry::Registry;
-use crate::router::{Decision, Router};
+use crate::routing::registry::Registry;
+use crate::routing::router::{Decision, Router};
 
 fn errors(text: &str) -> String {
     match parse(Path::new("/t.toml"), text) {

@@ -14,8 +14,8 @@ use abi_stable::std_types::RVec;
 use pmmux_plugin_api::Property;
 
 use super::{writer, Driver, Flow};
-use crate::registry::BackendKind;
-use crate::router::{Decision, Router};
+use crate::routing::registry::BackendKind;
+use crate::routing::router::{Decision, Router};
 use crate::udp::flows;
 use crate::udp::pending::{Input, Output};
 

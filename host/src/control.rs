@@ -1,0 +1,8 @@
+//! Control: the service's life and everything that changes at run time. [`server`] starts and
+//! stops the whole, [`watcher`] notices file changes, [`reload`] applies them, and [`config_diff`]
+//! says what a new configuration changes.
+
+pub(crate) mod config_diff;
+pub mod reload;
+pub mod server;
+pub(crate) mod watcher;

@@ -1,0 +1,259 @@
+//! The service: loads plugins and builds the first registry, binds the listeners, starts the
+//! reloader (file watching, SIGHUP) and the admin endpoint, runs until the shutdown signal, then
+//! stops accepting and drains open connections up to the drain timeout.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::control::reload::Reloader;
+use crate::control::watcher::Signal;
+use crate::ops::admin;
+use crate::ops::status::StatusSource;
+use crate::plugins::Loader;
+use crate::routing::registry::Registry;
+use crate::tcp::listener::ListenerSet;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The shadow folder for plugin copies could not be made.
+    #[error("cannot create the plugin shadow folder: {0}")]
+    Shadow(io::Error),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {error}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why: part of the message, not a `source`, so the binary's `{:#}` does not print it twice.
+        error: io::Error,
+    },
+}
+
+/// A bound, ready service.
+pub struct Server {
+    drain_timeout: Duration,
+    tracker: TaskTracker,
+    listeners: Arc<Mutex<ListenerSet>>,
+    reloader: Reloader,
+    signals: (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
+    admin: Option<TcpListener>,
+    status: StatusSource,
+}
+
+impl Server {
+    /// Loads the plugins and binds every listener (call inside the runtime). Plugin and backend
+    /// problems are logged and leave the rest serving; a listener that cannot bind is an error.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let loader = Loader::new().map_err(StartError::Shadow)?;
+        let registry = Arc::new(ArcSwap::from_pointee(Registry::empty(&config)));
+        let tracker = TaskTracker::new();
+        let limits = Arc::new(crate::ops::limits::Limits::new(&config.limits));
+        let metrics = Arc::new(crate::ops::metrics::Metrics::default());
+        let listeners = Arc::new(Mutex::new(ListenerSet::new(
+            Handle::current(),
+            Arc::clone(&registry),
+            tracker.clone(),
+            Arc::clone(&limits),
+            Arc::clone(&metrics),
+        )));
+        let signals = mpsc::channel();
+        let (drain_timeout, admin_addr, listener_configs) =
+            (config.routing.drain_timeout, config.admin, config.listeners.clone());
+        let configured: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let plugin_dir = config.plugin_dir.clone();
+        let reloader = Reloader::start(
+            config,
+            loader,
+            Arc::clone(&listeners),
+            Arc::clone(&registry),
+            signals.0.clone(),
+        );
+        {
+            let mut set = lock(&listeners);
+            for lc in &listener_configs {
+                set.add(lc).map_err(|error| StartError::Bind {
+                    address: lc.address,
+                    error,
+                })?;
+            }
+        }
+        let admin = match admin_addr {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|error| StartError::Bind { address, error })?,
+            ),
+            None => None,
+        };
+        if let Some(a) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
+            tracing::info!(address = %a, "admin endpoint listening: GET /metrics, /status, /status.txt, /status.html");
+        }
+        log_summary(&lock(&listeners).bound(), &registry.load(), &configured, &plugin_dir);
+        let status = StatusSource {
+            registry,
+            listeners: Arc::clone(&listeners),
+            mapped: reloader.mapped_counter(),
+            started: Instant::now(),
+            metrics,
+            limits,
+        };
+        Ok(Server {
+            drain_timeout,
+            tracker,
+            listeners,
+            reloader,
+            signals,
+            admin,
+            status,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        lock(&self.listeners).local_addrs()
+    }
+
+    /// The folder the plugin loader writes its shadow copies to (it must stay writable after a
+    /// privilege drop).
+    pub fn shadow_dir(&self) -> &std::path::Path {
+        self.reloader.shadow_dir()
+    }
+
+    /// A handle for reading the status while the server runs.
+    pub fn status(&self) -> StatusSource {
+        self.status.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            drain_timeout,
+            tracker,
+            listeners,
+            reloader,
+            signals,
+            admin,
+            status,
+        } = self;
+        let (signal_tx, signal_rx) = signals;
+        let reload_thread = std::thread::Builder::new()
+            .name("pmmux-reload".into())
+            .spawn(move || reloader.run(signal_rx));
+        if let Err(e) = &reload_thread {
+            tracing::error!(error = %e, "cannot start the reload thread; plugins and configuration stay as loaded");
+        }
+        let hup = tokio::spawn(forward_sighup(signal_tx.clone()));
+        let health = tokio::spawn(crate::routing::health::checker::supervise(Arc::clone(&status.registry)));
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
+
+        let watchdog = tokio::spawn(crate::ops::systemd::watchdog());
+        shutdown.await;
+        crate::ops::systemd::stopping();
+        watchdog.abort();
+        let _ = signal_tx.send(Signal::Shutdown);
+        hup.abort();
+        health.abort();
+        let _ = admin_stop.send(true);
+        let accept_tasks = lock(&listeners).stop_all();
+        for task in accept_tasks {
+            let _ = task.await;
+        }
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
+        tracker.close();
+        tracing::info!(
+            open = tracker.len(),
+            drain_timeout_ms = drain_timeout.as_millis(),
+            "shutting down: draining open connections"
+        );
+        if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                open = tracker.len(),
+                "drain timeout reached; closing the remaining connections"
+            );
+        } else {
+            tracing::info!("all connections finished");
+        }
+        if let Ok(thread) = reload_thread {
+            // The reloader finishes what it is doing (a plugin load takes milliseconds), then stops
+            // and removes its shadow folder.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// The one start-up line: where pmmux listens, the plugins it loaded, and how many of the
+/// configured backends are in routing (each one that is not has had its own line saying why).
+fn log_summary(
+    bound: &[(String, SocketAddr, &'static str)],
+    registry: &Registry,
+    configured: &[String],
+    plugin_dir: &Path,
+) {
+    let listening: Vec<String> = bound.iter().map(|(_, a, t)| format!("{a}/{t}")).collect();
+    let routed: Vec<&str> = registry.backends.iter().map(|b| b.name()).collect();
+    let missing: Vec<&str> = configured
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !routed.contains(n))
+        .collect();
+    let plugins = match registry.plugins.len() {
+        1 => "1 plugin".to_owned(),
+        n => format!("{n} plugins"),
+    };
+    let summary = format!(
+        "pmmux started: listening on {}; {plugins} from {}; {} of {} backends in routing",
+        listening.join(", "),
+        plugin_dir.display(),
+        routed.len(),
+        configured.len()
+    );
+    if configured.is_empty() {
+        tracing::warn!("{summary}: no [[backend]] is configured, so every connection is closed");
+    } else if missing.is_empty() {
+        tracing::info!("{summary} ({})", routed.join(", "));
+    } else if routed.is_empty() {
+        tracing::warn!("{summary}: every connection is closed until a backend is; why each one is out is logged above");
+    } else {
+        tracing::warn!(
+            "{summary} ({}); out of routing: {} (why is logged above)",
+            routed.join(", "),
+            missing.join(", ")
+        );
+    }
+}
+
+fn lock(listeners: &Mutex<ListenerSet>) -> MutexGuard<'_, ListenerSet> {
+    listeners.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// SIGHUP reloads the configuration.
+async fn forward_sighup(signals: mpsc::Sender<Signal>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            return tracing::warn!(error = %e, "cannot install the SIGHUP handler; config reload on SIGHUP is off")
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if signals.send(Signal::Reload).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Operations: what an operator sees and the process's bounds. [`admin`] serves [`status`] and
+//! [`metrics`] over HTTP, [`limits`] bounds connections, [`systemd`] talks to the service manager and
+//! [`privdrop`] leaves root after binding.
+
+pub mod admin;
+pub mod limits;
+pub mod metrics;
+pub mod privdrop;
+pub mod status;
+pub mod systemd;

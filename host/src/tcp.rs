@@ -1,0 +1,11 @@
+//! The TCP data path, in the order a connection meets it: the [`listener`] accepts, the
+//! [`connection`] task reads the [`preview`] and asks the router, then the [`relay`] forwards to the
+//! chosen backend's target (with [`failover`] to the next one when connecting fails) or the
+//! [`session`] drives a plugin that answers itself.
+
+pub(crate) mod connection;
+pub(crate) mod failover;
+pub mod listener;
+pub(crate) mod preview;
+pub(crate) mod relay;
+pub(crate) mod session;

@@ -1,0 +1,330 @@
+//! One TCP connection from accept to close: preview and route, then forward or serve, inside one
+//! `tracing` span (peer, listener, backend, plugin) that ends with one close line.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
+use arc_swap::ArcSwap;
+use pmmux_plugin_api::ffi::TcpAction;
+use pmmux_plugin_api::Property;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tracing::{field::Empty, Instrument};
+
+use crate::config::Strategy;
+use crate::ops::limits::Admitted;
+use crate::ops::metrics::ListenerMetrics;
+use crate::proxy_protocol;
+use crate::routing::registry::{Backend, BackendKind, Registry};
+use crate::routing::router::{Decision, Router};
+use crate::tcp::preview::{self, Outcome};
+use crate::tcp::relay::{self, Transferred};
+use crate::tcp::session;
+
+/// What every connection of one listener shares.
+pub struct ListenerContext {
+    /// The listener's name.
+    pub name: Arc<str>,
+    /// The current routing snapshot.
+    pub registry: Arc<ArcSwap<Registry>>,
+    /// The listener's own strategy, if it overrides `routing.strategy`.
+    pub strategy: Option<Strategy>,
+    /// The local address of every connection, when the listener is bound to one IP address (saves
+    /// a `getsockname` per connection); `None` for wildcard listeners.
+    pub local: Option<SocketAddr>,
+    /// Sources whose connections start with a PROXY header (`accept_proxy_protocol`).
+    pub accept_proxy_protocol: Arc<[ipnet::IpNet]>,
+    /// The listener's counters.
+    pub metrics: Arc<ListenerMetrics>,
+}
+
+/// Handles one accepted connection to the end; `admitted` (its limit slots) is held until then.
+pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
+    let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
+    let span = if trusted {
+        // `peer` becomes the client the PROXY header names; `via` is the front that sent it.
+        tracing::info_span!("conn", peer = Empty, via = %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
+    } else {
+        tracing::info_span!("conn", %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
+    };
+    handle_inner(stream, peer, trusted, ctx, admitted)
+        .instrument(span)
+        .await
+}
+
+async fn handle_inner(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    trusted: bool,
+    ctx: Arc<ListenerContext>,
+    mut admitted: Admitted,
+) {
+    let started = Instant::now();
+    let local = match ctx.local.map_or_else(|| stream.local_addr(), Ok) {
+        Ok(a) => a,
+        Err(e) => {
+            ctx.metrics.unrouted(crate::ops::metrics::ConnOutcome::Aborted);
+            return tracing::debug!(error = %e, "connection gone before routing");
+        }
+    };
+    let registry = ctx.registry.load_full();
+    let strategy = ctx.strategy.unwrap_or(registry.routing.strategy);
+    let mut preview = Vec::new();
+    let peer = if trusted {
+        // Boxed: the header read's state stays out of every connection's task.
+        match Box::pin(proxy_protocol::io::read_header(&stream, registry.routing.probe_timeout)).await {
+            Ok(accepted) => {
+                let client = accepted.client(peer);
+                tracing::Span::current().record("peer", tracing::field::display(client));
+                preview = accepted.rest;
+                client
+            }
+            Err(e) => {
+                tracing::Span::current().record("peer", tracing::field::display(peer));
+                tracing::info!(error = %e, "PROXY header refused; closed");
+                return close_gracefully(stream).await;
+            }
+        }
+    } else {
+        peer
+    };
+    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
+    let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
+    admitted.preview_done();
+    ctx.metrics
+        .previewed(&previewed, started.elapsed(), registry.on_timeout.is_some());
+    // A client routed by the probe timeout (on_timeout) has no ranking to fail over in.
+    let mut silent = false;
+    let (index, properties) = match previewed {
+        Err(e) => return tracing::debug!(error = %e, "client error while previewing"),
+        Ok(Outcome::Closed) => return tracing::debug!("client closed before sending anything"),
+        Ok(Outcome::Silent) => match registry.on_timeout {
+            Some(i) if registry.backends[i].stats.health.is_up() => {
+                silent = true;
+                (i, RVec::new())
+            }
+            _ => {
+                let ms = registry.routing.probe_timeout.as_millis();
+                tracing::info!(
+                    timeout_ms = ms,
+                    "client sent nothing within the probe timeout and no healthy on_timeout backend is set; closed"
+                );
+                return close_gracefully(stream).await;
+            }
+        },
+        Ok(Outcome::Routed(Decision::Route { index, properties })) => (index, properties),
+        Ok(Outcome::Routed(_)) => {
+            let asked = router.asked();
+            if registry.backends.is_empty() {
+                tracing::info!("no backend is in routing (no plugin loaded for any configured backend?); closed");
+            } else {
+                tracing::info!(?asked, preview_bytes = preview.len(), "no backend matched; closed");
+            }
+            return close_gracefully(stream).await;
+        }
+    };
+    let (mut index, mut properties, mut failovers) = (index, properties, 0);
+    let result = loop {
+        let backend = Arc::clone(&registry.backends[index]);
+        let span = tracing::Span::current();
+        span.record("backend", backend.name());
+        span.record("plugin", backend.plugin_label().as_str());
+        if !properties.is_empty() {
+            tracing::debug!(properties = %show(&properties), "routed");
+        }
+        let live = LiveGuard::new(&backend);
+        // Boxed: a connection still previewing (most of them, under attack) does not carry the
+        // relay's and session's state in its task.
+        let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
+        // Not live any more once the close is logged (least-requests reads this count).
+        drop(live);
+        // Boxed, and only built after a failed connect: most connections never fail over.
+        let next = match crate::tcp::failover::connect_failure(&result) {
+            Some(e) => {
+                let next =
+                    crate::tcp::failover::next(&mut stream, &mut router, &backend, e, &mut preview, failovers, silent);
+                Box::pin(next).await
+            }
+            None => None,
+        };
+        match next {
+            Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),
+            None => {
+                ctx.metrics.finished(backend.name(), result.as_ref().ok());
+                break result;
+            }
+        }
+    };
+    // Formatted only if a close line is written (not per connection when logging is at warn).
+    let ms = Millis(started.elapsed());
+    match result {
+        Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms = %ms, "connection closed"),
+        Err(e) => {
+            tracing::warn!(error = %e, ms = %ms, "connection failed");
+            close_gracefully(stream).await;
+        }
+    }
+}
+
+/// A duration shown in milliseconds with three decimals (`12.345`), formatted only when logged.
+struct Millis(std::time::Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3}", self.0.as_secs_f64() * 1e3)
+    }
+}
+
+/// How much a refused client may still send while pmmux closes on it.
+const LINGER_BYTES: usize = 64 * 1024;
+/// How long pmmux waits for it.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Closes a connection pmmux refuses with a FIN rather than a reset: closing a socket with unread
+/// bytes makes the kernel send RST, so read and drop what the client still sends, bounded in bytes
+/// and time.
+async fn close_gracefully(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.shutdown().await;
+    let drain = async {
+        // On the heap: a buffer here would sit in every connection's task.
+        let mut buf = vec![0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
+/// Why a routed connection failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error(transparent)]
+    Relay(#[from] relay::RelayError),
+    #[error(transparent)]
+    Serve(#[from] session::ServeError),
+    #[error("plugin hook `open` failed: {0}")]
+    Plugin(String),
+    #[error("backend has no target to forward to")]
+    NoTarget,
+    #[error("client I/O error: {0}")]
+    Client(#[from] std::io::Error),
+    #[error("upstream {target}: sending the PROXY header failed: {source}")]
+    ProxyHeader { target: String, source: std::io::Error },
+}
+
+async fn dispatch(
+    stream: &mut TcpStream,
+    router: &Router,
+    backend: &Backend,
+    properties: &[Property],
+    preview: &[u8],
+) -> Result<Transferred, ConnError> {
+    let target = match &backend.kind {
+        BackendKind::Pass => backend.config.target.clone(),
+        BackendKind::Noop => return discard(stream, preview.len() as u64).await,
+        BackendKind::Plugin(object) => {
+            let conn = router.conn_info(properties);
+            match object.open_tcp(&conn, RSlice::from_slice(preview)) {
+                RResult::ROk(TcpAction::Forward(ROption::RSome(t))) => Some(t.into()),
+                RResult::ROk(TcpAction::Forward(ROption::RNone)) => backend.config.target.clone(),
+                RResult::ROk(TcpAction::Serve(session)) => return Ok(session::serve(stream, session, preview).await?),
+                RResult::RErr(e) => {
+                    backend.plugin_error("open", e.as_str());
+                    return Err(ConnError::Plugin(e.into()));
+                }
+            }
+        }
+    };
+    let target = target.ok_or(ConnError::NoTarget)?;
+    let timeout = router.registry().routing.connect_timeout;
+    let mut upstream = relay::connect(&target, timeout).await?;
+    if let Some(version) = backend.config.proxy_protocol {
+        proxy_protocol::io::send_header(&mut upstream, version, &router.conn_info(properties))
+            .await
+            .map_err(|source| ConnError::ProxyHeader {
+                target: target.clone(),
+                source,
+            })?;
+    }
+    Ok(relay::relay(stream, &mut upstream, preview, &target).await?)
+}
+
+/// The built-in `noop`: read and drop everything until the client closes.
+async fn discard(stream: &mut TcpStream, already: u64) -> Result<Transferred, ConnError> {
+    let mut buf = [0u8; 4096];
+    let mut up = already;
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(Transferred { up, down: 0 }),
+            n => up += n as u64,
+        }
+    }
+}
+
+fn show(props: &[Property]) -> String {
+    props
+        .iter()
+        .map(|p| format!("{}={}", p.key, p.value))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Counts a connection as live on its backend while it exists.
+struct LiveGuard<'a>(&'a Backend);
+
+impl<'a> LiveGuard<'a> {
+    fn new(backend: &'a Backend) -> Self {
+        backend.stats.live.fetch_add(1, Ordering::Relaxed);
+        backend.stats.routed.fetch_add(1, Ordering::Relaxed);
+        LiveGuard(backend)
+    }
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.stats.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    /// Every accepted connection holds this future until it closes, most of them in the preview:
+    /// a buffer or a relay state creeping into it multiplies by the connection count.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n";
+        let config = crate::config::parse(std::path::Path::new("/t.toml"), text).unwrap();
+        let registry = Arc::new(arc_swap::ArcSwap::from_pointee(
+            crate::routing::registry::Registry::empty(&config),
+        ));
+        let ctx = Arc::new(super::ListenerContext {
+            name: Arc::from("t"),
+            registry,
+            strategy: None,
+            local: None,
+            accept_proxy_protocol: Arc::from(Vec::new()),
+            metrics: Arc::new(crate::ops::metrics::ListenerMetrics::new(Arc::default())),
+        });
+        let limits = Arc::new(crate::ops::limits::ListenerLimits::new(
+            Arc::default(),
+            &Default::default(),
+        ));
+        let admitted = limits.admit(limits.reserve().unwrap(), addr.ip()).unwrap();
+        let task = super::handle(client, addr, ctx, admitted);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "the per-connection future grew to {size} bytes");
+    }
+}

@@ -58,6 +58,7 @@ pub mod fixtures;
 pub mod haproxy;
 pub mod http;
 pub mod net;
+pub mod netns;
 pub mod paths;
 pub mod pmmux;
 pub mod process;
@@ -75,6 +76,7 @@ pub use http::{HttpServer, PROXY_PROTOCOL_PATH, SERVER_NAME_HEADER};
 pub use net::{
     free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_listens_tcp, tcp_listening, wait_for_port,
 };
+pub use netns::Netns;
 pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
 pub use pmmux::{Pmmux, StartOptions, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
 pub use process::{

@@ -130,9 +130,12 @@ fn init_logging(level: &str) {
 fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = if args.ports.is_empty() && args.backends.is_empty() {
         anyhow::ensure!(
-            args.plugin_dir.is_none() && args.on_timeout.is_none(),
-            "--plugin-dir and --on-timeout go with -p / -b; with a config file, set plugin_dir and \
-             [routing] on_timeout in it"
+            args.plugin_dir.is_none(),
+            "--plugin-dir goes with -p / -b; with a config file, set plugin_dir in it"
+        );
+        anyhow::ensure!(
+            args.on_timeout.is_none(),
+            "--on-timeout goes with -p / -b; with a config file, set [routing] on_timeout in it"
         );
         config::load(path)?
     } else {

@@ -269,3 +269,94 @@ fn status_without_a_configuration_says_what_it_needs() {
          endpoint; pass --admin ADDRESS (its [admin] address), or --config FILE (the configuration it runs with)"
     );
 }
+
+/// `config/pmmux.toml` with every commented-out example key and table uncommented.
+fn every_example_uncommented() -> String {
+    let text = fs::read_to_string(workspace_root().join("config/pmmux.toml")).expect("config/pmmux.toml");
+    text.lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if is_table_header(rest) || is_key_line(rest) => rest.to_owned(),
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `[table]` or `[[table]]`, then nothing or a comment (not prose that starts with a table's name).
+fn is_table_header(line: &str) -> bool {
+    let Some(end) = line.find(']') else {
+        return false;
+    };
+    let name = line[..end].trim_start_matches('[');
+    let after = line[end..].trim_start_matches(']').trim_start();
+    line.starts_with('[')
+        && !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+        && (after.is_empty() || after.starts_with('#'))
+}
+
+/// `key = value`, the key in lower case.
+fn is_key_line(line: &str) -> bool {
+    line.split_once(" = ")
+        .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+}
+
+#[test]
+fn every_example_of_the_annotated_config_passes_check_config() {
+    let dir = temp_dir("examples");
+    let plugins = dir.path().join("plugins");
+    fs::create_dir(&plugins).expect("plugins");
+    for p in ["dns", "quic", "ssh", "tls", "http", "http_response", "echo"] {
+        fs::copy(plugin_lib(p), plugins.join(plugin_file_name(p))).expect("copy plugin");
+    }
+    let text = every_example_uncommented();
+    assert!(
+        text.contains("\nproxy_protocol = \"v2\""),
+        "the tls-a example is uncommented"
+    );
+    let file = dir.path().join("pmmux.toml");
+    fs::write(&file, &text).expect("write config");
+    let out = run(
+        pmmux_bin().to_str().expect("utf-8"),
+        &["check-config", file.to_str().expect("utf-8")],
+        CLIENT_TIMEOUT,
+    );
+    let ok = out.expect_success("check-config of every example");
+    assert!(ok.contains("ok: 2 listener(s), 9 backend(s), 7 plugin(s)"), "{ok}");
+}
+
+#[test]
+fn a_port_in_use_or_an_invalid_config_stops_the_start_with_one_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let dir = temp_dir("start-errors");
+    let file = dir.path().join("pmmux.toml");
+    fs::write(
+        &file,
+        format!("[[listener]]\naddress = \"{addr}\"\n[[backend]]\nname = \"n\"\nprotocol = \"noop\"\n"),
+    )
+    .expect("write config");
+    let bin = pmmux_bin();
+    let bin = bin.to_str().expect("utf-8");
+    let out = run(bin, &["--config", file.to_str().expect("utf-8")], CLIENT_TIMEOUT);
+    let err = out.stderr_str();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("pmmux: cannot listen on {addr}: Address already in use")),
+        "{err}"
+    );
+    assert_eq!(err.matches("Address already in use").count(), 1, "said once: {err}");
+
+    fs::write(
+        &file,
+        "[[listener]]\naddress = \"127.0.0.1:1\"\n[routing]\npreview_limit = 0\nbogus = 1\n",
+    )
+    .expect("write config");
+    let out = run(bin, &["--config", file.to_str().expect("utf-8")], CLIENT_TIMEOUT);
+    let err = out.stderr_str();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:5:1: unknown field `bogus`", file.display())),
+        "{err}"
+    );
+}

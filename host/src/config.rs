@@ -287,7 +287,7 @@ pub fn load_all(path: &Path) -> (Option<Config>, Vec<ConfigIssue>) {
 /// in file order. A `{{env:NAME}}` that cannot be expanded is reported and left in place; other
 /// problems on its line (an address that is not IP:PORT because it is a placeholder) are its
 /// consequences and not repeated.
-pub fn parse_all(path: &Path, text: &str) -> (Option<Config>, Vec<ConfigIssue>) {
+pub(crate) fn parse_all(path: &Path, text: &str) -> (Option<Config>, Vec<ConfigIssue>) {
     let (expanded, env_errors) = env::expand_all(text, |name| std::env::var(name).ok());
     let mut issues: Vec<ConfigIssue> = env_errors
         .into_iter()

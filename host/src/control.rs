@@ -3,6 +3,6 @@
 //! says what a new configuration changes.
 
 pub(crate) mod config_diff;
-pub mod reload;
+pub(crate) mod reload;
 pub mod server;
 pub(crate) mod watcher;

@@ -11,11 +11,15 @@
 //! - [`ops`]: admin endpoint, status, metrics, limits, systemd and privilege dropping.
 //! - [`config`]: the configuration file, `{{env}}` expansion and the `-p` / `-b` quick start.
 
+// The module maps above link to crate-private stages on purpose: this library is documented for its
+// maintainers (`cargo doc -p pmmux --document-private-items`), not as a public API.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod config;
 pub mod control;
 pub mod ops;
 pub mod plugins;
-pub mod proxy_protocol;
+pub(crate) mod proxy_protocol;
 pub mod routing;
-pub mod tcp;
-pub mod udp;
+pub(crate) mod tcp;
+pub(crate) mod udp;

@@ -2,9 +2,9 @@
 //! [`metrics`] over HTTP, [`limits`] bounds connections, [`systemd`] talks to the service manager and
 //! [`privdrop`] leaves root after binding.
 
-pub mod admin;
-pub mod limits;
-pub mod metrics;
+pub(crate) mod admin;
+pub(crate) mod limits;
+pub(crate) mod metrics;
 pub mod privdrop;
 pub mod status;
 pub mod systemd;

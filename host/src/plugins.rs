@@ -2,11 +2,11 @@
 //! host callback plugins log through ([`logger`]), who may write plugins ([`perms`]), and the set of plugins loaded now ([`set`]).
 
 #[cfg(target_os = "linux")]
-pub mod elf;
-pub mod loader;
-pub mod logger;
-pub mod perms;
-pub mod set;
+pub(crate) mod elf;
+pub(crate) mod loader;
+pub(crate) mod logger;
+pub(crate) mod perms;
+pub(crate) mod set;
 
 pub use loader::{LoadError, LoadedPlugin, Loader};
 pub use set::{PluginSet, Reconciled, Refusal};

@@ -7,32 +7,32 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-pub mod config;
-pub mod decode;
-pub mod encode;
-pub mod io;
+pub(crate) mod config;
+pub(crate) mod decode;
+pub(crate) mod encode;
+pub(crate) mod io;
 
-pub use decode::{decode, Decoded};
-pub use encode::{encode_v1, encode_v2, header_for};
+pub(crate) use decode::{decode, Decoded};
+pub(crate) use encode::header_for;
 
 /// The 12 bytes every version 2 header starts with.
-pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// What every version 1 header starts with.
-pub const V1_PREFIX: &[u8] = b"PROXY ";
+pub(crate) const V1_PREFIX: &[u8] = b"PROXY ";
 /// Longest version 1 header, CRLF included (the spec's bound).
-pub const V1_MAX_LEN: usize = 107;
+pub(crate) const V1_MAX_LEN: usize = 107;
 /// Fixed part of a version 2 header: signature, version/command, family/transport, length.
-pub const V2_FIXED_LEN: usize = 16;
+pub(crate) const V2_FIXED_LEN: usize = 16;
 /// Most address-and-TLV bytes pmmux accepts after the fixed part of a version 2 header (the spec
 /// allows 65535; HAProxy itself keeps headers within one buffer). Longer is refused as invalid.
-pub const V2_MAX_PAYLOAD: usize = 4096;
+pub(crate) const V2_MAX_PAYLOAD: usize = 4096;
 /// Most bytes a header of either version may take.
-pub const MAX_HEADER_LEN: usize = V2_FIXED_LEN + V2_MAX_PAYLOAD;
+pub(crate) const MAX_HEADER_LEN: usize = V2_FIXED_LEN + V2_MAX_PAYLOAD;
 
 /// TLV type: the application protocol (ALPN).
-pub const PP2_TYPE_ALPN: u8 = 0x01;
+pub(crate) const PP2_TYPE_ALPN: u8 = 0x01;
 /// TLV type: the host name the client asked for (TLS SNI, HTTP Host).
-pub const PP2_TYPE_AUTHORITY: u8 = 0x02;
+pub(crate) const PP2_TYPE_AUTHORITY: u8 = 0x02;
 
 /// Which version a backend sends (`proxy_protocol = "v1" | "v2"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -46,7 +46,7 @@ pub enum Version {
 
 /// A version 2 header's command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// The connection was made by the front itself (health check): use the real endpoints.
     Local,
     /// The connection is relayed on behalf of the client named in the header.
@@ -55,7 +55,7 @@ pub enum Command {
 
 /// The transport named by a header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// Unknown or unspecified (v1 `UNKNOWN`, v2 `UNSPEC`, or `LOCAL`).
     Unspec,
     /// TCP (v1 `TCP4`/`TCP6`, v2 `STREAM`).
@@ -66,7 +66,7 @@ pub enum Transport {
 
 /// One type-length-value field of a version 2 header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tlv {
+pub(crate) struct Tlv {
     /// The type (`PP2_TYPE_*`).
     pub kind: u8,
     /// The value (at most 65535 bytes).
@@ -75,7 +75,7 @@ pub struct Tlv {
 
 /// A decoded header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Bytes the header took; what follows belongs to the relayed stream.
     pub len: usize,
     /// 1 or 2.

@@ -2,7 +2,7 @@
 //! snapshot of plugins and backends, [`matchers`] are the host-side checks of `[backend.match]`,
 //! [`router`] runs detection and the strategy, and [`health`] takes unhealthy backends out.
 
-pub mod health;
-pub mod matchers;
+pub(crate) mod health;
+pub(crate) mod matchers;
 pub mod registry;
 pub mod router;

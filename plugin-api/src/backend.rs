@@ -1,6 +1,6 @@
 //! The Rust-side traits plugin authors implement, and the adapters that make them safe to call from
 //! the host: every call runs inside `catch_unwind`, so a panic becomes an error value the host counts,
-//! never an unwind across the FFI boundary (which would kill the host, DESIGN.md §5).
+//! never an unwind across the FFI boundary (which would kill the host, docs/architecture.md §5).
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,7 +1,7 @@
 //! The `#[repr(C)]` types that cross the host/plugin boundary, and the root module every plugin exports.
 //!
 //! Everything here derives `StableAbi`, so the host can check a library's layout before calling it.
-//! Rules for changing this file without breaking plugins already built (DESIGN.md §3):
+//! Rules for changing this file without breaking plugins already built (docs/architecture.md §3):
 //! append root-module fields after `new_backend` only (the host reads them as `Option`), append trait
 //! methods after the `#[sabi(last_prefix_field)]` method only and give them default bodies, and bump
 //! [`ABI_VERSION`]. Anything else is a new major version of this crate.

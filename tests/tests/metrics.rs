@@ -84,7 +84,9 @@ fn metrics_count_real_traffic_by_listener_backend_and_outcome() {
         m.get("pmmux_connections_total", &front_web("closed")) == Some(3.0)
             && m.get("pmmux_connections_active", &[("listener", "front")]) == Some(0.0)
     });
-    assert_eq!(m.value("pmmux_connections_total", &front_web("failed")), 0.0);
+    for failed in ["client_error", "upstream_error", "plugin_error", "config_error"] {
+        assert_eq!(m.value("pmmux_connections_total", &front_web(failed)), 0.0);
+    }
     assert_eq!(m.value("pmmux_connections_total", &front_none("no_match")), 1.0);
     assert_eq!(m.value("pmmux_connections_total", &front_none("timeout")), 1.0);
     assert_eq!(m.value("pmmux_connections_total", &front_none("refused_limit")), 0.0);

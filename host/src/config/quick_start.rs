@@ -235,7 +235,7 @@ impl PluginSource {
 }
 
 /// The file name prefix of the plugins this workspace builds (`libpmmux_http.so`).
-pub const BUILT_PLUGIN_PREFIX: &str = "libpmmux_";
+pub(crate) const BUILT_PLUGIN_PREFIX: &str = "libpmmux_";
 
 /// Finds the plugins of a quick start run without `--plugin-dir`, first found wins:
 /// 1. `plugins/` in the working folder, when it holds a library (the folder a user made);

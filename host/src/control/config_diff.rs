@@ -7,7 +7,7 @@ use crate::config::{BackendConfig, Config, ListenerConfig};
 
 /// What changes when `new` replaces `old`.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct ConfigDiff {
+pub(crate) struct ConfigDiff {
     /// Listeners to bind (an address/transport not listened on before).
     pub listeners_added: Vec<ListenerConfig>,
     /// Listeners to close (their open connections go on).
@@ -36,12 +36,12 @@ pub struct ConfigDiff {
 
 impl ConfigDiff {
     /// True when the new configuration changes nothing.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == ConfigDiff::default()
     }
 
     /// A one-line summary for the log.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut parts = Vec::new();
         let mut list = |what: &str, names: Vec<String>| {
             if !names.is_empty() {
@@ -87,7 +87,7 @@ fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool) {
 }
 
 /// Computes what changes from `old` to `new`.
-pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
+pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
     let mut d = ConfigDiff::default();
     for l in &new.listeners {
         match old.listeners.iter().find(|o| socket_key(o) == socket_key(l)) {

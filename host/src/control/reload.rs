@@ -25,7 +25,7 @@ use crate::tcp::listener::ListenerSet;
 const START_UP: &str = "start-up";
 
 /// The state the reloader owns.
-pub struct Reloader {
+pub(crate) struct Reloader {
     config: Config,
     loader: Loader,
     plugins: PluginSet,
@@ -42,7 +42,7 @@ pub struct Reloader {
 
 /// Logs backend build problems, one line each: a missing protocol is a warning (a plugin may be
 /// dropped in later), a refused configuration an error.
-pub fn log_build_issues(issues: &[BuildIssue]) {
+pub(crate) fn log_build_issues(issues: &[BuildIssue]) {
     for issue in issues {
         match issue {
             BuildIssue::MissingProtocol { .. } => tracing::warn!("{issue}"),
@@ -53,7 +53,7 @@ pub fn log_build_issues(issues: &[BuildIssue]) {
 
 impl Reloader {
     /// Loads the plugins and builds the first registry (before any listener accepts).
-    pub fn start(
+    pub(crate) fn start(
         config: Config,
         loader: Loader,
         listeners: Arc<Mutex<ListenerSet>>,
@@ -217,7 +217,7 @@ impl Reloader {
     }
 
     /// Runs until [`Signal::Shutdown`] (or every sender is gone).
-    pub fn run(mut self, signals: Receiver<Signal>) {
+    pub(crate) fn run(mut self, signals: Receiver<Signal>) {
         let mut plugins_due: Option<Instant> = None;
         let mut config_due: Option<Instant> = None;
         let mut first_event: Option<Instant> = None;
@@ -272,23 +272,13 @@ impl Reloader {
         tracing::debug!("reloader stopped");
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Counter of plugin library versions mapped into the process.
-    pub fn mapped_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+    pub(crate) fn mapped_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.loader.mapped()
     }
 
     /// The folder holding the loader's shadow copies.
-    pub fn shadow_dir(&self) -> &Path {
+    pub(crate) fn shadow_dir(&self) -> &Path {
         self.loader.shadow_dir()
-    }
-
-    /// The configuration file.
-    pub fn config_path(&self) -> &Path {
-        &self.config.path
     }
 }

@@ -19,7 +19,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_IN_FLIGHT: usize = 128;
 
 /// Serves until `stop` turns true.
-pub async fn serve(listener: TcpListener, source: StatusSource, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: TcpListener, source: StatusSource, mut stop: watch::Receiver<bool>) {
     let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let (stream, _) = tokio::select! {

@@ -17,15 +17,16 @@ use arc_swap::ArcSwap;
 
 use crate::plugins::LoadedPlugin;
 use crate::routing::router::Decision;
+use crate::tcp::error::Blame;
 use crate::tcp::preview::Outcome as Preview;
 use crate::tcp::relay::Transferred;
 
-pub mod render;
+pub(crate) mod render;
 
-pub use render::render;
+pub(crate) use render::render;
 
 /// Upper bounds (seconds) of the detection latency histogram's buckets (`+Inf` follows).
-pub const DETECTION_BUCKETS: [f64; 14] = [
+pub(crate) const DETECTION_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
@@ -34,8 +35,14 @@ pub const DETECTION_BUCKETS: [f64; 14] = [
 pub enum ConnOutcome {
     /// Routed, relayed or served, and ended without error.
     Closed,
-    /// Routed, then failed (upstream unreachable, I/O error, plugin `open` error).
-    Failed,
+    /// Routed, then the client's socket failed (reset, read or write error).
+    ClientError,
+    /// Routed, then the target failed (unreachable, connect timeout, reset, read or write error).
+    UpstreamError,
+    /// Routed, then a plugin hook (`open`, a session's `on_data` / `on_eof`) returned an error.
+    PluginError,
+    /// Routed to a backend the configuration cannot forward (no target).
+    ConfigError,
     /// No backend matched; closed.
     NoMatch,
     /// The client sent nothing within the probe timeout and no `on_timeout` backend is set.
@@ -47,10 +54,23 @@ pub enum ConnOutcome {
 }
 
 impl ConnOutcome {
+    /// The outcome of a routed connection that failed, by who is to blame.
+    pub(crate) fn failed(blame: Blame) -> ConnOutcome {
+        match blame {
+            Blame::Client => ConnOutcome::ClientError,
+            Blame::Upstream => ConnOutcome::UpstreamError,
+            Blame::Plugin => ConnOutcome::PluginError,
+            Blame::Config => ConnOutcome::ConfigError,
+        }
+    }
+
     /// Every outcome, in label order.
-    pub const ALL: [ConnOutcome; 6] = [
+    pub const ALL: [ConnOutcome; 9] = [
         ConnOutcome::Closed,
-        ConnOutcome::Failed,
+        ConnOutcome::ClientError,
+        ConnOutcome::UpstreamError,
+        ConnOutcome::PluginError,
+        ConnOutcome::ConfigError,
         ConnOutcome::NoMatch,
         ConnOutcome::Timeout,
         ConnOutcome::Aborted,
@@ -61,7 +81,10 @@ impl ConnOutcome {
     pub fn label(self) -> &'static str {
         match self {
             ConnOutcome::Closed => "closed",
-            ConnOutcome::Failed => "failed",
+            ConnOutcome::ClientError => "client_error",
+            ConnOutcome::UpstreamError => "upstream_error",
+            ConnOutcome::PluginError => "plugin_error",
+            ConnOutcome::ConfigError => "config_error",
             ConnOutcome::NoMatch => "no_match",
             ConnOutcome::Timeout => "timeout",
             ConnOutcome::Aborted => "aborted",
@@ -277,15 +300,15 @@ impl ListenerMetrics {
     }
 
     /// Records a routed connection's end: `Some(bytes)` when it closed cleanly.
-    pub fn finished(&self, backend: &str, result: Option<&Transferred>) {
+    pub(crate) fn finished(&self, backend: &str, result: Result<&Transferred, Blame>) {
         let outcome = match result {
-            Some(t) => {
+            Ok(t) => {
                 let bytes = self.global.bytes.get(backend);
                 bytes.up.fetch_add(t.up, Ordering::Relaxed);
                 bytes.down.fetch_add(t.down, Ordering::Relaxed);
                 ConnOutcome::Closed
             }
-            None => ConnOutcome::Failed,
+            Err(blame) => ConnOutcome::failed(blame),
         };
         self.outcomes.get(backend).add(outcome);
     }

@@ -15,7 +15,7 @@ use crate::ops::metrics::Metrics;
 use crate::routing::registry::Registry;
 use crate::tcp::listener::ListenerSet;
 
-pub mod html;
+pub(crate) mod html;
 
 /// The status document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,8 +1,8 @@
 //! Completeness check of a library file before it is mapped: dlopen of a truncated ELF object kills
-//! the process with SIGBUS (DESIGN.md §4), so every table and loadable segment must lie inside the file.
+//! the process with SIGBUS (docs/architecture.md §4), so every table and loadable segment must lie inside the file.
 
 /// Checks that `bytes` is a complete ELF shared object; the error says what is missing.
-pub fn check_complete(bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_complete(bytes: &[u8]) -> Result<(), String> {
     let len = bytes.len() as u64;
     if len < 16 || &bytes[..4] != b"\x7fELF" {
         return Err("not an ELF file (no \\x7fELF magic)".into());

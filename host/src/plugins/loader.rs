@@ -1,4 +1,4 @@
-//! Loads one plugin library file, as DESIGN.md §2–4 requires: copy it to a private shadow path (dlopen
+//! Loads one plugin library file, as docs/architecture.md §2–4 requires: copy it to a private shadow path (dlopen
 //! keys on the path, and overwriting a mapped file crashes), check the copy is whole, check the ABI
 //! major version and the root module's layout in both directions, then initialise it.
 //!
@@ -149,7 +149,7 @@ pub struct Loader {
 
 /// Whether a directory entry looks like a library of this platform (dotfiles are ignored: editors and
 /// installers write temporaries there).
-pub fn is_library(path: &Path) -> bool {
+pub(crate) fn is_library(path: &Path) -> bool {
     let ext = if cfg!(target_os = "windows") {
         "dll"
     } else if cfg!(target_os = "macos") {
@@ -214,7 +214,7 @@ impl Loader {
         super::elf::check_complete(&bytes).map_err(LoadError::Incomplete)?;
         fs::write(&shadow, &bytes)?;
         let result = self.load_shadow(&shadow);
-        // Safe once mapped (DESIGN.md §4), and keeps the shadow folder from growing.
+        // Safe once mapped (docs/architecture.md §4), and keeps the shadow folder from growing.
         let _ = fs::remove_file(&shadow);
         let (module, info, api_version) = result?;
         if !info.panic_unwind {
@@ -267,7 +267,7 @@ impl Loader {
             .ok_or_else(|| layout_error("the library carries no layout to check".into()))?;
         let host_layout = <PluginModRef as StableAbi>::LAYOUT;
         // abi_stable's own check refuses an older plugin in a newer host; accept either side being the
-        // older one, since appended prefix fields are read as optional (DESIGN.md §3).
+        // older one, since appended prefix fields are read as optional (docs/architecture.md §3).
         if let Err(forward) =
             check_layout_compatibility_with_globals(host_layout, plugin_layout, &CheckingGlobals::new())
         {

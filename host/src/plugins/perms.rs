@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 /// Checks the plugin folder. A folder that does not exist holds no plugins and passes.
-pub fn check_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_dir(dir: &Path) -> Result<(), String> {
     match fs::metadata(dir) {
         Ok(meta) => check(dir, "plugin folder", &meta),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -28,7 +28,7 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Checks one plugin file.
-pub fn check_file(file: &Path) -> Result<(), String> {
+pub(crate) fn check_file(file: &Path) -> Result<(), String> {
     let meta = fs::metadata(file).map_err(|e| format!("cannot read the file: {e}"))?;
     check(file, "plugin file", &meta)
 }

@@ -236,7 +236,7 @@ fn library_files(dir: &Path, prefix: &str) -> io::Result<Vec<(PathBuf, FileStamp
 }
 
 /// Logs refusals, one line each, naming the file and the cause.
-pub fn log_refusals(refused: &[Refusal]) {
+pub(crate) fn log_refusals(refused: &[Refusal]) {
     for r in refused {
         if r.kept_previous {
             tracing::error!(file = %r.file.display(), reason = %r.reason, "plugin refused; the previous version keeps serving");

@@ -11,7 +11,7 @@ use super::{
 
 /// What the first bytes of a connection hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decoded {
+pub(crate) enum Decoded {
     /// A whole header; bytes past `header.len` are the stream's own.
     Complete(Header),
     /// A valid beginning of a header: read more (the header is never longer than [`MAX_HEADER_LEN`]).
@@ -25,7 +25,7 @@ fn invalid(why: impl Into<String>) -> Decoded {
 }
 
 /// Decodes a header at the start of `buf` (either version).
-pub fn decode(buf: &[u8]) -> Decoded {
+pub(crate) fn decode(buf: &[u8]) -> Decoded {
     let n = buf.len().min(V2_SIGNATURE.len());
     if buf[..n] == V2_SIGNATURE[..n] {
         return if n < V2_SIGNATURE.len() {

@@ -24,7 +24,7 @@ fn same_family(source: SocketAddr, dest: SocketAddr) -> (SocketAddr, SocketAddr)
 }
 
 /// A version 1 line, `PROXY TCP4|TCP6 <src> <dst> <sport> <dport>\r\n`.
-pub fn encode_v1(source: SocketAddr, dest: SocketAddr) -> Vec<u8> {
+pub(crate) fn encode_v1(source: SocketAddr, dest: SocketAddr) -> Vec<u8> {
     let (s, d) = same_family(source, dest);
     let proto = if s.is_ipv4() { "TCP4" } else { "TCP6" };
     format!("PROXY {proto} {} {} {} {}\r\n", s.ip(), d.ip(), s.port(), d.port()).into_bytes()
@@ -32,7 +32,7 @@ pub fn encode_v1(source: SocketAddr, dest: SocketAddr) -> Vec<u8> {
 
 /// A version 2 header. `endpoints` `None` (or `Command::Local`) writes family UNSPEC with no
 /// address. TLVs that would take the header past [`V2_MAX_PAYLOAD`] are left out.
-pub fn encode_v2(
+pub(crate) fn encode_v2(
     command: Command,
     transport: Transport,
     endpoints: Option<(SocketAddr, SocketAddr)>,
@@ -95,7 +95,7 @@ pub fn encode_v2(
 /// to `local`. Version 2 carries PP2_TYPE_ALPN (the client's first offered protocol in `tls.alpn`
 /// or `quic.alpn`) and PP2_TYPE_AUTHORITY (`tls.sni`, `quic.sni` or `http.host` without its
 /// port) when the detection found them.
-pub fn header_for(version: Version, client: SocketAddr, local: SocketAddr, properties: &[Property]) -> Vec<u8> {
+pub(crate) fn header_for(version: Version, client: SocketAddr, local: SocketAddr, properties: &[Property]) -> Vec<u8> {
     match version {
         Version::V1 => encode_v1(client, local),
         Version::V2 => encode_v2(
@@ -108,7 +108,7 @@ pub fn header_for(version: Version, client: SocketAddr, local: SocketAddr, prope
 }
 
 /// The TLVs the detection's properties allow.
-pub fn tlvs_from(properties: &[Property]) -> Vec<Tlv> {
+pub(crate) fn tlvs_from(properties: &[Property]) -> Vec<Tlv> {
     let get = |key: &str| {
         properties
             .iter()

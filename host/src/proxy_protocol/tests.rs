@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use pmmux_plugin_api::Property;
 
+use super::encode::{encode_v1, encode_v2};
 use super::*;
 
 fn addr(s: &str) -> SocketAddr {

@@ -164,7 +164,7 @@ impl BuildIssue {
 }
 
 /// Where a backend is written, for messages: `file:line:column`, or `-b NAME` in a quick start.
-pub fn backend_at(config: &Config, bc: &BackendConfig) -> String {
+pub(crate) fn backend_at(config: &Config, bc: &BackendConfig) -> String {
     if config.path.as_os_str().is_empty() {
         format!("-b {}", bc.name)
     } else {
@@ -180,7 +180,7 @@ fn params_at(config: &Config, bc: &BackendConfig) -> Option<String> {
 
 /// The protocols backends can use with `plugins` loaded: the built-in ones, then the plugins' in
 /// name order.
-pub fn available_protocols(plugins: &[Arc<LoadedPlugin>]) -> Vec<String> {
+pub(crate) fn available_protocols(plugins: &[Arc<LoadedPlugin>]) -> Vec<String> {
     let mut from_plugins: Vec<String> = plugins.iter().flat_map(|p| p.protocols.iter().cloned()).collect();
     from_plugins.sort();
     BUILTIN_PROTOCOLS

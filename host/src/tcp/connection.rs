@@ -20,12 +20,13 @@ use crate::ops::metrics::ListenerMetrics;
 use crate::proxy_protocol;
 use crate::routing::registry::{Backend, BackendKind, Registry};
 use crate::routing::router::{Decision, Router};
+use crate::tcp::error::{ConnError, Op, Peer, SideError};
 use crate::tcp::preview::{self, Outcome};
 use crate::tcp::relay::{self, Transferred};
 use crate::tcp::session;
 
 /// What every connection of one listener shares.
-pub struct ListenerContext {
+pub(crate) struct ListenerContext {
     /// The listener's name.
     pub name: Arc<str>,
     /// The current routing snapshot.
@@ -42,7 +43,7 @@ pub struct ListenerContext {
 }
 
 /// Handles one accepted connection to the end; `admitted` (its limit slots) is held until then.
-pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
+pub(crate) async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
     let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
     let span = if trusted {
         // `peer` becomes the client the PROXY header names; `via` is the front that sent it.
@@ -74,19 +75,12 @@ async fn handle_inner(
     let strategy = ctx.strategy.unwrap_or(registry.routing.strategy);
     let mut preview = Vec::new();
     let peer = if trusted {
-        // Boxed: the header read's state stays out of every connection's task.
-        match Box::pin(proxy_protocol::io::read_header(&stream, registry.routing.probe_timeout)).await {
-            Ok(accepted) => {
-                let client = accepted.client(peer);
-                tracing::Span::current().record("peer", tracing::field::display(client));
-                preview = accepted.rest;
+        match accept_proxy_header(&stream, peer, &registry).await {
+            Ok((client, rest)) => {
+                preview = rest;
                 client
             }
-            Err(e) => {
-                tracing::Span::current().record("peer", tracing::field::display(peer));
-                tracing::info!(error = %e, "PROXY header refused; closed");
-                return close_gracefully(stream).await;
-            }
+            Err(()) => return close_gracefully(stream).await,
         }
     } else {
         peer
@@ -96,38 +90,114 @@ async fn handle_inner(
     admitted.preview_done();
     ctx.metrics
         .previewed(&previewed, started.elapsed(), registry.on_timeout.is_some());
-    // A client routed by the probe timeout (on_timeout) has no ranking to fail over in.
-    let mut silent = false;
-    let (index, properties) = match previewed {
-        Err(e) => return tracing::debug!(error = %e, "client error while previewing"),
-        Ok(Outcome::Closed) => return tracing::debug!("client closed before sending anything"),
-        Ok(Outcome::Silent) => match registry.on_timeout {
-            Some(i) if registry.backends[i].stats.health.is_up() => {
-                silent = true;
-                (i, RVec::new())
-            }
-            _ => {
-                let ms = registry.routing.probe_timeout.as_millis();
-                tracing::info!(
-                    timeout_ms = ms,
-                    "client sent nothing within the probe timeout and no healthy on_timeout backend is set; closed"
-                );
-                return close_gracefully(stream).await;
-            }
-        },
-        Ok(Outcome::Routed(Decision::Route { index, properties })) => (index, properties),
-        Ok(Outcome::Routed(_)) => {
-            let asked = router.asked();
-            if registry.backends.is_empty() {
-                tracing::info!("no backend is in routing (no plugin loaded for any configured backend?); closed");
-            } else {
-                tracing::info!(?asked, preview_bytes = preview.len(), "no backend matched; closed");
-            }
-            return close_gracefully(stream).await;
-        }
+    let Some(routed) = choose(previewed, &registry, &router, preview.len()) else {
+        return close_gracefully(stream).await;
     };
-    let (mut index, mut properties, mut failovers) = (index, properties, 0);
-    let result = loop {
+    let result = relay_with_failover(&mut stream, &mut router, &mut preview, routed, &ctx).await;
+    // Formatted only if a close line is written (not per connection when logging is at warn).
+    let ms = Millis(started.elapsed());
+    match result {
+        Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms = %ms, "connection closed"),
+        Err(e) => {
+            let side = e.blame().label();
+            tracing::warn!(error = %e, side, ms = %ms, "connection failed");
+            close_gracefully(stream).await;
+        }
+    }
+}
+
+/// Reads the PROXY header a trusted front sends first: the client it names and the bytes after it,
+/// or `Err` (logged) when the header is refused.
+async fn accept_proxy_header(
+    stream: &TcpStream,
+    front: SocketAddr,
+    registry: &Registry,
+) -> Result<(SocketAddr, Vec<u8>), ()> {
+    // Boxed: the header read's state stays out of every connection's task.
+    let read = Box::pin(proxy_protocol::io::read_header(stream, registry.routing.probe_timeout)).await;
+    let span = tracing::Span::current();
+    match read {
+        Ok(accepted) => {
+            let client = accepted.client(front);
+            span.record("peer", tracing::field::display(client));
+            Ok((client, accepted.rest))
+        }
+        Err(e) => {
+            span.record("peer", tracing::field::display(front));
+            tracing::info!(error = %e, "PROXY header refused; closed");
+            Err(())
+        }
+    }
+}
+
+/// The backend a previewed connection goes to first.
+struct Routed {
+    /// Its index in the registry.
+    index: usize,
+    /// The properties its detection returned.
+    properties: RVec<Property>,
+    /// Routed by the probe timeout (`on_timeout`): there is no ranking to fail over in.
+    silent: bool,
+}
+
+/// Turns the preview's outcome into the backend to use, or `None` (logged) when the connection is
+/// to be closed.
+fn choose(
+    previewed: std::io::Result<Outcome>,
+    registry: &Registry,
+    router: &Router,
+    preview_len: usize,
+) -> Option<Routed> {
+    match previewed {
+        Err(e) => tracing::debug!(error = %e, side = "client", "client error while previewing"),
+        Ok(Outcome::Closed) => tracing::debug!("client closed before sending anything"),
+        Ok(Outcome::Silent) => match registry.on_timeout {
+            Some(index) if registry.backends[index].stats.health.is_up() => {
+                return Some(Routed {
+                    index,
+                    properties: RVec::new(),
+                    silent: true,
+                })
+            }
+            _ => tracing::info!(
+                timeout_ms = registry.routing.probe_timeout.as_millis(),
+                "client sent nothing within the probe timeout and no healthy on_timeout backend is set; closed"
+            ),
+        },
+        Ok(Outcome::Routed(Decision::Route { index, properties })) => {
+            return Some(Routed {
+                index,
+                properties,
+                silent: false,
+            })
+        }
+        Ok(Outcome::Routed(_)) if registry.backends.is_empty() => {
+            tracing::info!("no backend is in routing (no plugin loaded for any configured backend?); closed")
+        }
+        Ok(Outcome::Routed(_)) => {
+            tracing::info!(asked = ?router.asked(), preview_bytes = preview_len, "no backend matched; closed")
+        }
+    }
+    None
+}
+
+/// Dispatches to the routed backend; when connecting to its target fails, to the next one the
+/// router ranks (up to `max_failovers`). Counts the outcome on the backend that ended it.
+async fn relay_with_failover(
+    stream: &mut TcpStream,
+    router: &mut Router,
+    preview: &mut Vec<u8>,
+    routed: Routed,
+    ctx: &ListenerContext,
+) -> Result<Transferred, ConnError> {
+    let registry = Arc::clone(router.registry());
+    let Routed {
+        mut index,
+        mut properties,
+        silent,
+    } = routed;
+    let mut failovers = 0;
+    loop {
         let backend = Arc::clone(&registry.backends[index]);
         let span = tracing::Span::current();
         span.record("backend", backend.name());
@@ -138,14 +208,13 @@ async fn handle_inner(
         let live = LiveGuard::new(&backend);
         // Boxed: a connection still previewing (most of them, under attack) does not carry the
         // relay's and session's state in its task.
-        let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
+        let result = Box::pin(dispatch(stream, router, &backend, &properties, preview)).await;
         // Not live any more once the close is logged (least-requests reads this count).
         drop(live);
         // Boxed, and only built after a failed connect: most connections never fail over.
         let next = match crate::tcp::failover::connect_failure(&result) {
             Some(e) => {
-                let next =
-                    crate::tcp::failover::next(&mut stream, &mut router, &backend, e, &mut preview, failovers, silent);
+                let next = crate::tcp::failover::next(stream, router, &backend, e, preview, failovers, silent);
                 Box::pin(next).await
             }
             None => None,
@@ -153,18 +222,10 @@ async fn handle_inner(
         match next {
             Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),
             None => {
-                ctx.metrics.finished(backend.name(), result.as_ref().ok());
-                break result;
+                ctx.metrics
+                    .finished(backend.name(), result.as_ref().map_err(ConnError::blame));
+                return result;
             }
-        }
-    };
-    // Formatted only if a close line is written (not per connection when logging is at warn).
-    let ms = Millis(started.elapsed());
-    match result {
-        Ok(t) => tracing::info!(bytes_up = t.up, bytes_down = t.down, ms = %ms, "connection closed"),
-        Err(e) => {
-            tracing::warn!(error = %e, ms = %ms, "connection failed");
-            close_gracefully(stream).await;
         }
     }
 }
@@ -203,23 +264,6 @@ async fn close_gracefully(mut stream: TcpStream) {
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
-/// Why a routed connection failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnError {
-    #[error(transparent)]
-    Relay(#[from] relay::RelayError),
-    #[error(transparent)]
-    Serve(#[from] session::ServeError),
-    #[error("plugin hook `open` failed: {0}")]
-    Plugin(String),
-    #[error("backend has no target to forward to")]
-    NoTarget,
-    #[error("client I/O error: {0}")]
-    Client(#[from] std::io::Error),
-    #[error("upstream {target}: sending the PROXY header failed: {source}")]
-    ProxyHeader { target: String, source: std::io::Error },
-}
-
 async fn dispatch(
     stream: &mut TcpStream,
     router: &Router,
@@ -235,10 +279,13 @@ async fn dispatch(
             match object.open_tcp(&conn, RSlice::from_slice(preview)) {
                 RResult::ROk(TcpAction::Forward(ROption::RSome(t))) => Some(t.into()),
                 RResult::ROk(TcpAction::Forward(ROption::RNone)) => backend.config.target.clone(),
-                RResult::ROk(TcpAction::Serve(session)) => return Ok(session::serve(stream, session, preview).await?),
+                RResult::ROk(TcpAction::Serve(session)) => return session::serve(stream, session, preview).await,
                 RResult::RErr(e) => {
                     backend.plugin_error("open", e.as_str());
-                    return Err(ConnError::Plugin(e.into()));
+                    return Err(ConnError::Plugin {
+                        hook: "open",
+                        message: e.into(),
+                    });
                 }
             }
         }
@@ -262,7 +309,11 @@ async fn discard(stream: &mut TcpStream, already: u64) -> Result<Transferred, Co
     let mut buf = [0u8; 4096];
     let mut up = already;
     loop {
-        match stream.read(&mut buf).await? {
+        match stream
+            .read(&mut buf)
+            .await
+            .map_err(SideError::on(Peer::Client, Op::Read))?
+        {
             0 => return Ok(Transferred { up, down: 0 }),
             n => up += n as u64,
         }

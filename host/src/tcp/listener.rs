@@ -9,6 +9,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod backoff;
+
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::runtime::Handle;
@@ -17,11 +19,12 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
-use crate::ops::limits::{AcceptBackoff, Limits, ListenerLimits};
+use crate::ops::limits::{Limits, ListenerLimits};
 use crate::ops::metrics::{ConnOutcome, ListenerMetrics, Metrics};
 use crate::routing::registry::Registry;
 use crate::tcp::connection::{self, ListenerContext};
 use crate::udp::driver::{self, UdpContext, UdpStats};
+use backoff::AcceptBackoff;
 
 /// Pending-connection queue length asked of the kernel.
 const BACKLOG: u32 = 4096;
@@ -277,7 +280,7 @@ impl ListenerSet {
 /// Binds a TCP listener for `cfg` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 /// TCP_NODELAY is set on the listening socket: accepted sockets inherit it on Linux, which saves a
 /// system call per connection (relayed bytes are forwarded as they come, never held for batching).
-pub fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
+pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     let socket = if cfg.address.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -306,7 +309,7 @@ fn bind_udp(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSo
 /// A connection slot is taken before each accept (so a full `max_connections` stops accepting);
 /// the per-IP and preview limits are checked after it. Accept errors back off (see
 /// [`AcceptBackoff`]), logged once per episode.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: Arc<TcpListener>,
     ctx: Arc<ListenerContext>,
     limits: Arc<ListenerLimits>,

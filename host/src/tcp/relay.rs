@@ -13,14 +13,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{lookup_host, TcpStream};
 use tokio::time::timeout;
 
+use crate::tcp::error::{Op, Peer, SideError};
+
 /// First buffer size per direction.
-pub const MIN_RELAY_BUFFER: usize = 4 * 1024;
+pub(crate) const MIN_RELAY_BUFFER: usize = 4 * 1024;
 /// Largest buffer per direction: enough for loopback line rate.
-pub const MAX_RELAY_BUFFER: usize = 128 * 1024;
+pub(crate) const MAX_RELAY_BUFFER: usize = 128 * 1024;
 
 /// Which side of a relay failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     /// The target could not be resolved.
     #[error("upstream {target}: cannot resolve: {source}")]
     Resolve {
@@ -53,9 +55,9 @@ pub enum RelayError {
         /// Why.
         source: io::Error,
     },
-    /// The relay ended with an I/O error on either side.
-    #[error("relay error: {0}")]
-    Io(io::Error),
+    /// The relay ended with an I/O error on one side.
+    #[error(transparent)]
+    Io(SideError),
 }
 
 /// Bytes moved by a finished relay.
@@ -68,7 +70,7 @@ pub struct Transferred {
 }
 
 /// Connects to `target` (`host:port`), trying each resolved address until the timeout.
-pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
+pub(crate) async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
     let attempt = async {
         let addrs = lookup_host(target).await.map_err(|source| RelayError::Resolve {
             target: target.to_owned(),
@@ -98,7 +100,7 @@ pub async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStrea
 }
 
 /// Replays `preview` to `upstream`, then relays until both directions are closed.
-pub async fn relay(
+pub(crate) async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     preview: &[u8],
@@ -114,8 +116,8 @@ pub async fn relay(
     let (upstream_read, upstream_write) = upstream.split();
     let one_done = AtomicBool::new(false);
     let (up, down) = tokio::try_join!(
-        copy_half(client_read, upstream_write, &one_done),
-        copy_half(upstream_read, client_write, &one_done)
+        copy_half(client_read, upstream_write, Peer::Client, &one_done),
+        copy_half(upstream_read, client_write, Peer::Upstream, &one_done)
     )
     .map_err(RelayError::Io)?;
     Ok(Transferred {
@@ -127,24 +129,27 @@ pub async fn relay(
 /// Copies until `from` reaches end of file, then shuts `to` down for writing (half-close), so the
 /// other direction goes on until its own end. The direction that ends last skips the shutdown: both
 /// sockets are closed right after, and a close sends the same FIN (its receive side was read to the
-/// end, so no RST) — one system call less per connection.
+/// end, so no RST) — one system call less per connection. An error names the end that failed:
+/// `reader` for a read, the other end for a write.
 async fn copy_half(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
+    reader: Peer,
     one_done: &AtomicBool,
-) -> io::Result<u64> {
+) -> Result<u64, SideError> {
+    let writer = reader.other();
     let mut buf: Vec<u8> = Vec::with_capacity(MIN_RELAY_BUFFER);
     let mut total = 0u64;
     loop {
         buf.clear();
-        let n = from.read_buf(&mut buf).await?;
+        let n = from.read_buf(&mut buf).await.map_err(SideError::on(reader, Op::Read))?;
         if n == 0 {
             if !one_done.swap(true, Ordering::Relaxed) {
-                to.shutdown().await?;
+                to.shutdown().await.map_err(SideError::on(writer, Op::Write))?;
             }
             return Ok(total);
         }
-        to.write_all(&buf).await?;
+        to.write_all(&buf).await.map_err(SideError::on(writer, Op::Write))?;
         total += n as u64;
         if n == buf.capacity() && buf.capacity() < MAX_RELAY_BUFFER {
             buf.reserve_exact(buf.capacity());

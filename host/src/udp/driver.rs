@@ -29,7 +29,7 @@ use crate::routing::registry::{Backend, BackendKind, Registry};
 use crate::routing::router::Router;
 
 /// Largest UDP payload over IPv4 (65,535 − 8 − 20); the receive buffer holds any datagram whole.
-pub const MAX_DATAGRAM: usize = 65_507;
+pub(crate) const MAX_DATAGRAM: usize = 65_507;
 /// How often, at most, a flow's reply reader reports activity to the table.
 const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
 /// Least time between two "flow table full" / "dropped" log lines of one listener.
@@ -62,7 +62,7 @@ pub struct UdpStats {
 }
 
 /// What the driver of one UDP listener shares with the rest of the host.
-pub struct UdpContext {
+pub(crate) struct UdpContext {
     /// The listener's name.
     pub name: Arc<str>,
     /// The routing snapshot.
@@ -141,7 +141,7 @@ struct Driver {
 }
 
 /// Serves `socket` until `stop` turns true.
-pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch::Receiver<bool>) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::error!(listener = %ctx.name, error = %e, "UDP listener has no address"),
@@ -214,7 +214,7 @@ fn far_future() -> tokio::time::Instant {
 }
 
 impl Driver {
-    /// Feeds the table, settles what it says about ended flows (expired, removed, refused), and
+    /// Feeds the table, settles what it says about ended flows (expired, refused), and
     /// returns the one action it asks for, if any (forward, detect, created, already there).
     fn apply(&mut self, input: Input<Flow>, now: Instant) -> Option<Output<Flow>> {
         self.flows.handle(input, &mut self.out);
@@ -227,7 +227,6 @@ impl Driver {
                     writer::forget(client);
                     tracing::debug!(listener = %self.ctx.name, %client, backend = state.backend.name(), "UDP flow expired");
                 }
-                Output::Removed { client, .. } => writer::forget(client),
                 Output::Rejected { .. } => {
                     self.ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
                     if self.full_log.due(now) {

@@ -21,24 +21,24 @@ fn clients() -> MutexGuard<'static, HashMap<SocketAddr, Weak<UdpSocket>>> {
 }
 
 /// Notes that `client` talks through `socket` (called when its flow is created).
-pub fn remember(client: SocketAddr, socket: &Arc<UdpSocket>) {
+pub(crate) fn remember(client: SocketAddr, socket: &Arc<UdpSocket>) {
     clients().insert(client, Arc::downgrade(socket));
 }
 
 /// Forgets `client` (its flow ended).
-pub fn forget(client: SocketAddr) {
+pub(crate) fn forget(client: SocketAddr) {
     clients().remove(&client);
 }
 
 /// Sends `data` to `to` from `socket` now, or drops it: one non-blocking `sendto` on the descriptor.
 /// (tokio's `try_send_to` also reports WouldBlock while the reactor has not yet seen the socket
 /// writable, which would drop datagrams a fresh socket could send.)
-pub fn send_now(socket: &UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+pub(crate) fn send_now(socket: &UdpSocket, data: &[u8], to: SocketAddr) -> bool {
     socket2::SockRef::from(socket).send_to(data, &to.into()).is_ok()
 }
 
 /// A new writer handle for a plugin backend.
-pub fn client_writer() -> ClientWriterBox {
+pub(crate) fn client_writer() -> ClientWriterBox {
     FfiClientWriter_TO::from_value(HostWriter, TD_Opaque)
 }
 

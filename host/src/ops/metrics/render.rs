@@ -10,7 +10,7 @@ use crate::ops::limits::LimitKind;
 use crate::ops::status::StatusSource;
 
 /// The `Content-Type` of the rendering.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The text format under construction.
 #[derive(Default)]
@@ -39,7 +39,7 @@ impl Out {
 }
 
 /// Escapes a label value: backslash, double quote and line feed.
-pub fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -64,7 +64,7 @@ fn float(v: f64) -> String {
 }
 
 /// Every metric of the process, read from `src`.
-pub fn render(src: &StatusSource) -> String {
+pub(crate) fn render(src: &StatusSource) -> String {
     let m = &src.metrics;
     let registry = src.registry.load_full();
     let (tcp, udp) = {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::Status;
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -42,7 +42,7 @@ fn opt(v: Option<usize>) -> String {
 }
 
 /// The page.
-pub fn render(s: &Status) -> String {
+pub(crate) fn render(s: &Status) -> String {
     let mut out = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pmmux status</title>\n\
          <style>body{font-family:sans-serif;margin:1em 2em}table{border-collapse:collapse}\

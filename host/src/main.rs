@@ -83,6 +83,19 @@ enum Command {
         /// The plugin library.
         file: PathBuf,
     },
+    /// Write a new plugin crate: Cargo.toml (cdylib + rlib), a detector with its tests and a
+    /// README. It builds out of tree with `cargo build --release` against this pmmux's plugin-api
+    /// source (a path dependency), and `pmmux inspect-plugin` accepts the library it makes.
+    NewPlugin {
+        /// The plugin's name and protocol (lower-case letters, digits and `-`).
+        name: String,
+        /// Where to write it (created; must be empty) [default: ./pmmux-plugin-NAME].
+        dir: Option<PathBuf>,
+        /// The plugin-api folder to build against [default: the pmmux source this binary was
+        /// built from].
+        #[arg(long, value_name = "DIR")]
+        plugin_api: Option<PathBuf>,
+    },
     /// Show what a running pmmux has loaded: plugins and versions, old versions still mapped,
     /// listeners, backends with live connections. Asks the admin endpoint (`[admin] address` of
     /// the configuration, or --admin).
@@ -105,6 +118,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(&cli.config, args),
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::InspectPlugin { file }) => inspect_plugin(file),
+        Some(Command::NewPlugin { name, dir, plugin_api }) => new_plugin(name, dir.as_deref(), plugin_api.as_deref()),
         Some(Command::Status { admin, json }) => status(&cli.config, *admin, *json),
     };
     match result {
@@ -321,6 +335,24 @@ fn empty_plugin_dir(config: &Path, dir: &Path) -> String {
         dir.display(),
         dir.display()
     )
+}
+
+fn new_plugin(name: &str, dir: Option<&Path>, plugin_api: Option<&Path>) -> anyhow::Result<ExitCode> {
+    use pmmux::plugins::scaffold;
+    let dir = dir.map_or_else(|| PathBuf::from(format!("pmmux-plugin-{name}")), Path::to_owned);
+    let api = scaffold::plugin_api_source(plugin_api)?;
+    let files = scaffold::write(name, &dir, &api)?;
+    for f in &files {
+        println!("wrote {}", f.display());
+    }
+    let lib = format!("libpmmux_{}.so", name.replace('-', "_"));
+    println!(
+        "next: cd {} && cargo test && cargo build --release && pmmux inspect-plugin target/release/{lib}\n\
+         (pmmux-plugin-api is the path dependency {}; see README.md there)",
+        dir.display(),
+        api.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inspect_plugin(file: &Path) -> anyhow::Result<ExitCode> {

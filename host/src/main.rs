@@ -165,12 +165,14 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
+        // Caught before READY=1: a SIGTERM right after it must drain, not kill.
+        let shutdown = shutdown_signal();
         let server = Server::bind(config).await?;
         if let Some(run_as) = &run_as {
             pmmux::ops::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
         }
         pmmux::ops::systemd::ready(&format!("serving {} listening socket(s)", server.local_addrs().len()));
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         anyhow::Ok(())
     })?;
     // Connections past the drain timeout are cut here, with the runtime.
@@ -230,20 +232,25 @@ fn raise_fd_limit() {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, caught from the call on (call it inside the runtime); the future ends at the
+/// first.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(t), Ok(i)) => (t, i),
-        _ => {
-            tracing::error!("cannot install signal handlers; stop pmmux with SIGKILL");
-            return std::future::pending().await;
-        }
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "shutdown requested");
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (mut term, mut int) = match handlers {
+            (Ok(t), Ok(i)) => (t, i),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop pmmux with SIGKILL");
+                return std::future::pending().await;
+            }
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    }
 }
 
 /// Everything `run` would trip over, listed at once: the file's own problems (syntax, names,

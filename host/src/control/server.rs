@@ -50,12 +50,22 @@ pub struct Server {
     signals: (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
     admin: Option<TcpListener>,
     status: StatusSource,
+    /// SIGHUP, caught from `bind` on: a SIGHUP right after READY=1 must reload, not kill (the
+    /// default action) before `run` gets to install a handler.
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Server {
     /// Loads the plugins and binds every listener (call inside the runtime). Plugin and backend
     /// problems are logged and leave the rest serving; a listener that cannot bind is an error.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install the SIGHUP handler; config reload on SIGHUP is off");
+                None
+            }
+        };
         let loader = Loader::new().map_err(StartError::Shadow)?;
         let registry = Arc::new(ArcSwap::from_pointee(Registry::empty(&config)));
         let tracker = TaskTracker::new();
@@ -110,6 +120,7 @@ impl Server {
             limits,
         };
         Ok(Server {
+            hangup,
             drain_timeout,
             tracker,
             listeners,
@@ -139,6 +150,7 @@ impl Server {
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
+            hangup,
             drain_timeout,
             tracker,
             listeners,
@@ -154,7 +166,7 @@ impl Server {
         if let Err(e) = &reload_thread {
             tracing::error!(error = %e, "cannot start the reload thread; plugins and configuration stay as loaded");
         }
-        let hup = tokio::spawn(forward_sighup(signal_tx.clone()));
+        let hup = tokio::spawn(forward_sighup(hangup, signal_tx.clone()));
         let health = tokio::spawn(crate::routing::health::checker::supervise(Arc::clone(&status.registry)));
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, status, admin_stopped)));
@@ -242,13 +254,9 @@ fn lock(listeners: &Mutex<ListenerSet>) -> MutexGuard<'_, ListenerSet> {
 }
 
 /// SIGHUP reloads the configuration.
-async fn forward_sighup(signals: mpsc::Sender<Signal>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            return tracing::warn!(error = %e, "cannot install the SIGHUP handler; config reload on SIGHUP is off")
-        }
+async fn forward_sighup(hangup: Option<tokio::signal::unix::Signal>, signals: mpsc::Sender<Signal>) {
+    let Some(mut hup) = hangup else {
+        return;
     };
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");

@@ -46,6 +46,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Process-wide limits (`[limits]`).
     pub limits: crate::ops::limits::GlobalLimitsConfig,
+    /// How to reach the NAT gateway (`[port_mapping]`), for listeners with a `public_port`.
+    pub port_mapping: crate::portmap::PortMappingConfig,
 }
 
 /// The `[reload]` table.
@@ -81,6 +83,10 @@ pub struct ListenerConfig {
     pub reuse_port: bool,
     /// Limits of this listener (`max_connections`, `max_connections_per_ip`).
     pub limits: crate::ops::limits::ListenerLimitsConfig,
+    /// The public port to ask the NAT gateway to forward here (`public_port`); `None`: no mapping.
+    pub public_port: Option<crate::portmap::PublicPort>,
+    /// Whether to listen at all (`listen = false`: map the port only, for another local service).
+    pub listen: bool,
 }
 
 /// How a backend is picked among those that match.
@@ -436,6 +442,24 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             max_connections: positive(l.max_connections, "listener max_connections", report),
             max_connections_per_ip: positive(l.max_connections_per_ip, "listener max_connections_per_ip", report),
         };
+        let public_port = l.public_port.as_ref().and_then(|p| {
+            crate::portmap::config::public_port(p.get_ref())
+                .map_err(|e| report(Some(p.span()), format!("listener `{name}`: {e}")))
+                .ok()
+        });
+        let listen = *l.listen.get_ref();
+        if !listen && public_port.is_none() {
+            report(
+                Some(l.listen.span()),
+                format!("listener `{name}`: listen = false needs a public_port (it only maps the port)"),
+            );
+        }
+        if !listen && address.port() == 0 {
+            report(
+                span.clone(),
+                format!("listener `{name}`: listen = false needs the local port the mapping forwards to (not 0)"),
+            );
+        }
         listeners.push(ListenerConfig {
             name,
             address,
@@ -445,6 +469,8 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             accept_proxy_protocol,
             reuse_port: l.reuse_port,
             limits,
+            public_port,
+            listen,
         });
     }
 
@@ -561,8 +587,10 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
         report(None, "reload.rescan_interval_ms must be at least 100".into());
     }
 
+    let port_mapping = crate::portmap::config::validate(raw.port_mapping, report);
     Config {
         path: path.to_owned(),
+        port_mapping,
         plugin_dir,
         plugin_prefix: None,
         listeners,

@@ -9,6 +9,7 @@
 //! - [`proxy_protocol`]: reading a trusted front's PROXY header, writing one to upstreams.
 //! - [`control`]: the service's start and stop, file watching and reloads, the configuration diff.
 //! - [`ops`]: admin endpoint, status, metrics, limits, systemd and privilege dropping.
+//! - [`portmap`]: NAT port mapping (UPnP IGD, NAT-PMP, PCP) for listeners with a `public_port`.
 //! - [`config`]: the configuration file, `{{env}}` expansion and the `-p` / `-b` quick start.
 
 // The module maps above link to crate-private stages on purpose: this library is documented for its
@@ -19,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod ops;
 pub mod plugins;
+pub(crate) mod portmap;
 pub(crate) mod proxy_protocol;
 pub mod routing;
 pub(crate) mod tcp;

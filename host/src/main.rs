@@ -33,11 +33,13 @@ struct Cli {
 #[derive(clap::Args, Clone, Default)]
 struct RunArgs {
     /// Quick start without a config file: listen on [ADDRESS:]PORT[:tcp|udp] (repeatable; address
-    /// 0.0.0.0, both transports unless one is named; IPv6 as [::1]:PORT).
+    /// 0.0.0.0, both transports unless one is named; IPv6 as [::1]:PORT), or listen on LOCAL and
+    /// map PUBLIC on the NAT gateway with PUBLIC:LOCAL[:tcp|udp][:bind-address=IP,listen=false]
+    /// (PUBLIC `!`: no mapping, `?`: any; LOCAL `?`: any).
     #[arg(
         short = 'p',
         long = "port",
-        value_name = "[ADDRESS:]PORT[:tcp|udp]",
+        value_name = "[ADDRESS:]PORT[:tcp|udp] | PUBLIC:LOCAL[:tcp|udp][:KEY=VALUE,...]",
         conflicts_with = "config"
     )]
     ports: Vec<String>,

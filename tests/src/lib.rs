@@ -57,6 +57,7 @@ pub mod dns;
 pub mod fixtures;
 pub mod haproxy;
 pub mod http;
+pub mod loopback_ns;
 pub mod net;
 pub mod netns;
 pub mod paths;
@@ -73,10 +74,10 @@ pub use dns::{dns_query, parse_dns_reply, DnsRecord, DnsReply, DnsServer, QTYPE_
 pub use fixtures::{abi_fixture, api_1_0_fixture, build_fixture, versioned_fixture};
 pub use haproxy::Haproxy;
 pub use http::{HttpServer, PROXY_PROTOCOL_PATH, SERVER_NAME_HEADER};
+pub use loopback_ns::LoopbackNs;
 pub use net::{
     free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_listens_tcp, tcp_listening, wait_for_port,
 };
-pub use netns::Netns;
 pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
 pub use pmmux::{Pmmux, StartOptions, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
 pub use process::{

@@ -46,6 +46,9 @@ pub struct StartOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// The open-file limit (soft and hard) set in the child before it runs.
     pub nofile: Option<u64>,
+    /// Run inside this network namespace (one a test made with [`crate::netns`]): the host is
+    /// started through `ip netns exec`, which execs it, so the guard's PID is the host's.
+    pub netns: Option<&'a str>,
 }
 
 /// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
@@ -97,6 +100,7 @@ impl Pmmux {
             args: extra_args,
             env: &[],
             nofile,
+            netns: None,
         })
     }
 
@@ -109,6 +113,7 @@ impl Pmmux {
             args,
             env,
             nofile,
+            netns,
         } = *options;
         let bin = pmmux_bin();
         let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
@@ -122,7 +127,14 @@ impl Pmmux {
         for (name, bytes) in files {
             write_file_in(&plugin_dir, name, bytes);
         }
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         if let Some(config_toml) = config {
             let config = dir.path().join("pmmux.toml");
             fs::write(&config, expand(config_toml, dir.path())).expect("write pmmux.toml");

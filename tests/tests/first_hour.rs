@@ -37,7 +37,7 @@ fn the_readme_run_command_serves_on_a_fresh_copy_under_umask_002_and_022() {
     let debug = debug_dir().display().to_string();
     let after_build = after_build.replace("target/release/", &format!("{debug}/"));
     for umask in ["002", "022"] {
-        let Some(ns) = Netns::create("readme") else {
+        let Some(ns) = LoopbackNs::create("readme") else {
             eprintln!("SKIP: no network namespace here (ip netns add failed): the default port 8443 may be taken");
             return;
         };

@@ -48,11 +48,11 @@ impl Lock {
 }
 
 /// Runs programs in a namespace of the test's own, or in the host's when there is none.
-struct Place(Option<Netns>);
+struct Place(Option<LoopbackNs>);
 
 impl Place {
     fn create() -> Place {
-        let ns = Netns::create("deb");
+        let ns = LoopbackNs::create("deb");
         if ns.is_none() {
             eprintln!("note: no network namespace here (ip netns add failed); using the host's 127.0.0.1:8443");
         }

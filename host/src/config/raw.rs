@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
     pub(super) health: crate::routing::health::config::RawProtocolHealth,
     #[serde(default)]
     pub(super) limits: RawLimits,
+    pub(super) port_mapping: Option<crate::portmap::config::RawPortMapping>,
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +81,13 @@ pub(super) struct RawListener {
     pub(super) reuse_port: bool,
     pub(super) max_connections: Option<Spanned<usize>>,
     pub(super) max_connections_per_ip: Option<Spanned<usize>>,
+    pub(super) public_port: Option<Spanned<crate::portmap::config::RawPublicPort>>,
+    #[serde(default = "default_listen")]
+    pub(super) listen: Spanned<bool>,
+}
+
+pub(super) fn default_listen() -> Spanned<bool> {
+    Spanned::new(0..0, true)
 }
 
 pub(super) fn default_transport() -> Spanned<Vec<String>> {

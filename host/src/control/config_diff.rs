@@ -32,6 +32,8 @@ pub(crate) struct ConfigDiff {
     pub reload_changed: bool,
     /// Whether `[admin]` changed (the endpoint is bound at start: it needs a restart).
     pub admin_changed: bool,
+    /// Whether `[port_mapping]` changed.
+    pub port_mapping_changed: bool,
 }
 
 impl ConfigDiff {
@@ -73,6 +75,9 @@ impl ConfigDiff {
         if self.admin_changed {
             parts.push("admin changed (needs a restart)".into());
         }
+        if self.port_mapping_changed {
+            parts.push("port_mapping changed".into());
+        }
         if parts.is_empty() {
             "no change".into()
         } else {
@@ -81,9 +86,10 @@ impl ConfigDiff {
     }
 }
 
-/// Identity of a listening socket: a listener is the same one when these are equal.
-fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool) {
-    (l.address, l.tcp, l.udp)
+/// Identity of a listening socket: a listener is the same one when these are equal (turning
+/// `listen` on or off opens or closes the socket).
+fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool, bool) {
+    (l.address, l.tcp, l.udp, l.listen)
 }
 
 /// Computes what changes from `old` to `new`.
@@ -129,6 +135,7 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.limits_changed = old.limits != new.limits;
     d.reload_changed = old.reload != new.reload;
     d.admin_changed = old.admin != new.admin;
+    d.port_mapping_changed = old.port_mapping != new.port_mapping;
     d
 }
 

@@ -38,6 +38,8 @@ pub(crate) struct Reloader {
     /// Stamp of the configuration file at the last read (a metadata-only event, such as the
     /// access-time update our own read causes, does not re-read it).
     config_stamp: Option<FileStamp>,
+    /// The NAT port mapper, told the mapped sockets after every listener change.
+    portmap: crate::portmap::PortMapper,
 }
 
 /// Logs backend build problems, one line each: a missing protocol is a warning (a plugin may be
@@ -59,6 +61,7 @@ impl Reloader {
         listeners: Arc<Mutex<ListenerSet>>,
         registry: Arc<ArcSwap<Registry>>,
         signals: Sender<Signal>,
+        portmap: crate::portmap::PortMapper,
     ) -> Reloader {
         let config_stamp = FileStamp::of(&config.path).ok();
         let plugins = PluginSet::with_prefix(config.plugin_prefix.clone());
@@ -72,6 +75,7 @@ impl Reloader {
             watcher: None,
             last_issues: Vec::new(),
             config_stamp,
+            portmap,
         };
         r.watch();
         let report = r.plugins.reconcile(&r.loader, &r.config.plugin_dir);
@@ -174,7 +178,7 @@ impl Reloader {
                 listeners.remove(l.address);
                 tracing::info!(listener = %l.name, address = %l.address, "listener closed; its connections go on");
             }
-            for l in &d.listeners_added {
+            for l in d.listeners_added.iter().filter(|l| l.listen) {
                 if let Err(e) = listeners.add(l) {
                     tracing::error!(listener = %l.name, address = %l.address, error = %e, "cannot listen; the rest of the configuration applies");
                 }
@@ -183,6 +187,8 @@ impl Reloader {
                 listeners.reconfigure(l);
             }
             listeners.limits().configure(&new.limits);
+            self.portmap
+                .set_bound(&crate::control::server::mapped_sockets(&new.listeners, &listeners));
             crate::ops::metrics::Metrics::inc(&listeners.metrics().config_reloads);
         }
         if d.admin_changed {
@@ -201,6 +207,9 @@ impl Reloader {
                 watch_config = r.watch_config,
                 "[reload] applied"
             );
+        }
+        if d.port_mapping_changed {
+            tracing::warn!("a change of [port_mapping] takes effect at the next start");
         }
         let rewatch = d.plugin_dir_changed || new.reload.watch_config != self.config.reload.watch_config;
         self.config = new;

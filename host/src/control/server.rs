@@ -16,12 +16,14 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, ListenerConfig};
 use crate::control::reload::Reloader;
 use crate::control::watcher::Signal;
 use crate::ops::admin;
 use crate::ops::status::StatusSource;
 use crate::plugins::Loader;
+use crate::portmap::driver::Bound;
+use crate::portmap::{PortMapper, Transport};
 use crate::routing::registry::Registry;
 use crate::tcp::listener::ListenerSet;
 
@@ -53,6 +55,39 @@ pub struct Server {
     /// SIGHUP, caught from `bind` on: a SIGHUP right after READY=1 must reload, not kill (the
     /// default action) before `run` gets to install a handler.
     hangup: Option<tokio::signal::unix::Signal>,
+    portmap: PortMapper,
+}
+
+/// How long removing the mappings from the gateway may delay the stop.
+const UNMAP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sockets of `configs` that ask for a public port, with the ports they are bound to (a
+/// `listen = false` listener: its configured address).
+pub(crate) fn mapped_sockets(configs: &[ListenerConfig], set: &ListenerSet) -> Vec<Bound> {
+    let bound = set.bound_by_config();
+    let mut out = Vec::new();
+    for lc in configs {
+        let Some(public) = lc.public_port else { continue };
+        for (on, transport) in [(lc.tcp, Transport::Tcp), (lc.udp, Transport::Udp)] {
+            let address = if lc.listen {
+                bound
+                    .iter()
+                    .find(|(configured, t, _)| *configured == lc.address && *t == transport.label())
+                    .map(|(_, _, at)| *at)
+            } else {
+                Some(lc.address)
+            };
+            if let (true, Some(address)) = (on, address) {
+                out.push(Bound {
+                    listener: lc.name.clone(),
+                    address,
+                    transport,
+                    public,
+                });
+            }
+        }
+    }
+    out
 }
 
 impl Server {
@@ -79,6 +114,7 @@ impl Server {
             Arc::clone(&metrics),
         )));
         let signals = mpsc::channel();
+        let portmap = PortMapper::start(config.port_mapping.clone());
         let (drain_timeout, admin_addr, listener_configs) =
             (config.routing.drain_timeout, config.admin, config.listeners.clone());
         let configured: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
@@ -89,15 +125,17 @@ impl Server {
             Arc::clone(&listeners),
             Arc::clone(&registry),
             signals.0.clone(),
+            portmap.clone(),
         );
         {
             let mut set = lock(&listeners);
-            for lc in &listener_configs {
+            for lc in listener_configs.iter().filter(|l| l.listen) {
                 set.add(lc).map_err(|error| StartError::Bind {
                     address: lc.address,
                     error,
                 })?;
             }
+            portmap.set_bound(&mapped_sockets(&listener_configs, &set));
         }
         let admin = match admin_addr {
             Some(address) => Some(
@@ -118,6 +156,7 @@ impl Server {
             started: Instant::now(),
             metrics,
             limits,
+            portmap: Some(portmap.clone()),
         };
         Ok(Server {
             hangup,
@@ -128,6 +167,7 @@ impl Server {
             signals,
             admin,
             status,
+            portmap,
         })
     }
 
@@ -158,6 +198,7 @@ impl Server {
             signals,
             admin,
             status,
+            portmap,
         } = self;
         let (signal_tx, signal_rx) = signals;
         let reload_thread = std::thread::Builder::new()
@@ -183,6 +224,9 @@ impl Server {
         for task in accept_tasks {
             let _ = task.await;
         }
+        // The gateway stops forwarding before the drain: new clients get a refusal from it, not
+        // from a closed socket here.
+        portmap.shutdown(UNMAP_TIMEOUT).await;
         if let Some(t) = admin_task {
             let _ = t.await;
         }

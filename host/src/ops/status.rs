@@ -39,6 +39,9 @@ pub struct Status {
     /// Process-wide limits and what they count now.
     #[serde(default)]
     pub limits: LimitsStatus,
+    /// NAT port mapping: the gateway, the external address and each mapping's state.
+    #[serde(default)]
+    pub port_mapping: crate::portmap::PortMapStatus,
 }
 
 /// The process-wide limits (`[limits]`) and their counts.
@@ -160,6 +163,8 @@ pub struct StatusSource {
     pub metrics: Arc<Metrics>,
     /// The process-wide limits.
     pub limits: Arc<Limits>,
+    /// The NAT port mapper (`None` outside a running server).
+    pub portmap: Option<crate::portmap::PortMapper>,
 }
 
 impl StatusSource {
@@ -250,6 +255,7 @@ impl StatusSource {
                 connections: self.limits.connections.count(),
                 previews: self.limits.previews.count(),
             },
+            port_mapping: self.portmap.as_ref().map(|p| p.status()).unwrap_or_default(),
         }
     }
 }
@@ -284,6 +290,7 @@ impl Status {
                 u.name, u.flows, u.datagrams, u.unmatched, u.rejected, u.expired, u.pending, u.pending_rejected
             );
         }
+        out += &crate::portmap::render::text(&self.port_mapping);
         out += "\nbackends:\n";
         for b in &self.backends {
             out += &format!(

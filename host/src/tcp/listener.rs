@@ -238,6 +238,15 @@ impl ListenerSet {
             .collect()
     }
 
+    /// Each listening socket's configured address, transport and bound address (they differ in
+    /// the port when the configured one is 0).
+    pub fn bound_by_config(&self) -> Vec<(SocketAddr, &'static str, SocketAddr)> {
+        self.running
+            .iter()
+            .filter_map(|((configured, transport), r)| Some((*configured, *transport, r.socket.local_addr().ok()?)))
+            .collect()
+    }
+
     /// Counters of each UDP listener, with its name and bound address.
     pub fn udp_stats(&self) -> Vec<(String, SocketAddr, Arc<UdpStats>)> {
         self.running

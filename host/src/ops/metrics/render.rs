@@ -312,5 +312,8 @@ pub(crate) fn render(src: &StatusSource) -> String {
         o.family(name, "counter", help);
         o.sample(name, &[], v.load(Ordering::Relaxed));
     }
+    if let Some(p) = &src.portmap {
+        crate::portmap::render::metrics(&p.status(), &mut o.0);
+    }
     o.0
 }

@@ -173,6 +173,52 @@ pub(crate) fn render(s: &Status) -> String {
             })
             .collect(),
     );
+    let pm = &s.port_mapping;
+    if pm.enabled && !pm.mappings.is_empty() {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        table(
+            &mut out,
+            "Port mapping",
+            &["protocol", "gateway", "external address", "last error"],
+            vec![vec![
+                dash(&pm.protocol),
+                dash(&pm.gateway),
+                dash(&pm.external_address),
+                dash(&pm.last_error),
+            ]],
+        );
+        table(
+            &mut out,
+            "Mappings",
+            &[
+                "listener",
+                "transport",
+                "local port",
+                "public port",
+                "asked",
+                "state",
+                "lifetime left (s)",
+                "renewals",
+                "last error",
+            ],
+            pm.mappings
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.listener.clone(),
+                        m.transport.clone(),
+                        m.internal_port.to_string(),
+                        m.public_port.map_or("-".into(), |p| p.to_string()),
+                        m.requested_public_port.clone(),
+                        m.state.clone(),
+                        m.lifetime_left_s.map_or("-".into(), |l| l.to_string()),
+                        m.renewals.to_string(),
+                        dash(&m.last_error),
+                    ]
+                })
+                .collect(),
+        );
+    }
     out.push_str("</body></html>\n");
     out
 }
@@ -209,6 +255,7 @@ mod tests {
                 },
             }],
             limits: LimitsStatus::default(),
+            port_mapping: Default::default(),
         };
         let page = render(&status);
         assert!(!page.contains("<script>"));

@@ -110,7 +110,9 @@ fn quick_start_finds_the_built_plugins_and_routes_a_waiting_client_with_on_timeo
     .current_dir(cwd.path());
     let log = cwd.path().join("pmmux.log");
     let mut pm = ChildGuard::spawn_logged("quick start", cmd, &log).expect("start pmmux");
-    pm.wait_listening(loopback(port), PMMUX_START_TIMEOUT)
+    // Every debug plugin of the build is copied to the shadow folder and loaded (about 20 MB
+    // each): slower than a test's usual two plugins on a loaded machine.
+    pm.wait_listening(loopback(port), Duration::from_secs(90))
         .unwrap_or_else(|e| panic!("{e}\n{}", pm.log()));
     let text = pm.log();
     let summary = text

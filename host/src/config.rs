@@ -31,6 +31,9 @@ pub struct Config {
     pub path: PathBuf,
     /// Folder holding plugin libraries (relative paths resolved against the config file's folder).
     pub plugin_dir: PathBuf,
+    /// Only libraries whose file name starts with this are plugins (`None`: every library). Set
+    /// by the quick start when it reads a cargo target folder; a file cannot set it.
+    pub plugin_prefix: Option<String>,
     /// Listening sockets.
     pub listeners: Vec<ListenerConfig>,
     /// How connections are routed.
@@ -167,9 +170,41 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 3_600_000;
 /// `[routing] half_closed_timeout_ms` by default: a minute without a byte once one side finished.
 pub const DEFAULT_HALF_CLOSED_TIMEOUT_MS: u64 = 60_000;
 
+/// Where something is written in the configuration file, for messages (line 0: nowhere, as for
+/// a quick start's `-b`). Every place equals every other: a backend moved in the file, or below a
+/// new comment, is the same backend and is not rebuilt by a reload.
+#[derive(Debug, Clone, Copy, Default, Eq)]
+pub struct Place {
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl PartialEq for Place {
+    fn eq(&self, _other: &Place) -> bool {
+        true
+    }
+}
+
+impl Place {
+    /// `file:line:column`, or the file alone when the place is unknown.
+    pub fn in_file(&self, file: &Path) -> String {
+        if self.line == 0 {
+            file.display().to_string()
+        } else {
+            format!("{}:{}:{}", file.display(), self.line, self.column)
+        }
+    }
+}
+
 /// One `[[backend]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
+    /// Where its `[[backend]]` table begins in the file.
+    pub place: Place,
+    /// Where its `[backend.params]` table is (the backend's place when it has none).
+    pub params_place: Place,
     /// Unique name.
     pub name: String,
     /// Protocol: built-in `pass` / `noop`, or one a loaded plugin provides.
@@ -256,46 +291,114 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `path` names it in errors and anchors `plugin_dir`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let expanded = env::expand(text, |name| std::env::var(name).ok()).map_err(|errors| ConfigError {
-        path: path.to_owned(),
-        issues: errors
-            .into_iter()
-            .map(|e| {
-                let (line, column) = line_col(text, e.offset);
-                ConfigIssue {
-                    line,
-                    column,
-                    message: e.message,
-                }
-            })
-            .collect(),
-    })?;
-    let locate = |span: Option<Range<usize>>, message: String| {
-        let (line, column) = span
-            .map(|s| line_col(text, expanded.original_offset(s.start)))
-            .unwrap_or((0, 0));
-        ConfigIssue { line, column, message }
-    };
-    let raw: RawConfig = toml::from_str(&expanded.text).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        issues: vec![locate(e.span(), e.message().to_owned())],
-    })?;
-    let mut issues = Vec::new();
-    let config = validate(path, raw, &mut |span, msg| issues.push(locate(span, msg)));
-    if issues.is_empty() {
-        Ok(config)
-    } else {
-        issues.sort_by_key(|i| (i.line, i.column));
-        Err(ConfigError {
+    match parse_all(path, text) {
+        (Some(config), issues) if issues.is_empty() => Ok(config),
+        (_, issues) => Err(ConfigError {
             path: path.to_owned(),
             issues,
+        }),
+    }
+}
+
+/// Reads a file as [`parse_all`] does.
+pub fn load_all(path: &Path) -> (Option<Config>, Vec<ConfigIssue>) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_all(path, &text),
+        Err(e) => (
+            None,
+            vec![ConfigIssue {
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            }],
+        ),
+    }
+}
+
+/// Parses and validates as far as the text allows, for listing every problem at once: the
+/// configuration as validated (`None` only when the TOML itself cannot be read) and every issue,
+/// in file order. A `{{env:NAME}}` that cannot be expanded is reported and left in place; other
+/// problems on its line (an address that is not IP:PORT because it is a placeholder) are its
+/// consequences and not repeated.
+pub(crate) fn parse_all(path: &Path, text: &str) -> (Option<Config>, Vec<ConfigIssue>) {
+    let (expanded, env_errors) = env::expand_all(text, |name| std::env::var(name).ok());
+    let mut issues: Vec<ConfigIssue> = env_errors
+        .into_iter()
+        .map(|e| {
+            let (line, column) = line_col(text, e.offset);
+            ConfigIssue {
+                line,
+                column,
+                message: e.message,
+            }
         })
+        .collect();
+    let env_lines: HashSet<usize> = issues.iter().map(|i| i.line).collect();
+    let place = |span: Range<usize>| {
+        let (line, column) = line_col(text, expanded.original_offset(span.start));
+        Place { line, column }
+    };
+    let locate = |span: Option<Range<usize>>, message: String| {
+        let Place { line, column } = span.map(place).unwrap_or_default();
+        ConfigIssue { line, column, message }
+    };
+    let push = |issue: ConfigIssue, issues: &mut Vec<ConfigIssue>| {
+        if issue.line == 0 || !env_lines.contains(&issue.line) {
+            issues.push(issue);
+        }
+    };
+    let config = match toml::from_str::<RawConfig>(&expanded.text) {
+        Ok(raw) => {
+            let mut found = Vec::new();
+            let config = validate(
+                path,
+                raw,
+                &mut |span, msg| found.push(locate(span, msg)),
+                &|span, header| {
+                    if header {
+                        backend_place(text, place(span))
+                    } else {
+                        place(span)
+                    }
+                },
+            );
+            for issue in found {
+                push(issue, &mut issues);
+            }
+            Some(config)
+        }
+        Err(e) => {
+            push(locate(e.span(), e.message().to_owned()), &mut issues);
+            None
+        }
+    };
+    issues.sort_by_key(|i| (i.line, i.column));
+    (config, issues)
+}
+
+/// The place of the `[[backend]]` header above `name` (the place of its `name` key), or that
+/// place itself when the header is not found (an inline table).
+fn backend_place(text: &str, name: Place) -> Place {
+    let upto: usize = text
+        .split_inclusive('\n')
+        .take(name.line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    match text[..upto].rfind("[[backend]]") {
+        Some(at) => {
+            let (line, column) = line_col(text, at);
+            Place { line, column }
+        }
+        None => name,
     }
 }
 
 type Report<'a> = dyn FnMut(Option<Range<usize>>, String) + 'a;
+/// The place in the file of a span of the expanded text; with `true`, the span is a backend's
+/// `name` and the place is that of its `[[backend]]` header.
+type Locate<'a> = dyn Fn(Range<usize>, bool) -> Place + 'a;
 
-fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
+fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locate<'_>) -> Config {
     let base = path.parent().map(Path::to_owned).unwrap_or_default();
     let plugin_dir = if raw.plugin_dir.is_absolute() {
         raw.plugin_dir
@@ -452,7 +555,16 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             let msg = format!("backend `{name}`: weight must be 1..={max}");
             report(Some(b.weight.span()), msg);
         }
-        let params_toml = toml::to_string(&b.params).unwrap_or_default();
+        let place = locate(b.name.span(), true);
+        let params_place = match &b.params {
+            Some(p) => locate(p.span(), false),
+            None => place,
+        };
+        let params_toml = b
+            .params
+            .as_ref()
+            .map(|p| toml::to_string(p.get_ref()).unwrap_or_default())
+            .unwrap_or_default();
         let health = crate::routing::health::config::for_backend(
             &name,
             b.health.as_ref(),
@@ -461,6 +573,8 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             report,
         );
         backends.push(BackendConfig {
+            place,
+            params_place,
             name,
             protocol,
             target: b.target.map(Spanned::into_inner),
@@ -516,6 +630,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
         path: path.to_owned(),
         port_mapping,
         plugin_dir,
+        plugin_prefix: None,
         listeners,
         routing: Routing {
             strategy: r.strategy,

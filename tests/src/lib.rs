@@ -58,6 +58,7 @@ pub mod dns;
 pub mod fixtures;
 pub mod haproxy;
 pub mod http;
+pub mod loopback_ns;
 pub mod net;
 pub mod netns;
 pub mod paths;
@@ -75,6 +76,7 @@ pub use dns::{dns_query, parse_dns_reply, DnsRecord, DnsReply, DnsServer, QTYPE_
 pub use fixtures::{abi_fixture, api_1_0_fixture, build_fixture, versioned_fixture};
 pub use haproxy::Haproxy;
 pub use http::{HttpServer, PROXY_PROTOCOL_PATH, SERVER_NAME_HEADER};
+pub use loopback_ns::LoopbackNs;
 pub use net::{
     free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_has_tcp_connection, pid_listens_tcp,
     tcp_listening, wait_for_port,

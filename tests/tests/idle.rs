@@ -75,7 +75,12 @@ fn idle_and_half_closed_connections_are_closed_with_a_reason_and_counted_and_tal
     let me = talker.local_addr().expect("address").to_string();
     let client_side = ss
         .lines()
-        .find(|l| l.contains(&format!("127.0.0.1:{p1} ")) && l.contains(&me))
+        // pmmux's side: the listener's address is the local one (3rd column), the client the peer;
+        // the client's own socket lists the same two addresses the other way round.
+        .find(|l| {
+            let mut cols = l.split_whitespace().skip(2);
+            cols.next() == Some(format!("127.0.0.1:{p1}").as_str()) && cols.next() == Some(me.as_str())
+        })
         .unwrap_or_else(|| panic!("no socket of pmmux towards {me}:\n{ss}"));
     assert!(
         client_side.contains("timer:(keepalive"),

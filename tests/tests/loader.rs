@@ -127,7 +127,7 @@ protocol = "echo"
     let pm = Pmmux::start(&config, &["libfixture_panic_hooks.so", "echo"]);
     pm.wait_listening(loopback(port));
     assert!(
-        pm.wait_for_log("backend `ctor-panics`: plugin `panicky@0.1.0`", T),
+        pm.wait_for_log("backend `ctor-panics` is not in routing: plugin `panicky@0.1.0`", T),
         "{}",
         pm.log()
     );
@@ -303,7 +303,8 @@ fn check_config_reports_every_problem_with_its_line() {
     let err = out.stderr_str();
     assert!(err.contains("no loaded plugin provides protocol `shh`"), "{err}");
     assert!(
-        err.contains("backend `y`: plugin `ssh@1.0.0`") && err.contains("unknown field `verbose`"),
+        err.contains("typo.toml:7:1: backend `y` is not in routing: plugin `ssh@1.0.0`")
+            && err.contains("unknown field `verbose`"),
         "{err}"
     );
 }

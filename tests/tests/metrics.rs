@@ -243,7 +243,8 @@ fn a_slow_admin_client_does_not_hold_the_endpoint() {
 #[test]
 fn a_non_loopback_admin_address_is_refused_unless_allowed() {
     let dir = temp_dir("admin-config");
-    let head = "[[listener]]\naddress = \"127.0.0.1:1\"\n[admin]\naddress = \"0.0.0.0:9900\"\n";
+    let head = "[[listener]]\naddress = \"127.0.0.1:1\"\n[[backend]]\nname = \"n\"\nprotocol = \"noop\"\n\
+                [admin]\naddress = \"0.0.0.0:9900\"\n";
     let refused = write_file_in(dir.path(), "refused.toml", head.as_bytes());
     let allowed = write_file_in(
         dir.path(),
@@ -256,7 +257,7 @@ fn a_non_loopback_admin_address_is_refused_unless_allowed() {
     assert!(!out.status.success(), "{}", out.stdout_str());
     let err = out.stderr_str();
     assert!(
-        err.contains("refused.toml:4:")
+        err.contains("refused.toml:7:")
             && err.contains("not a loopback address")
             && err.contains("allow_remote = true"),
         "{err}"

@@ -56,7 +56,17 @@ const OPEN: &str = "{{env:";
 
 /// Replaces every placeholder inside a quoted string of `text`, asking `lookup` for variables.
 /// A default (`:-`) is used when the variable is unset or empty, as in the shell.
+#[cfg(test)]
 pub(super) fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Expanded, Vec<EnvError>> {
+    match expand_all(text, lookup) {
+        (expanded, errors) if errors.is_empty() => Ok(expanded),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Like [`expand`], going on past a placeholder that cannot be expanded (it is left as it is) so
+/// every one is reported.
+pub(super) fn expand_all(text: &str, lookup: impl Fn(&str) -> Option<String>) -> (Expanded, Vec<EnvError>) {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut replaced = Vec::new();
@@ -120,11 +130,8 @@ pub(super) fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Res
         }
         i += 1;
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     out.push_str(&text[copied.min(text.len())..]);
-    Ok(Expanded { text: out, replaced })
+    (Expanded { text: out, replaced }, errors)
 }
 
 /// The replacement for one placeholder body (`NAME` or `NAME:-default`), escaped for `state`.

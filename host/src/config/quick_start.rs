@@ -10,7 +10,7 @@
 //! TOML scalar, anything else a string; a key given twice becomes a list.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
@@ -298,10 +298,80 @@ fn scalar(raw: &str) -> Value {
     }
 }
 
-/// Builds the configuration of a run from `-p`, `-b` and the plugin folder (relative to the
-/// working folder). The result has no file: the configuration is not watched and SIGHUP only
-/// rescans the plugins.
-pub fn build(ports: &[String], backends: &[String], plugin_dir: &Path) -> Result<Config, QuickStartError> {
+/// Where a quick start takes its plugins from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSource {
+    /// The folder (relative paths are taken from the working folder).
+    pub dir: PathBuf,
+    /// Only files whose name starts with this are plugins (a cargo target folder also holds test
+    /// fixture libraries).
+    pub prefix: Option<String>,
+}
+
+impl PluginSource {
+    /// Every library in `dir`.
+    pub fn dir(dir: impl Into<PathBuf>) -> PluginSource {
+        PluginSource {
+            dir: dir.into(),
+            prefix: None,
+        }
+    }
+}
+
+/// The file name prefix of the plugins this workspace builds (`libpmmux_http.so`).
+pub(crate) const BUILT_PLUGIN_PREFIX: &str = "libpmmux_";
+
+/// Finds the plugins of a quick start run without `--plugin-dir`, first found wins:
+/// 1. `plugins/` in the working folder, when it holds a library (the folder a user made);
+/// 2. the folder of the `pmmux` executable, when it holds `libpmmux_*` libraries (a cargo build:
+///    `target/release/pmmux` beside `target/release/libpmmux_http.so`);
+/// 3. `../lib/pmmux/plugins` from the executable's folder (the package: `/usr/bin/pmmux` and
+///    `/usr/lib/pmmux/plugins`).
+///
+/// `Err` lists the places looked at.
+pub fn find_plugins(cwd: &Path, exe: Option<&Path>) -> Result<PluginSource, Vec<PathBuf>> {
+    let has = |dir: &Path, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let path = e.path();
+                crate::plugins::loader::is_library(&path)
+                    && path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix))
+            })
+        })
+    };
+    let mut tried = vec![cwd.join("plugins")];
+    if has(&tried[0], "") {
+        return Ok(PluginSource::dir(tried.swap_remove(0)));
+    }
+    if let Some(bin_dir) = exe.and_then(Path::parent) {
+        if has(bin_dir, BUILT_PLUGIN_PREFIX) {
+            return Ok(PluginSource {
+                dir: bin_dir.to_owned(),
+                prefix: Some(BUILT_PLUGIN_PREFIX.to_owned()),
+            });
+        }
+        tried.push(bin_dir.to_owned());
+        let packaged = bin_dir.join("../lib/pmmux/plugins");
+        if has(&packaged, "") {
+            return Ok(PluginSource::dir(packaged));
+        }
+        tried.push(packaged);
+    }
+    Err(tried)
+}
+
+/// Builds the configuration of a run from `-p`, `-b`, `--on-timeout` and the plugins. The result
+/// has no file: the configuration is not watched and SIGHUP only rescans the plugins.
+pub fn build(
+    ports: &[String],
+    backends: &[String],
+    plugins: &PluginSource,
+    on_timeout: Option<&str>,
+) -> Result<Config, QuickStartError> {
+    let plugin_dir = plugins.dir.as_path();
     if ports.is_empty() {
         return Err(QuickStartError::Invalid(
             "-b needs at least one -p [ADDRESS:]PORT to listen on".into(),
@@ -348,9 +418,23 @@ pub fn build(ports: &[String], backends: &[String], plugin_dir: &Path) -> Result
     let mut reload = Table::new();
     reload.insert("watch_config".into(), Value::Boolean(false));
     root.insert("reload".into(), Value::Table(reload));
+    if let Some(name) = on_timeout {
+        let mut routing = Table::new();
+        routing.insert("on_timeout".into(), Value::String(name.to_owned()));
+        root.insert("routing".into(), Value::Table(routing));
+    }
     let text = toml::to_string(&root).map_err(|e| QuickStartError::Invalid(e.to_string()))?;
-    config::parse(Path::new(""), &text)
-        .map_err(|e| QuickStartError::Invalid(e.issues.into_iter().map(|i| i.message).collect::<Vec<_>>().join("; ")))
+    let mut config = config::parse(Path::new(""), &text).map_err(|e| {
+        QuickStartError::Invalid(
+            e.issues
+                .into_iter()
+                .map(|i| i.message.replace("routing.on_timeout", "--on-timeout"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    config.plugin_prefix = plugins.prefix.clone();
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -140,8 +140,7 @@ pub(super) struct RawBackend {
     pub(super) weight: Spanned<u32>,
     #[serde(default, rename = "match")]
     pub(super) matchers: MatchersConfig,
-    #[serde(default)]
-    pub(super) params: toml::Table,
+    pub(super) params: Option<Spanned<toml::Table>>,
     #[serde(default = "default_udp_idle_timeout_ms")]
     pub(super) udp_idle_timeout_ms: u64,
     pub(super) idle_timeout_ms: Option<u64>,

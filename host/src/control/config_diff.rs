@@ -28,6 +28,10 @@ pub(crate) struct ConfigDiff {
     pub plugin_dir_changed: bool,
     /// Whether `[limits]` changed.
     pub limits_changed: bool,
+    /// Whether `[reload]` changed (applied at once: quiet period, rescan interval, watching).
+    pub reload_changed: bool,
+    /// Whether `[admin]` changed (the endpoint is bound at start: it needs a restart).
+    pub admin_changed: bool,
     /// Whether `[port_mapping]` changed.
     pub port_mapping_changed: bool,
 }
@@ -64,6 +68,12 @@ impl ConfigDiff {
         }
         if self.limits_changed {
             parts.push("limits changed".into());
+        }
+        if self.reload_changed {
+            parts.push("reload settings changed".into());
+        }
+        if self.admin_changed {
+            parts.push("admin changed (needs a restart)".into());
         }
         if self.port_mapping_changed {
             parts.push("port_mapping changed".into());
@@ -123,6 +133,8 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.routing_changed = old.routing != new.routing;
     d.plugin_dir_changed = old.plugin_dir != new.plugin_dir;
     d.limits_changed = old.limits != new.limits;
+    d.reload_changed = old.reload != new.reload;
+    d.admin_changed = old.admin != new.admin;
     d.port_mapping_changed = old.port_mapping != new.port_mapping;
     d
 }
@@ -232,5 +244,17 @@ mod tests {
         let d = diff(&old, &new);
         assert!(d.routing_changed && d.plugin_dir_changed);
         assert!(d.summary().ends_with("routing changed; plugin_dir changed"));
+    }
+
+    #[test]
+    fn reload_and_admin_changes_are_changes() {
+        let base = format!("{L1}{}", backend("a", "127.0.0.1:1"));
+        let old = config(&base);
+        let d = diff(&old, &config(&format!("{base}[reload]\nquiet_period_ms = 50\n")));
+        assert!(d.reload_changed && !d.is_empty(), "{d:?}");
+        assert_eq!(d.summary(), "reload settings changed");
+        let d = diff(&old, &config(&format!("{base}[admin]\naddress = \"127.0.0.1:9900\"\n")));
+        assert!(d.admin_changed && !d.reload_changed, "{d:?}");
+        assert_eq!(d.summary(), "admin changed (needs a restart)");
     }
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -36,12 +37,12 @@ pub enum StartError {
     #[error("cannot create the plugin shadow folder: {0}")]
     Shadow(io::Error),
     /// A listener could not be bound.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}: {error}")]
     Bind {
         /// The address.
         address: SocketAddr,
-        /// Why.
-        source: io::Error,
+        /// Why: part of the message, not a `source`, so the binary's `{:#}` does not print it twice.
+        error: io::Error,
     },
 }
 
@@ -117,6 +118,8 @@ impl Server {
         let sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let (drain_timeout, admin_addr, listener_configs) =
             (config.routing.drain_timeout, config.admin, config.listeners.clone());
+        let configured: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let plugin_dir = config.plugin_dir.clone();
         let reloader = Reloader::start(
             config,
             loader,
@@ -128,19 +131,19 @@ impl Server {
         {
             let mut set = lock(&listeners);
             for lc in listener_configs.iter().filter(|l| l.listen) {
-                set.add(lc).map_err(|source| StartError::Bind {
+                set.add(lc).map_err(|error| StartError::Bind {
                     address: lc.address,
-                    source,
+                    error,
                 })?;
             }
             portmap.set_bound(&mapped_sockets(&listener_configs, &set));
         }
         let admin = match admin_addr {
             Some(address) => Some(match crate::control::upgrade::inherit::take_admin(address) {
-                Some(fd) => adopt_admin(fd).map_err(|source| StartError::Bind { address, source })?,
+                Some(fd) => adopt_admin(fd).map_err(|error| StartError::Bind { address, error })?,
                 None => TcpListener::bind(address)
                     .await
-                    .map_err(|source| StartError::Bind { address, source })?,
+                    .map_err(|error| StartError::Bind { address, error })?,
             }),
             None => None,
         };
@@ -148,6 +151,7 @@ impl Server {
         if let Some(a) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
             tracing::info!(address = %a, "admin endpoint listening: GET /metrics, /status, /status.txt, /status.html");
         }
+        log_summary(&lock(&listeners).bound(), &registry.load(), &configured, &plugin_dir);
         let status = StatusSource {
             registry,
             listeners: Arc::clone(&listeners),
@@ -308,6 +312,47 @@ fn adopt_admin(fd: std::os::fd::OwnedFd) -> io::Result<TcpListener> {
     let listener = std::net::TcpListener::from(fd);
     listener.set_nonblocking(true)?;
     TcpListener::from_std(listener)
+}
+
+/// The one start-up line: where pmmux listens, the plugins it loaded, and how many of the
+/// configured backends are in routing (each one that is not has had its own line saying why).
+fn log_summary(
+    bound: &[(String, SocketAddr, &'static str)],
+    registry: &Registry,
+    configured: &[String],
+    plugin_dir: &Path,
+) {
+    let listening: Vec<String> = bound.iter().map(|(_, a, t)| format!("{a}/{t}")).collect();
+    let routed: Vec<&str> = registry.backends.iter().map(|b| b.name()).collect();
+    let missing: Vec<&str> = configured
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !routed.contains(n))
+        .collect();
+    let plugins = match registry.plugins.len() {
+        1 => "1 plugin".to_owned(),
+        n => format!("{n} plugins"),
+    };
+    let summary = format!(
+        "pmmux started: listening on {}; {plugins} from {}; {} of {} backends in routing",
+        listening.join(", "),
+        plugin_dir.display(),
+        routed.len(),
+        configured.len()
+    );
+    if configured.is_empty() {
+        tracing::warn!("{summary}: no [[backend]] is configured, so every connection is closed");
+    } else if missing.is_empty() {
+        tracing::info!("{summary} ({})", routed.join(", "));
+    } else if routed.is_empty() {
+        tracing::warn!("{summary}: every connection is closed until a backend is; why each one is out is logged above");
+    } else {
+        tracing::warn!(
+            "{summary} ({}); out of routing: {} (why is logged above)",
+            routed.join(", "),
+            missing.join(", ")
+        );
+    }
 }
 
 fn lock(listeners: &Mutex<ListenerSet>) -> MutexGuard<'_, ListenerSet> {

@@ -49,6 +49,11 @@ impl Reconciled {
 /// The current plugin per library file.
 #[derive(Debug, Default)]
 pub struct PluginSet {
+    /// Only libraries whose file name starts with this are plugins.
+    prefix: Option<String>,
+    /// Whether a reconciliation ran before: the first one (start-up, check-config) logs each
+    /// plugin at debug, for a one-line start-up; later loads are news and logged at info.
+    reconciled: bool,
     current: BTreeMap<PathBuf, Arc<LoadedPlugin>>,
     refused: HashMap<PathBuf, FileStamp>,
     /// Permission refusals already reported (the folder's or a file's), so a rescan does not
@@ -60,6 +65,15 @@ pub struct PluginSet {
 }
 
 impl PluginSet {
+    /// An empty set that takes only libraries named `prefix*` from its folder (every library
+    /// with `None`).
+    pub fn with_prefix(prefix: Option<String>) -> PluginSet {
+        PluginSet {
+            prefix,
+            ..PluginSet::default()
+        }
+    }
+
     /// The loaded plugins, in file name order.
     pub fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
         self.current.values().cloned().collect()
@@ -68,12 +82,13 @@ impl PluginSet {
     /// Brings the set in line with the libraries in `dir`.
     pub fn reconcile(&mut self, loader: &Loader, dir: &Path) -> Reconciled {
         let mut out = Reconciled::default();
+        let first = !std::mem::replace(&mut self.reconciled, true);
         if let Err(reason) = perms::check_dir(dir) {
             self.refuse_perms(dir, reason, !self.current.is_empty(), &mut out);
             return out;
         }
         self.unsafe_perms.remove(dir);
-        let files = match library_files(dir) {
+        let files = match library_files(dir, self.prefix.as_deref().unwrap_or("")) {
             Ok((files, not_files)) => {
                 self.report_not_files(not_files, &mut out);
                 files
@@ -124,16 +139,27 @@ impl PluginSet {
                         continue;
                     }
                     let plugin = Arc::new(plugin);
-                    tracing::info!(
-                        plugin = %plugin.name,
-                        version = %plugin.version,
-                        file = %path.display(),
-                        protocols = ?plugin.protocols,
-                        abi = plugin.abi_version,
-                        replaced = previous.as_ref().map(|p| p.version.as_str()).unwrap_or("-"),
-                        ms = %format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
-                        "plugin loaded"
-                    );
+                    let ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3);
+                    let replaced = previous.as_ref().map(|p| p.version.as_str()).unwrap_or("-");
+                    macro_rules! loaded {
+                        ($level:ident) => {
+                            tracing::$level!(
+                                plugin = %plugin.name,
+                                version = %plugin.version,
+                                file = %path.display(),
+                                protocols = ?plugin.protocols,
+                                abi = plugin.abi_version,
+                                replaced,
+                                ms = %ms,
+                                "plugin loaded"
+                            )
+                        };
+                    }
+                    if first {
+                        loaded!(debug);
+                    } else {
+                        loaded!(info);
+                    }
                     self.refused.remove(&path);
                     self.current.insert(path, Arc::clone(&plugin));
                     out.loaded.push((plugin, previous));
@@ -203,11 +229,11 @@ impl PluginSet {
     }
 }
 
-/// Library files in `dir` with their stamps, sorted by path, and the entries named like libraries
-/// that are not regular files, with why they are refused. Only metadata is read here (never
-/// `open`, which blocks on a FIFO). A missing folder holds no plugins.
+/// Library files in `dir` named `prefix*`, with their stamps, sorted by path, and the entries named
+/// like libraries that are not regular files, with why they are refused. Only metadata is read here
+/// (never `open`, which blocks on a FIFO). A missing folder holds no plugins.
 #[allow(clippy::type_complexity)]
-fn library_files(dir: &Path) -> io::Result<(Vec<(PathBuf, FileStamp)>, Vec<(PathBuf, String)>)> {
+fn library_files(dir: &Path, prefix: &str) -> io::Result<(Vec<(PathBuf, FileStamp)>, Vec<(PathBuf, String)>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
@@ -216,7 +242,11 @@ fn library_files(dir: &Path) -> io::Result<(Vec<(PathBuf, FileStamp)>, Vec<(Path
     let (mut files, mut not_files) = (Vec::new(), Vec::new());
     for entry in entries {
         let path = entry?.path();
-        if !is_library(&path) {
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix));
+        if !is_library(&path) || !named {
             continue;
         }
         match std::fs::metadata(&path) {

@@ -181,22 +181,42 @@ impl Backend {
     }
 }
 
-/// A problem found while building the registry; the backend concerned stays out of routing.
+/// A problem found while building the registry; the backend concerned stays out of routing. Each
+/// message says where the backend is written (`file:line:column`, or `-b NAME` for the quick
+/// start) and what would fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildIssue {
     /// No loaded plugin provides the protocol.
     #[error(
-        "backend `{backend}`: no loaded plugin provides protocol `{protocol}`; it stays out of routing until one does"
+        "{at}: backend `{backend}` is not in routing: no loaded plugin provides protocol `{protocol}` \
+         (available: {}); fix: set protocol to one of those, or put a plugin that provides `{protocol}` \
+         into {plugin_dir}",
+        available.join(", ")
     )]
     MissingProtocol {
+        /// Where the backend is written.
+        at: String,
         /// Backend name.
         backend: String,
         /// Protocol asked for.
         protocol: String,
+        /// The protocols that can be used now: built-in, then those of the loaded plugins.
+        available: Vec<String>,
+        /// The plugin folder.
+        plugin_dir: String,
     },
     /// The plugin refused the backend's configuration.
-    #[error("backend `{backend}`: plugin `{plugin}` ({file}) refused its configuration: {reason}{}", if *.kept_previous { "; the previous version keeps serving" } else { "" })]
+    #[error(
+        "{at}: backend `{backend}` {}: plugin `{plugin}` ({file}) refused its configuration: {reason}; \
+         fix: {}",
+        if *.kept_previous { "keeps its previous configuration" } else { "is not in routing" },
+        match params_at { Some(p) => format!("its [backend.params] at {p}"), None => format!("its [[backend]] at {at}") }
+    )]
     Refused {
+        /// Where the backend is written.
+        at: String,
+        /// Where its `[backend.params]` is, when it has one.
+        params_at: Option<String>,
         /// Backend name.
         backend: String,
         /// Plugin label.
@@ -208,6 +228,46 @@ pub enum BuildIssue {
         /// Whether the backend built before this change stays in routing.
         kept_previous: bool,
     },
+}
+
+impl BuildIssue {
+    /// Whether the backend is out of routing because of it (not kept at its previous version).
+    pub fn out_of_routing(&self) -> bool {
+        !matches!(
+            self,
+            BuildIssue::Refused {
+                kept_previous: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Where a backend is written, for messages: `file:line:column`, or `-b NAME` in a quick start.
+pub(crate) fn backend_at(config: &Config, bc: &BackendConfig) -> String {
+    if config.path.as_os_str().is_empty() {
+        format!("-b {}", bc.name)
+    } else {
+        bc.place.in_file(&config.path)
+    }
+}
+
+/// Where a backend's `[backend.params]` table is, when it has one written in a file.
+fn params_at(config: &Config, bc: &BackendConfig) -> Option<String> {
+    let own_table = bc.params_place.line != bc.place.line || bc.params_place.column != bc.place.column;
+    (own_table && !config.path.as_os_str().is_empty()).then(|| bc.params_place.in_file(&config.path))
+}
+
+/// The protocols backends can use with `plugins` loaded: the built-in ones, then the plugins' in
+/// name order.
+pub(crate) fn available_protocols(plugins: &[Arc<LoadedPlugin>]) -> Vec<String> {
+    let mut from_plugins: Vec<String> = plugins.iter().flat_map(|p| p.protocols.iter().cloned()).collect();
+    from_plugins.sort();
+    BUILTIN_PROTOCOLS
+        .iter()
+        .map(|p| (*p).to_owned())
+        .chain(from_plugins)
+        .collect()
 }
 
 /// An immutable routing snapshot.
@@ -265,8 +325,11 @@ impl Registry {
                 ("noop", _) => (BackendKind::Noop, None),
                 (_, None) => {
                     issues.push(BuildIssue::MissingProtocol {
+                        at: backend_at(config, bc),
                         backend: bc.name.clone(),
                         protocol: bc.protocol.clone(),
+                        available: available_protocols(&plugins),
+                        plugin_dir: config.plugin_dir.display().to_string(),
                     });
                     continue;
                 }
@@ -274,6 +337,8 @@ impl Registry {
                     Ok(b) => (BackendKind::Plugin(b), Some(Arc::clone(p))),
                     Err(reason) => {
                         issues.push(BuildIssue::Refused {
+                            at: backend_at(config, bc),
+                            params_at: params_at(config, bc),
                             backend: bc.name.clone(),
                             plugin: format!("{}@{}", p.name, p.version),
                             file: p.file.display().to_string(),

@@ -78,7 +78,8 @@ fn a_binding_builds_a_listener_with_public_port() {
             "8080".into(),
         ],
         &[],
-        Path::new("plugins"),
+        &PluginSource::dir("plugins"),
+        None,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let l: Vec<_> = c
@@ -175,7 +176,8 @@ fn builds_a_config() {
             "web:http:target=127.0.0.1:8080,host=a.example".into(),
             "ssh:ssh:target.ip=127.0.0.1,target.port=22,priority=vip".into(),
         ],
-        Path::new("plugins"),
+        &PluginSource::dir("plugins"),
+        None,
     )
     .unwrap();
     assert_eq!(c.listeners.len(), 2);
@@ -188,20 +190,89 @@ fn builds_a_config() {
     assert!(!c.reload.watch_config);
     assert_eq!(c.path, Path::new(""));
 
-    let e = build(&["1".into()], &["a:pass:target=nohost".into()], Path::new("p")).unwrap_err();
+    let e = build(
+        &["1".into()],
+        &["a:pass:target=nohost".into()],
+        &PluginSource::dir("p"),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "command line: backend `a`: target `nohost` is not host:port"
     );
-    let e = build(&["1".into()], &["a:noop".into(), "a:noop".into()], Path::new("p")).unwrap_err();
+    let e = build(
+        &["1".into()],
+        &["a:noop".into(), "a:noop".into()],
+        &PluginSource::dir("p"),
+        None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("backend name `a` is used twice"), "{e}");
-    let e = build(&[], &["a:noop".into()], Path::new("p")).unwrap_err();
+    let e = build(&[], &["a:noop".into()], &PluginSource::dir("p"), None).unwrap_err();
     assert!(e.to_string().contains("at least one -p"), "{e}");
     let e = build(
         &["1".into()],
         &["a:pass:target=1.2.3.4:1,priority=top".into()],
-        Path::new("p"),
+        &PluginSource::dir("p"),
+        None,
     )
     .unwrap_err();
     assert!(e.to_string().starts_with("command line: "), "{e}");
+}
+
+#[test]
+fn on_timeout_names_a_backend() {
+    let c = build(
+        &["1".into()],
+        &["ssh:pass:target=127.0.0.1:22".into()],
+        &PluginSource::dir("p"),
+        Some("ssh"),
+    )
+    .unwrap();
+    assert_eq!(c.routing.on_timeout.as_deref(), Some("ssh"));
+    let e = build(&["1".into()], &["a:noop".into()], &PluginSource::dir("p"), Some("b")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "command line: --on-timeout names `b`, which is not a backend"
+    );
+}
+
+#[test]
+fn finds_the_plugins_of_a_build_or_of_the_package() {
+    let root = tempfile::tempdir().unwrap();
+    let (cwd, bin, lib) = (
+        root.path().join("work"),
+        root.path().join("usr/bin"),
+        root.path().join("usr/lib/pmmux/plugins"),
+    );
+    for d in [&cwd, &bin, &lib] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let exe = bin.join("pmmux");
+    let tried = find_plugins(&cwd, Some(&exe)).unwrap_err();
+    assert_eq!(
+        tried,
+        [cwd.join("plugins"), bin.clone(), bin.join("../lib/pmmux/plugins")]
+    );
+    // The package's folder.
+    std::fs::write(lib.join("libpmmux_echo.so"), b"").unwrap();
+    assert_eq!(
+        find_plugins(&cwd, Some(&exe)).unwrap(),
+        PluginSource::dir(bin.join("../lib/pmmux/plugins"))
+    );
+    // A cargo build: libraries beside the executable, test fixtures among them left out.
+    std::fs::write(bin.join("libfixture_panic.so"), b"").unwrap();
+    assert!(find_plugins(&cwd, Some(&exe)).unwrap().prefix.is_none());
+    std::fs::write(bin.join("libpmmux_http.so"), b"").unwrap();
+    let found = find_plugins(&cwd, Some(&exe)).unwrap();
+    assert_eq!((found.dir, found.prefix.as_deref()), (bin.clone(), Some("libpmmux_")));
+    // A plugins/ folder with a library in the working folder wins; an empty one does not.
+    std::fs::create_dir(cwd.join("plugins")).unwrap();
+    assert_eq!(find_plugins(&cwd, Some(&exe)).unwrap().dir, bin);
+    std::fs::write(cwd.join("plugins/libmine.so"), b"").unwrap();
+    assert_eq!(
+        find_plugins(&cwd, Some(&exe)).unwrap(),
+        PluginSource::dir(cwd.join("plugins"))
+    );
 }

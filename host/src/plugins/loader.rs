@@ -7,7 +7,7 @@
 //! detection — it is closed (`dlclose`) and its memory, and the deleted shadow copy's space in the
 //! temp folder, come back. Nothing of the host keeps a pointer into a plugin past that: names and
 //! versions are copied at load time, properties when a detection returns them, and every object a
-//! plugin made (backends, sessions) is dropped before the plugin that made it (DESIGN.md §4).
+//! plugin made (backends, sessions) is dropped before the plugin that made it (docs/architecture.md §4).
 
 use std::fmt;
 use std::fs;
@@ -156,7 +156,7 @@ pub struct Gauges {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // dlclose; safe now: whoever could call into it held this mapping (DESIGN.md §4).
+        // dlclose; safe now: whoever could call into it held this mapping (docs/architecture.md §4).
         drop(self.library.take());
         self.gauges.mapped.fetch_sub(1, Ordering::Relaxed);
         self.gauges.unmapped.fetch_add(1, Ordering::Relaxed);

@@ -100,4 +100,9 @@ printf '\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00' | put_bytes proxy_protocol
 put config "$root"/config/*.toml
 printf '[[listener]]\nname = "{{env:PMMUX_FUZZ_QUOTES}}"\naddress = "{{env:PMMUX_FUZZ_PLAIN}}"\ntransport = ["tcp", "udp"]\n[[backend]]\nname = "b"\nprotocol = "{{env:NOPE:-http}}"\ntarget = "127.0.0.1:{{env:PMMUX_FUZZ_LINES}}"\n' |
   put_bytes config
+# Inputs that once crashed a target (kept in the repo, fuzz/regressions/<target>/): every run
+# replays them first.
+for dir in regressions/*/; do
+  [ -d "$dir" ] && put "$(basename "$dir")" "$dir"*
+done
 echo "seeds: $(find corpus -type f | wc -l) files in $(find corpus -mindepth 1 -maxdepth 1 -type d | wc -l) corpora"

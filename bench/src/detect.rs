@@ -1,5 +1,5 @@
 //! The detect test: nanoseconds per detection call of each real plugin through the ABI, on matching
-//! and non-matching bytes, and per full routing decision (`Router::new` + `step` / `decide_datagram`)
+//! and non-matching bytes, and per full routing decision (`Router::new` + `step` / `Router::for_datagrams` + `step_datagrams`)
 //! over a registry holding every plugin at once, loaded in-process by the host's own loader.
 
 use std::hint::black_box;
@@ -14,7 +14,8 @@ use ::pmmux::routing::registry::{BackendKind, Registry};
 use ::pmmux::routing::router::{Decision, Router};
 use abi_stable::std_types::{RResult, RSlice, RStr};
 use anyhow::{bail, Context};
-use pmmux_plugin_api::{ConnInfo, Detection};
+use pmmux_plugin_api::ffi::Detection;
+use pmmux_plugin_api::ConnInfo;
 
 use crate::report::{fmt_num, Results};
 use crate::Args;
@@ -366,7 +367,7 @@ pub fn run(args: &Args, plugin_src: &Path, work: &Path, results: &mut Results) -
         ));
     }
 
-    // Routed decisions: Router::new + one step with `last` (or decide_datagram), as the host does.
+    // Routed decisions: Router::new + one step with `last` (or for_datagrams + step_datagrams), as the host does.
     let nobody = nobody_bytes();
     let fallback: SocketAddr = LOCAL_FALLBACK.parse()?;
     let listener: Arc<str> = Arc::from("bench");
@@ -374,16 +375,23 @@ pub fn run(args: &Args, plugin_src: &Path, work: &Path, results: &mut Results) -
     let asked = |reg: &Registry, at: SocketAddr| reg.backends.iter().filter(|b| b.matchers().matches(peer, at)).count();
     // Which plugins do not refuse the "nobody" bytes at once (NeedMore counts as NoMatch only at `last`).
     for (reg, udp) in [(&reg_all, false), (&reg_udp, true)] {
-        let mut r = Router::new(
-            Arc::clone(reg),
-            Strategy::FirstAvailable,
-            Arc::clone(&listener),
-            peer,
-            local,
-        );
         let d = if udp {
-            r.decide_datagram(&nobody)
+            let mut r = Router::for_datagrams(
+                Arc::clone(reg),
+                Strategy::FirstAvailable,
+                Arc::clone(&listener),
+                peer,
+                local,
+            );
+            r.step_datagrams(&[&nobody], false)
         } else {
+            let mut r = Router::new(
+                Arc::clone(reg),
+                Strategy::FirstAvailable,
+                Arc::clone(&listener),
+                peer,
+                local,
+            );
             r.step(&nobody, false)
         };
         let chain = if udp { "udp" } else { "tcp" };
@@ -492,16 +500,13 @@ pub fn run(args: &Args, plugin_src: &Path, work: &Path, results: &mut Results) -
     for c in cases {
         let Some(bytes) = c.bytes else { continue };
         let decide = || {
-            let mut r = Router::new(
-                Arc::clone(c.reg),
-                Strategy::FirstAvailable,
-                Arc::clone(&listener),
-                peer,
-                c.local,
-            );
+            let reg = Arc::clone(c.reg);
+            let name = Arc::clone(&listener);
             if c.udp {
-                r.decide_datagram(black_box(&bytes))
+                let mut r = Router::for_datagrams(reg, Strategy::FirstAvailable, name, peer, c.local);
+                r.step_datagrams(&[black_box(&bytes)], true)
             } else {
+                let mut r = Router::new(reg, Strategy::FirstAvailable, name, peer, c.local);
                 r.step(black_box(&bytes), true)
             }
         };

@@ -11,6 +11,7 @@ mod report;
 mod sys;
 mod udp;
 mod udpload;
+mod upgrade;
 mod upstream;
 mod versioned;
 
@@ -30,8 +31,12 @@ const FD_MARGIN: u64 = 300;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 pub struct Args {
-    /// Measurements to run, comma-separated: detect, bulk, rate, memory, reload, udp.
-    #[arg(long, default_value = "detect,bulk,rate,memory,reload,udp", value_delimiter = ',')]
+    /// Measurements to run, comma-separated: detect, bulk, rate, memory, reload, udp, upgrade.
+    #[arg(
+        long,
+        default_value = "detect,bulk,rate,memory,reload,udp,upgrade",
+        value_delimiter = ','
+    )]
     pub tests: Vec<String>,
     /// Rounds per measurement (direct and pmmux alternate within each round).
     #[arg(long, default_value_t = 5)]
@@ -61,6 +66,15 @@ pub struct Args {
     /// renamed over it, atomic) or `cp` (copied over it in place). The rate windows use the first.
     #[arg(long, default_value = "rename", value_delimiter = ',')]
     pub reload_how: Vec<String>,
+    /// Upgrade: SIGUSR2 upgrades timed one by one (time to the new process accepting).
+    #[arg(long, default_value_t = 10)]
+    pub upgrades: usize,
+    /// Upgrade: seconds per connection-rate window (steady, and upgrading back to back).
+    #[arg(long, default_value_t = 4.0)]
+    pub upgrade_secs: f64,
+    /// Upgrade: rounds of one steady and one upgrading window.
+    #[arg(long, default_value_t = 3)]
+    pub upgrade_rounds: usize,
     /// Reload: seconds per connection-rate window (steady and reloading).
     #[arg(long, default_value_t = 5.0)]
     pub reload_secs: f64,
@@ -189,8 +203,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--rounds and --conns must be above 0");
     }
     for t in &args.tests {
-        if !["detect", "bulk", "rate", "memory", "reload", "udp"].contains(&t.as_str()) {
-            bail!("unknown test `{t}` (expected detect, bulk, rate, memory, reload, udp)");
+        if !["detect", "bulk", "rate", "memory", "reload", "udp", "upgrade"].contains(&t.as_str()) {
+            bail!("unknown test `{t}` (expected detect, bulk, rate, memory, reload, udp, upgrade)");
         }
     }
     if args.runs("udp") && (args.udp_clients == 0 || args.udp_payload < 8 || args.udp_payload > 65_507) {
@@ -291,6 +305,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
             Err(e) => results.note(format!("reload test skipped: {e}")),
         }
     }
+    if args.runs("upgrade") {
+        if args.upgrade_rounds == 0 {
+            bail!("--upgrade-rounds must be above 0");
+        }
+        upgrade::run(args, &setup, servers.addrs.rr, &mut results)?;
+    }
     if args.runs("memory") {
         for (routed, n) in [(false, preview_conns), (true, routed_conns)] {
             if n > 0 {
@@ -359,6 +379,7 @@ fn summary(r: &Results) -> String {
     }
     parts.extend(detect::summary(r));
     parts.extend(reload_summary(r));
+    parts.extend(upgrade_summary(r));
     parts.extend(udp_summary(r));
     format!("SUMMARY: {}", parts.join(" | "))
 }
@@ -419,6 +440,27 @@ fn udp_summary(r: &Results) -> Vec<String> {
 
 /// The reload test's part of the summary: new-version latency against "quiet period + 50 ms" for
 /// each way of replacing, then the connection rate while reloading.
+fn upgrade_summary(r: &Results) -> Vec<String> {
+    let accepting = r.median("upgrade", "sigusr2_to_accepting_ms", "pmmux");
+    if accepting.is_nan() {
+        return Vec::new();
+    }
+    let errors: f64 = ["steady", "upgrading"]
+        .iter()
+        .map(|p| r.sum("upgrade", "errors", p))
+        .sum();
+    vec![format!(
+        "upgrade SIGUSR2 -> new process accepting {} ms (median of {}), old process gone {} ms; conn/s upgrading {}x steady ({} vs {}, {} upgrades per window), {errors} failed connections",
+        fmt_num(accepting),
+        r.count("upgrade", "sigusr2_to_accepting_ms", "pmmux"),
+        fmt_num(r.median("upgrade", "old_exit_ms", "pmmux")),
+        fmt_num(r.median("upgrade", "conn_per_s", "ratio")),
+        fmt_num(r.median("upgrade", "conn_per_s", "upgrading")),
+        fmt_num(r.median("upgrade", "conn_per_s", "steady")),
+        fmt_num(r.median("upgrade", "upgrades_per_window", "upgrading")),
+    )]
+}
+
 fn reload_summary(r: &Results) -> Vec<String> {
     let mut parts = Vec::new();
     let quiet = r.median("reload", "quiet_period_ms", "pmmux");

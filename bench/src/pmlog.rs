@@ -60,13 +60,13 @@ pub fn warnings(path: &Path) -> (usize, Option<String>) {
 }
 
 /// The value of ` key=value` in a log line (up to the next space).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let start = line.find(&format!(" {key}="))? + key.len() + 2;
     line[start..].split_whitespace().next()
 }
 
 /// `2026-11-21T10:59:40.032610Z` as seconds since the Unix epoch.
-fn timestamp(s: &str) -> Option<f64> {
+pub fn timestamp(s: &str) -> Option<f64> {
     let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
     let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);

@@ -111,13 +111,15 @@ impl Results {
 
     /// The human-readable table: one row per (test, metric) with direct, pmmux and the comparison;
     /// then the rows also measured through socat (the udp test), pmmux against socat; then, if the
-    /// reload test ran, its steady-versus-reloading rows; then the detect test's per-plugin rows (ns
+    /// reload test ran, its steady-versus-reloading rows; the upgrade test's steady-versus-upgrading
+    /// rows; then the detect test's per-plugin rows (ns
     /// per call on matching and non-matching bytes). Each block is left out when empty.
     pub fn table(&self) -> String {
         let blocks = [
             self.block(["direct", "pmmux"], ["ratio", "added"], false),
             self.block(["socat", "pmmux"], ["ratio_socat", "added_socat"], true),
             self.block(["steady", "reloading"], ["ratio", "added"], false),
+            self.block(["steady", "upgrading"], ["ratio", "added"], false),
             self.block(["match", "nomatch"], ["", ""], false),
         ];
         let blocks: Vec<String> = blocks.into_iter().filter(|b| !b.is_empty()).collect();
@@ -139,6 +141,10 @@ impl Results {
         let mut seen: Vec<(&str, &str)> = Vec::new();
         for s in &self.series {
             if (s.path != base && s.path != measured) || seen.contains(&(s.test, s.metric.as_str())) {
+                continue;
+            }
+            // `steady` is the base of two blocks: each shows only the tests that measured its other path.
+            if s.path == base && self.get(s.test, &s.metric, measured).is_none() && base == "steady" {
                 continue;
             }
             let base_s = self.get(s.test, &s.metric, base);

@@ -31,6 +31,9 @@ pub struct Config {
     pub path: PathBuf,
     /// Folder holding plugin libraries (relative paths resolved against the config file's folder).
     pub plugin_dir: PathBuf,
+    /// Only libraries whose file name starts with this are plugins (`None`: every library). Set
+    /// by the quick start when it reads a cargo target folder; a file cannot set it.
+    pub plugin_prefix: Option<String>,
     /// Listening sockets.
     pub listeners: Vec<ListenerConfig>,
     /// How connections are routed.
@@ -45,6 +48,8 @@ pub struct Config {
     pub limits: crate::ops::limits::GlobalLimitsConfig,
     /// Where connection and flow records go (`[access_log]`), off unless configured.
     pub access_log: Option<crate::ops::access_log::AccessLogConfig>,
+    /// How to reach the NAT gateway (`[port_mapping]`), for listeners with a `public_port`.
+    pub port_mapping: crate::portmap::PortMappingConfig,
 }
 
 /// The `[reload]` table.
@@ -80,6 +85,10 @@ pub struct ListenerConfig {
     pub reuse_port: bool,
     /// Limits of this listener (`max_connections`, `max_connections_per_ip`).
     pub limits: crate::ops::limits::ListenerLimitsConfig,
+    /// The public port to ask the NAT gateway to forward here (`public_port`); `None`: no mapping.
+    pub public_port: Option<crate::portmap::PublicPort>,
+    /// Whether to listen at all (`listen = false`: map the port only, for another local service).
+    pub listen: bool,
 }
 
 /// How a backend is picked among those that match.
@@ -91,6 +100,14 @@ pub enum Strategy {
     FirstAvailable,
     /// The matching backend with the fewest live connections (within the best tier).
     LeastRequests,
+    /// The matching backends in turn, per listener.
+    RoundRobin,
+    /// In turn, each backend `weight` times per cycle, interleaved.
+    Weighted,
+    /// Drawn at random, in proportion to `weight`.
+    Random,
+    /// By the client's IP address, consistently (rendezvous hashing, weighted).
+    SourceHash,
 }
 
 /// Priority tiers: a lower tier serves only when no backend of a higher tier matches.
@@ -140,11 +157,56 @@ pub struct Routing {
     pub max_failovers: u32,
     /// Most UDP clients whose datagrams are held while detection is undecided, per UDP listener.
     pub max_udp_pending: usize,
+    /// A routed TCP connection with no byte either way for this long is closed (per backend
+    /// `idle_timeout_ms` overrides it).
+    pub idle_timeout: Duration,
+    /// A routed TCP connection one side of which has finished sending is closed after this long
+    /// without a byte.
+    pub half_closed_timeout: Duration,
+}
+
+/// `[routing] idle_timeout_ms` by default: one hour, longer than an interactive session is quiet
+/// (an SSH login left open over lunch), short enough that connections whose peers vanished without
+/// a FIN (keepalive finds most of them sooner) do not pile up for weeks.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 3_600_000;
+/// `[routing] half_closed_timeout_ms` by default: a minute without a byte once one side finished.
+pub const DEFAULT_HALF_CLOSED_TIMEOUT_MS: u64 = 60_000;
+
+/// Where something is written in the configuration file, for messages (line 0: nowhere, as for
+/// a quick start's `-b`). Every place equals every other: a backend moved in the file, or below a
+/// new comment, is the same backend and is not rebuilt by a reload.
+#[derive(Debug, Clone, Copy, Default, Eq)]
+pub struct Place {
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl PartialEq for Place {
+    fn eq(&self, _other: &Place) -> bool {
+        true
+    }
+}
+
+impl Place {
+    /// `file:line:column`, or the file alone when the place is unknown.
+    pub fn in_file(&self, file: &Path) -> String {
+        if self.line == 0 {
+            file.display().to_string()
+        } else {
+            format!("{}:{}:{}", file.display(), self.line, self.column)
+        }
+    }
 }
 
 /// One `[[backend]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
+    /// Where its `[[backend]]` table begins in the file.
+    pub place: Place,
+    /// Where its `[backend.params]` table is (the backend's place when it has none).
+    pub params_place: Place,
     /// Unique name.
     pub name: String,
     /// Protocol: built-in `pass` / `noop`, or one a loaded plugin provides.
@@ -153,12 +215,18 @@ pub struct BackendConfig {
     pub target: Option<String>,
     /// Tier.
     pub priority: Priority,
+    /// Its share under the `weighted`, `random` and `source-hash` strategies (1..=256).
+    pub weight: u32,
     /// Host-side matchers, checked before the plugin is asked.
     pub matchers: Matchers,
     /// `[backend.params]`, as TOML text for the plugin.
     pub params_toml: String,
     /// A UDP flow to this backend ends after this long without a datagram either way.
     pub udp_idle_timeout: Duration,
+    /// Overrides `[routing] idle_timeout_ms` for TCP connections routed to this backend.
+    pub idle_timeout: Option<Duration>,
+    /// `udp_routing`: overrides what the plugin declares (per message or per flow).
+    pub udp_routing: Option<pmmux_plugin_api::UdpRouting>,
     /// The PROXY header sent to the target before the client's bytes (`proxy_protocol`); such a
     /// backend takes TCP connections only.
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
@@ -225,46 +293,114 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `path` names it in errors and anchors `plugin_dir`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let expanded = env::expand(text, |name| std::env::var(name).ok()).map_err(|errors| ConfigError {
-        path: path.to_owned(),
-        issues: errors
-            .into_iter()
-            .map(|e| {
-                let (line, column) = line_col(text, e.offset);
-                ConfigIssue {
-                    line,
-                    column,
-                    message: e.message,
-                }
-            })
-            .collect(),
-    })?;
-    let locate = |span: Option<Range<usize>>, message: String| {
-        let (line, column) = span
-            .map(|s| line_col(text, expanded.original_offset(s.start)))
-            .unwrap_or((0, 0));
-        ConfigIssue { line, column, message }
-    };
-    let raw: RawConfig = toml::from_str(&expanded.text).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        issues: vec![locate(e.span(), e.message().to_owned())],
-    })?;
-    let mut issues = Vec::new();
-    let config = validate(path, raw, &mut |span, msg| issues.push(locate(span, msg)));
-    if issues.is_empty() {
-        Ok(config)
-    } else {
-        issues.sort_by_key(|i| (i.line, i.column));
-        Err(ConfigError {
+    match parse_all(path, text) {
+        (Some(config), issues) if issues.is_empty() => Ok(config),
+        (_, issues) => Err(ConfigError {
             path: path.to_owned(),
             issues,
+        }),
+    }
+}
+
+/// Reads a file as [`parse_all`] does.
+pub fn load_all(path: &Path) -> (Option<Config>, Vec<ConfigIssue>) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_all(path, &text),
+        Err(e) => (
+            None,
+            vec![ConfigIssue {
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            }],
+        ),
+    }
+}
+
+/// Parses and validates as far as the text allows, for listing every problem at once: the
+/// configuration as validated (`None` only when the TOML itself cannot be read) and every issue,
+/// in file order. A `{{env:NAME}}` that cannot be expanded is reported and left in place; other
+/// problems on its line (an address that is not IP:PORT because it is a placeholder) are its
+/// consequences and not repeated.
+pub(crate) fn parse_all(path: &Path, text: &str) -> (Option<Config>, Vec<ConfigIssue>) {
+    let (expanded, env_errors) = env::expand_all(text, |name| std::env::var(name).ok());
+    let mut issues: Vec<ConfigIssue> = env_errors
+        .into_iter()
+        .map(|e| {
+            let (line, column) = line_col(text, e.offset);
+            ConfigIssue {
+                line,
+                column,
+                message: e.message,
+            }
         })
+        .collect();
+    let env_lines: HashSet<usize> = issues.iter().map(|i| i.line).collect();
+    let place = |span: Range<usize>| {
+        let (line, column) = line_col(text, expanded.original_offset(span.start));
+        Place { line, column }
+    };
+    let locate = |span: Option<Range<usize>>, message: String| {
+        let Place { line, column } = span.map(place).unwrap_or_default();
+        ConfigIssue { line, column, message }
+    };
+    let push = |issue: ConfigIssue, issues: &mut Vec<ConfigIssue>| {
+        if issue.line == 0 || !env_lines.contains(&issue.line) {
+            issues.push(issue);
+        }
+    };
+    let config = match toml::from_str::<RawConfig>(&expanded.text) {
+        Ok(raw) => {
+            let mut found = Vec::new();
+            let config = validate(
+                path,
+                raw,
+                &mut |span, msg| found.push(locate(span, msg)),
+                &|span, header| {
+                    if header {
+                        backend_place(text, place(span))
+                    } else {
+                        place(span)
+                    }
+                },
+            );
+            for issue in found {
+                push(issue, &mut issues);
+            }
+            Some(config)
+        }
+        Err(e) => {
+            push(locate(e.span(), e.message().to_owned()), &mut issues);
+            None
+        }
+    };
+    issues.sort_by_key(|i| (i.line, i.column));
+    (config, issues)
+}
+
+/// The place of the `[[backend]]` header above `name` (the place of its `name` key), or that
+/// place itself when the header is not found (an inline table).
+fn backend_place(text: &str, name: Place) -> Place {
+    let upto: usize = text
+        .split_inclusive('\n')
+        .take(name.line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    match text[..upto].rfind("[[backend]]") {
+        Some(at) => {
+            let (line, column) = line_col(text, at);
+            Place { line, column }
+        }
+        None => name,
     }
 }
 
 type Report<'a> = dyn FnMut(Option<Range<usize>>, String) + 'a;
+/// The place in the file of a span of the expanded text; with `true`, the span is a backend's
+/// `name` and the place is that of its `[[backend]]` header.
+type Locate<'a> = dyn Fn(Range<usize>, bool) -> Place + 'a;
 
-fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
+fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locate<'_>) -> Config {
     let base = path.parent().map(Path::to_owned).unwrap_or_default();
     let plugin_dir = if raw.plugin_dir.is_absolute() {
         raw.plugin_dir
@@ -335,6 +471,24 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             max_connections: positive(l.max_connections, "listener max_connections", report),
             max_connections_per_ip: positive(l.max_connections_per_ip, "listener max_connections_per_ip", report),
         };
+        let public_port = l.public_port.as_ref().and_then(|p| {
+            crate::portmap::config::public_port(p.get_ref())
+                .map_err(|e| report(Some(p.span()), format!("listener `{name}`: {e}")))
+                .ok()
+        });
+        let listen = *l.listen.get_ref();
+        if !listen && public_port.is_none() {
+            report(
+                Some(l.listen.span()),
+                format!("listener `{name}`: listen = false needs a public_port (it only maps the port)"),
+            );
+        }
+        if !listen && address.port() == 0 {
+            report(
+                span.clone(),
+                format!("listener `{name}`: listen = false needs the local port the mapping forwards to (not 0)"),
+            );
+        }
         listeners.push(ListenerConfig {
             name,
             address,
@@ -344,6 +498,8 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             accept_proxy_protocol,
             reuse_port: l.reuse_port,
             limits,
+            public_port,
+            listen,
         });
     }
 
@@ -396,7 +552,21 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
                 Matchers::default()
             }
         };
-        let params_toml = toml::to_string(&b.params).unwrap_or_default();
+        let max = crate::routing::strategy::MAX_WEIGHT;
+        if !(1..=max).contains(b.weight.get_ref()) {
+            let msg = format!("backend `{name}`: weight must be 1..={max}");
+            report(Some(b.weight.span()), msg);
+        }
+        let place = locate(b.name.span(), true);
+        let params_place = match &b.params {
+            Some(p) => locate(p.span(), false),
+            None => place,
+        };
+        let params_toml = b
+            .params
+            .as_ref()
+            .map(|p| toml::to_string(p.get_ref()).unwrap_or_default())
+            .unwrap_or_default();
         let health = crate::routing::health::config::for_backend(
             &name,
             b.health.as_ref(),
@@ -405,13 +575,21 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             report,
         );
         backends.push(BackendConfig {
+            place,
+            params_place,
             name,
             protocol,
             target: b.target.map(Spanned::into_inner),
             priority: b.priority,
+            weight: b.weight.into_inner(),
             matchers,
             params_toml,
             udp_idle_timeout: Duration::from_millis(b.udp_idle_timeout_ms.max(1)),
+            idle_timeout: b.idle_timeout_ms.map(|ms| Duration::from_millis(ms.max(1))),
+            udp_routing: b.udp_routing.map(|r| match r {
+                raw::UdpRoutingKey::Flow => pmmux_plugin_api::UdpRouting::Flow,
+                raw::UdpRoutingKey::PerMessage => pmmux_plugin_api::UdpRouting::PerMessage,
+            }),
             proxy_protocol: b.proxy_protocol,
             health,
         });
@@ -454,9 +632,12 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
         report(None, "reload.rescan_interval_ms must be at least 100".into());
     }
 
+    let port_mapping = crate::portmap::config::validate(raw.port_mapping, report);
     Config {
         path: path.to_owned(),
+        port_mapping,
         plugin_dir,
+        plugin_prefix: None,
         listeners,
         routing: Routing {
             strategy: r.strategy,
@@ -467,6 +648,8 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>) -> Config {
             drain_timeout: Duration::from_millis(r.drain_timeout_ms),
             max_udp_flows: r.max_udp_flows.max(1),
             max_failovers: r.max_failovers,
+            idle_timeout: Duration::from_millis(r.idle_timeout_ms.max(1)),
+            half_closed_timeout: Duration::from_millis(r.half_closed_timeout_ms.max(1)),
             max_udp_pending: r.max_udp_pending.max(1),
         },
         backends,

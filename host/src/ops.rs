@@ -4,11 +4,11 @@
 //! [`batch_writer`], off the connections' path, as the [`access_log`] does.
 
 pub mod access_log;
-pub mod admin;
-pub mod batch_writer;
-pub mod limits;
+pub(crate) mod admin;
+pub(crate) mod batch_writer;
+pub(crate) mod limits;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod privdrop;
 pub mod status;
 pub mod systemd;

@@ -7,20 +7,21 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-pub mod config;
-pub mod decode;
-pub mod encode;
-pub mod io;
+pub(crate) mod config;
+pub(crate) mod decode;
+pub(crate) mod encode;
+pub(crate) mod io;
 
 pub use decode::{decode, Decoded};
-pub use encode::{encode_v1, encode_v2, header_for};
+pub(crate) use encode::header_for;
+pub use encode::{encode_v1, encode_v2};
 
 /// The 12 bytes every version 2 header starts with.
-pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// What every version 1 header starts with.
-pub const V1_PREFIX: &[u8] = b"PROXY ";
+pub(crate) const V1_PREFIX: &[u8] = b"PROXY ";
 /// Longest version 1 header, CRLF included (the spec's bound).
-pub const V1_MAX_LEN: usize = 107;
+pub(crate) const V1_MAX_LEN: usize = 107;
 /// Fixed part of a version 2 header: signature, version/command, family/transport, length.
 pub const V2_FIXED_LEN: usize = 16;
 /// Most address-and-TLV bytes pmmux accepts after the fixed part of a version 2 header (the spec
@@ -30,9 +31,9 @@ pub const V2_MAX_PAYLOAD: usize = 4096;
 pub const MAX_HEADER_LEN: usize = V2_FIXED_LEN + V2_MAX_PAYLOAD;
 
 /// TLV type: the application protocol (ALPN).
-pub const PP2_TYPE_ALPN: u8 = 0x01;
+pub(crate) const PP2_TYPE_ALPN: u8 = 0x01;
 /// TLV type: the host name the client asked for (TLS SNI, HTTP Host).
-pub const PP2_TYPE_AUTHORITY: u8 = 0x02;
+pub(crate) const PP2_TYPE_AUTHORITY: u8 = 0x02;
 
 /// Which version a backend sends (`proxy_protocol = "v1" | "v2"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -4,8 +4,9 @@
 //! [`session`] drives a plugin that answers itself.
 
 pub(crate) mod connection;
+pub(crate) mod error;
 pub(crate) mod failover;
-pub mod listener;
+pub(crate) mod listener;
 pub(crate) mod preview;
 pub(crate) mod relay;
 pub(crate) mod session;

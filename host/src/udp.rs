@@ -2,7 +2,7 @@
 //! held datagrams ([`pending`], no I/O either), the driver that runs one listening socket over both
 //! ([`driver`]), and the client writer plugins answer through ([`writer`]).
 
-pub mod driver;
-pub mod flows;
-pub mod pending;
-pub mod writer;
+pub(crate) mod driver;
+pub(crate) mod flows;
+pub(crate) mod pending;
+pub(crate) mod writer;

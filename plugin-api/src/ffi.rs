@@ -1,7 +1,7 @@
 //! The `#[repr(C)]` types that cross the host/plugin boundary, and the root module every plugin exports.
 //!
 //! Everything here derives `StableAbi`, so the host can check a library's layout before calling it.
-//! Rules for changing this file without breaking plugins already built (DESIGN.md §3):
+//! Rules for changing this file without breaking plugins already built (docs/architecture.md §3):
 //! append root-module fields after `new_backend` only (the host reads them as `Option`), append trait
 //! methods after the `#[sabi(last_prefix_field)]` method only and give them default bodies, and bump
 //! [`ABI_VERSION`]. Anything else is a new major version of this crate.
@@ -24,11 +24,12 @@ use abi_stable::{
 ///
 /// * 1 — plugin-api 1.0.0.
 /// * 2 — plugin-api 1.1.0: `FfiBackend::detect_datagrams`, `health_probe`, `health_verdict`.
+/// * 3 — `FfiBackend::udp_routing`.
 #[cfg(not(feature = "test-abi-appended"))]
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// Revision of the plugin ABI (test build that appends a field, as a later 1.x minor would).
 #[cfg(feature = "test-abi-appended")]
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// A socket address in a fixed layout: IPv4 addresses use the first four bytes of `ip`.
 #[repr(C)]
@@ -109,25 +110,7 @@ pub struct ConnInfo<'a> {
     pub properties: RSlice<'a, Property>,
 }
 
-impl<'a> ConnInfo<'a> {
-    /// The client's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer.into()
-    }
-
-    /// The local address the client reached.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local.into()
-    }
-
-    /// The value of property `key`, if set.
-    pub fn property(&self, key: &str) -> Option<&'a str> {
-        let props: &'a [Property] = self.properties.as_slice();
-        props.iter().find(|p| p.key.as_str() == key).map(|p| p.value.as_str())
-    }
-}
-
-/// A detection verdict (sslh's probe model: match / next / again).
+/// A detection verdict as it crosses the boundary; plugins return [`crate::Detection`].
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub enum Detection {
@@ -161,7 +144,8 @@ pub enum SessionCtl {
     Close,
 }
 
-/// What a matched UDP backend wants done with one datagram.
+/// What a matched UDP backend wants done with one datagram, as it crosses the boundary; plugins
+/// return [`crate::UdpAction`].
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub enum UdpAction {
@@ -176,7 +160,21 @@ pub enum UdpAction {
     Drop,
 }
 
-/// How a backend's target is checked for health, when its plugin knows better than a TCP connect.
+/// How the host routes the datagrams of a UDP client this backend took.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpRouting {
+    /// A session protocol (QUIC, WireGuard, OpenVPN, DTLS): the client's later datagrams go to this
+    /// backend without detection, on one flow, until it is idle.
+    Flow,
+    /// A message protocol (DNS, syslog, STUN binding): each datagram is detected on its own, as the
+    /// C# `IConnectionlessBackend` says ("each message is processed independently"), so a client
+    /// reusing its source port reaches whichever backend each message is for. Forwarded messages
+    /// use one flow per client and backend, so replies still reach the client.
+    PerMessage,
+}
+
+/// A health probe as it crosses the boundary; plugins return [`crate::HealthProbe`].
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct HealthProbe {
@@ -197,7 +195,7 @@ pub enum HealthTransport {
     Udp,
 }
 
-/// A plugin's verdict on what a target answered to its [`HealthProbe`].
+/// A health verdict as it crosses the boundary; plugins return [`crate::HealthVerdict`].
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub enum HealthVerdict {
@@ -297,6 +295,14 @@ pub trait FfiBackend: Send + Sync {
     fn health_verdict(&self, response: RSlice<'_, u8>, closed: bool) -> RResult<HealthVerdict, RString> {
         let _ = (response, closed);
         RResult::ROk(HealthVerdict::Healthy)
+    }
+
+    // ---- ABI revision 3: appended. ----
+
+    /// Whether this backend's UDP clients are routed per message or keep a flow; asked once when
+    /// the backend is built. Default (and for plugins built before revision 3): a flow.
+    fn udp_routing(&self) -> RResult<UdpRouting, RString> {
+        RResult::ROk(UdpRouting::Flow)
     }
 }
 

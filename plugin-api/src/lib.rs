@@ -10,80 +10,87 @@
 //!   (the host relays) or serves through a [`Session`].
 //! * UDP: [`Backend::can_handle_message`] and [`Backend::handle_message`], with a [`ClientWriter`]
 //!   handed over in [`Backend::init_udp`]; [`Backend::detect_datagrams`] when a client's message
-//!   spans several datagrams.
+//!   spans several datagrams; [`Backend::udp_routing`] says whether a client keeps a flow.
 //! * Health: [`Backend::health_probe`] / [`Backend::health_verdict`] let a protocol check its target
 //!   better than a TCP connect (the host does the I/O).
 //!
 //! Every hook runs inside `catch_unwind` on the plugin side, so a panic reaches the host as an error
-//! it counts, never as an unwind across the boundary. Build plugins with the default
+//! it counts, never as an unwind across the boundary. The export macro installs a quiet panic hook
+//! ([`panic_hook`]): nothing is written to stderr, the panic's location travels in the error, and
+//! the host logs it once per burst. Build plugins with the default
 //! `panic = "unwind"`: the host refuses libraries built with `panic = "abort"`.
 //!
 //! ## A detect-and-forward plugin
 //!
-//! `Cargo.toml` declares `crate-type = ["cdylib", "rlib"]` and depends on `pmmux-plugin-api`,
-//! `abi_stable` and `serde`. The whole plugin:
+//! A `cdylib` crate that depends on `pmmux-plugin-api` and `serde` (the crate's `README.md` walks
+//! through a plugin from `Cargo.toml` to a running host). Hooks take and return plain Rust values;
+//! the whole plugin:
 //!
 //! ```
 //! use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
-//! use abi_stable::std_types::RVec;
 //!
 //! /// Matches connections whose first bytes are a configurable greeting.
-//! struct Greeting { prefix: Vec<u8> }
+//! struct Greeting(Vec<u8>);
 //!
 //! #[derive(serde::Deserialize)]
 //! #[serde(deny_unknown_fields)]
 //! struct Params { prefix: String }
 //!
-//! impl Greeting {
-//!     fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-//!         let params: Params = spec.params()?;
-//!         if params.prefix.is_empty() {
-//!             return Err("params.prefix must not be empty".into());
-//!         }
-//!         Ok(Greeting { prefix: params.prefix.into_bytes() })
-//!     }
+//! fn greeting(spec: &BackendSpec<'_>) -> Result<Greeting, String> {
+//!     let Params { prefix } = spec.params()?;
+//!     if prefix.is_empty() { return Err("`prefix` must not be empty".into()) }
+//!     Ok(Greeting(prefix.into_bytes()))
 //! }
 //!
 //! impl Backend for Greeting {
 //!     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
-//!         let n = preview.len().min(self.prefix.len());
-//!         if preview[..n] != self.prefix[..n] {
+//!         let n = preview.len().min(self.0.len());
+//!         if preview[..n] != self.0[..n] {
 //!             Detection::NoMatch
-//!         } else if n < self.prefix.len() {
+//!         } else if n < self.0.len() {
 //!             Detection::NeedMore
 //!         } else {
-//!             Detection::Match(RVec::from(vec![Property::new("greeting.seen", "yes")]))
+//!             Detection::Match(vec![Property::new("greeting.seen", "yes")])
 //!         }
 //!     }
 //! }
 //!
-//! export_plugin! {
-//!     name: "greeting",
-//!     version: env!("CARGO_PKG_VERSION"),
-//!     protocols: { "greeting" => Greeting::new },
-//! }
+//! export_plugin! { name: "greeting", version: "0.1.0", protocols: { "greeting" => greeting } }
 //! ```
 //!
 //! Forwarding needs no code: [`Backend::open`] defaults to "relay to the backend's `target`".
+//! A protocol without params calls [`BackendSpec::no_params`]; a param that takes one value or a list
+//! reads it with [`params::string_or_list`]. Unit tests call the constructor and hooks directly with
+//! [`BackendSpec::new`] and [`ConnInfo::new`].
+//!
+//! Everything in [`ffi`] is the ABI itself: the host's side, which a plugin never has to name.
 
-pub mod backend;
+/// The README's plugin, compiled as a doctest so that what it tells authors builds as written.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+mod backend;
+#[doc(hidden)]
+pub mod export;
 pub mod ffi;
 pub mod log;
 pub mod names;
+pub mod panic_hook;
 pub mod params;
+mod spec;
+mod types;
 
+/// The abi_stable release the ABI is built on, for the host (plugins never name it).
 pub use abi_stable;
-pub use backend::{guard, into_ffi_backend, Backend, ClientWriter, Handling, Session};
-pub use ffi::{
-    BackendSpec, ConnInfo, Detection, FfiAddr, HealthProbe, HealthTransport, HealthVerdict, PluginInfo, PluginMod,
-    PluginModRef, Property, SessionCtl, UdpAction, ABI_VERSION,
-};
+pub use backend::{Backend, ClientWriter, Handling, Session};
+pub use ffi::{BackendSpec, ConnInfo, FfiAddr, PluginInfo, PluginMod, PluginModRef, ABI_VERSION};
 pub use log::Level;
+pub use types::{Detection, HealthProbe, HealthTransport, HealthVerdict, Property, SessionCtl, UdpAction, UdpRouting};
 
 /// Exports a plugin's root module. Each protocol maps to a constructor
 /// `fn(&BackendSpec<'_>) -> Result<impl Backend, String>`; an `Err` reaches the user verbatim.
-///
-/// The crate invoking this must depend on `abi_stable` directly (its export attribute names it).
+/// Invoke it once per library, at the crate root or in any module.
 #[macro_export]
 macro_rules! export_plugin {
     (
@@ -91,38 +98,29 @@ macro_rules! export_plugin {
         version: $version:expr,
         protocols: { $($proto:literal => $ctor:expr),+ $(,)? } $(,)?
     ) => {
-        /// The plugin's root module, as loaded by the pmmux host.
-        #[::abi_stable::export_root_module]
-        pub fn pmmux_plugin_root_module() -> $crate::PluginModRef {
-            $crate::ffi::root_module(__pmmux_plugin_info, __pmmux_new_backend)
-        }
+        struct __PmmuxPlugin;
 
-        extern "C" fn __pmmux_plugin_info(
-        ) -> ::abi_stable::std_types::RResult<$crate::PluginInfo, ::abi_stable::std_types::RString> {
-            $crate::guard("plugin info", || $crate::PluginInfo {
-                name: ::abi_stable::std_types::RString::from($name),
-                version: ::abi_stable::std_types::RString::from($version),
-                protocols: ::abi_stable::std_types::RVec::from(vec![
-                    $(::abi_stable::std_types::RString::from($proto)),+
-                ]),
-                panic_unwind: cfg!(panic = "unwind"),
-            })
-        }
+        impl $crate::export::Plugin for __PmmuxPlugin {
+            const NAME: &'static str = $name;
+            const VERSION: &'static str = $version;
+            const PROTOCOLS: &'static [&'static str] = &[$($proto),+];
+            const PANIC_UNWIND: bool = cfg!(panic = "unwind");
 
-        extern "C" fn __pmmux_new_backend(
-            spec: &$crate::BackendSpec<'_>,
-        ) -> ::abi_stable::std_types::RResult<$crate::ffi::BackendBox, ::abi_stable::std_types::RString> {
-            let built = $crate::guard("backend constructor", || -> Result<$crate::ffi::BackendBox, String> {
-                match spec.protocol.as_str() {
-                    $($proto => ($ctor)(spec).map($crate::into_ffi_backend),)+
-                    other => Err(format!("this plugin does not provide protocol `{other}`")),
+            fn new_backend(
+                spec: &$crate::BackendSpec<'_>,
+            ) -> ::core::result::Result<$crate::ffi::BackendBox, ::std::string::String> {
+                match spec.protocol() {
+                    $($proto => ($ctor)(spec).map($crate::export::into_ffi_backend),)+
+                    other => ::core::result::Result::Err(::std::format!(
+                        "this plugin does not provide protocol `{other}`"
+                    )),
                 }
-            });
-            match built {
-                ::abi_stable::std_types::RResult::ROk(Ok(backend)) => ::abi_stable::std_types::RResult::ROk(backend),
-                ::abi_stable::std_types::RResult::ROk(Err(msg)) => ::abi_stable::std_types::RResult::RErr(msg.into()),
-                ::abi_stable::std_types::RResult::RErr(panicked) => ::abi_stable::std_types::RResult::RErr(panicked),
             }
         }
+
+        /// The plugin's library header, which the pmmux host looks up by this symbol.
+        #[export_name = $crate::__root_module_loader_name!()]
+        pub static __PMMUX_LIB_HEADER: $crate::abi_stable::library::LibHeader =
+            $crate::export::lib_header::<__PmmuxPlugin>();
     };
 }

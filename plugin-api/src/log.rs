@@ -1,5 +1,5 @@
 //! Plugin-side logging: events go to the host's `tracing` subscriber through the callback the host
-//! installs at load time (a plugin's own `tracing` globals would be unset and drop them, DESIGN.md §1).
+//! installs at load time (a plugin's own `tracing` globals would be unset and drop them, docs/architecture.md §1).
 
 use std::fmt;
 use std::sync::OnceLock;

@@ -1,38 +1,40 @@
 //! Helpers for reading `[backend.params]`: the "one value or a list" form users expect
-//! (`sni = "a.example"` as well as `sni = ["a.example", "b.example"]`), with error messages that
-//! name the param.
+//! (`sni = "a.example"` as well as `sni = ["a.example", "b.example"]`). Errors name the param through
+//! [`crate::BackendSpec::params`].
 
 use std::fmt;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-/// Reads a string or a list of strings. `name` is the param's name and `expecting` says what it
-/// takes, both for error messages. Use from a `#[serde(deserialize_with = "...")]` function:
+/// Reads a string or a list of strings into a `Vec<String>` or an `Option<Vec<String>>`; name it in
+/// `deserialize_with` as it is, next to `default` so the param may be left out:
 ///
 /// ```
-/// # use serde::Deserializer;
-/// fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-///     pmmux_plugin_api::params::string_or_list(d, "sni", "`sni`: a host name or a list of host names").map(Some)
+/// #[derive(serde::Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct Params {
+///     #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
+///     sni: Option<Vec<String>>,
 /// }
+/// let spec = pmmux_plugin_api::BackendSpec::new("web", "tls", r#"sni = "a.example""#);
+/// let params: Params = spec.params().unwrap();
+/// assert_eq!(params.sni, Some(vec!["a.example".to_owned()]));
 /// ```
-pub fn string_or_list<'de, D: Deserializer<'de>>(
-    d: D,
-    name: &'static str,
-    expecting: &'static str,
-) -> Result<Vec<String>, D::Error> {
-    d.deserialize_any(StringOrList { name, expecting })
+pub fn string_or_list<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<Vec<String>>,
+{
+    d.deserialize_any(StringOrList).map(T::from)
 }
 
-struct StringOrList {
-    name: &'static str,
-    expecting: &'static str,
-}
+struct StringOrList;
 
 impl<'de> Visitor<'de> for StringOrList {
     type Value = Vec<String>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.expecting)
+        f.write_str("a string or a list of strings")
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
@@ -41,9 +43,7 @@ impl<'de> Visitor<'de> for StringOrList {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut list = Vec::new();
-        let name = self.name;
-        let in_list = |e: A::Error| de::Error::custom(format_args!("in the `{name}` list: {e}"));
-        while let Some(item) = seq.next_element::<String>().map_err(in_list)? {
+        while let Some(item) = seq.next_element::<String>()? {
             list.push(item);
         }
         Ok(list)
@@ -54,25 +54,35 @@ impl<'de> Visitor<'de> for StringOrList {
 mod tests {
     use serde::Deserialize;
 
+    use crate::BackendSpec;
+
     #[derive(Deserialize, Debug)]
     struct P {
-        #[serde(deserialize_with = "names")]
+        #[serde(default, deserialize_with = "super::string_or_list")]
         name: Vec<String>,
+        #[serde(default, deserialize_with = "super::string_or_list")]
+        other: Option<Vec<String>>,
     }
 
-    fn names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        super::string_or_list(d, "name", "`name`: a name or a list of names")
+    fn parse(params: &str) -> Result<P, String> {
+        BackendSpec::new("b", "x", params).params()
     }
 
     #[test]
     fn one_or_many_with_named_errors() {
-        let one: P = toml::from_str("name = \"a\"").unwrap();
-        assert_eq!(one.name, ["a"]);
-        let many: P = toml::from_str("name = [\"a\", \"b\"]").unwrap();
-        assert_eq!(many.name, ["a", "b"]);
-        let bad = toml::from_str::<P>("name = 5").unwrap_err().to_string();
-        assert!(bad.contains("`name`: a name or a list of names"), "{bad}");
-        let bad_item = toml::from_str::<P>("name = [\"a\", 5]").unwrap_err().to_string();
-        assert!(bad_item.contains("in the `name` list"), "{bad_item}");
+        let one = parse("name = \"a\"").unwrap();
+        assert_eq!((one.name, one.other), (vec!["a".to_owned()], None));
+        let many = parse("other = [\"a\", \"b\"]").unwrap();
+        assert_eq!(
+            (many.name.len(), many.other),
+            (0, Some(vec!["a".to_owned(), "b".to_owned()]))
+        );
+        let bad = parse("name = 5").unwrap_err();
+        assert!(
+            bad.contains("`name`: invalid type: integer `5`, expected a string or a list"),
+            "{bad}"
+        );
+        let bad_item = parse("other = [\"a\", 5]").unwrap_err();
+        assert!(bad_item.contains("`other`: invalid type: integer `5`"), "{bad_item}");
     }
 }

@@ -48,6 +48,7 @@
 //! - [`sshd`], [`tls`], [`http`], [`dns`], [`haproxy`]: real servers; [`tcp`]: in-process echo / SHA-256 servers;
 //!   [`quic`]: in-process QUIC servers and client (quinn).
 //! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
+//! - [`upgrade`]: following a binary upgrade: the new PID, stopping and reaping it.
 //! - [`prometheus`]: a strict reader of the Prometheus text format ([`Exposition`]).
 
 use std::time::Duration;
@@ -57,7 +58,9 @@ pub mod dns;
 pub mod fixtures;
 pub mod haproxy;
 pub mod http;
+pub mod loopback_ns;
 pub mod net;
+pub mod netns;
 pub mod paths;
 pub mod pmmux;
 pub mod process;
@@ -66,14 +69,17 @@ pub mod quic;
 pub mod sshd;
 pub mod tcp;
 pub mod tls;
+pub mod upgrade;
 
 pub use data::{random_bytes, sha256_file, sha256_hex, temp_dir, write_file_in};
 pub use dns::{dns_query, parse_dns_reply, DnsRecord, DnsReply, DnsServer, QTYPE_A, QTYPE_TXT};
 pub use fixtures::{abi_fixture, api_1_0_fixture, build_fixture, versioned_fixture};
 pub use haproxy::Haproxy;
 pub use http::{HttpServer, PROXY_PROTOCOL_PATH, SERVER_NAME_HEADER};
+pub use loopback_ns::LoopbackNs;
 pub use net::{
-    free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_listens_tcp, tcp_listening, wait_for_port,
+    free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_has_tcp_connection, pid_listens_tcp,
+    tcp_listening, wait_for_port,
 };
 pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
 pub use pmmux::{Pmmux, StartOptions, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
@@ -83,8 +89,9 @@ pub use process::{
 pub use prometheus::Exposition;
 pub use quic::{quic_request, QuicServer, QUIC_TEST_ALPN};
 pub use sshd::{Sshd, HOST_KEY_ALIAS};
-pub use tcp::{tcp_roundtrip, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
+pub use tcp::{tcp_roundtrip, tcp_roundtrip_from, udp_roundtrip, TcpEcho, TcpServer, TcpSink, UdpEcho};
 pub use tls::{self_signed_cert, TlsServer};
+pub use upgrade::{pid_alive, signal_pid, stop_pid, wait_new_pid, wait_pid_exit, PidGuard};
 
 /// How long a server started by the harness may take to listen.
 pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(10);

@@ -148,6 +148,39 @@ pub fn pid_bound_udp(pid: u32, addr: SocketAddr) -> bool {
     pid_has_socket(pid, &socket_inodes("udp", addr, None))
 }
 
+/// Whether process `pid` holds the established TCP connection between `local` and `remote` (as
+/// seen from its side: `local` is its own address). Asks `ss` (iproute2, over netlink, filtered
+/// in the kernel), which stays fast with tens of thousands of TIME_WAIT sockets around, where
+/// reading `/proc/net/tcp` takes seconds; falls back to `/proc` without `ss`.
+pub fn pid_has_tcp_connection(pid: u32, local: SocketAddr, remote: SocketAddr) -> bool {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-Htnp",
+            "state",
+            "established",
+            "src",
+            &local.to_string(),
+            "dst",
+            &remote.to_string(),
+        ])
+        .output();
+    if let Some(out) = out.ok().filter(|o| o.status.success()) {
+        let needle = format!("pid={pid},");
+        return String::from_utf8_lossy(&out.stdout).contains(&needle);
+    }
+    let mut inodes = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(table) = fs::read_to_string(file) else { continue };
+        for line in table.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 10 && parse_hex_addr(f[1]) == Some(local) && parse_hex_addr(f[2]) == Some(remote) {
+                inodes.extend(f[9].parse::<u64>().ok().filter(|&i| i != 0));
+            }
+        }
+    }
+    pid_has_socket(pid, &inodes)
+}
+
 /// Whether any process listens on TCP `addr`, from `/proc/net` (no connection is made).
 pub fn tcp_listening(addr: SocketAddr) -> bool {
     !socket_inodes("tcp", addr, Some("0A")).is_empty()

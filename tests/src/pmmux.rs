@@ -46,6 +46,14 @@ pub struct StartOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// The open-file limit (soft and hard) set in the child before it runs.
     pub nofile: Option<u64>,
+    /// Called with the plugin folder once it is filled, before the host starts: for entries that
+    /// are not files (FIFOs, sockets, symlinks).
+    pub prepare: Option<&'a dyn Fn(&Path)>,
+    /// The program to run instead of the built `pmmux` (a copy a test replaces, for upgrades).
+    pub program: Option<&'a Path>,
+    /// Run inside this network namespace (one a test made with [`crate::netns`]): the host is
+    /// started through `ip netns exec`, which execs it, so the guard's PID is the host's.
+    pub netns: Option<&'a str>,
 }
 
 /// A running pmmux host; killed on drop (its log tail is printed if the test is panicking).
@@ -97,6 +105,9 @@ impl Pmmux {
             args: extra_args,
             env: &[],
             nofile,
+            prepare: None,
+            program: None,
+            netns: None,
         })
     }
 
@@ -109,8 +120,11 @@ impl Pmmux {
             args,
             env,
             nofile,
+            prepare,
+            program,
+            netns,
         } = *options;
-        let bin = pmmux_bin();
+        let bin = program.map_or_else(pmmux_bin, Path::to_path_buf);
         let libs: Vec<PathBuf> = plugins.iter().map(|p| plugin_lib(p)).collect();
         let dir = temp_dir("pmmux");
         let plugin_dir = dir.path().join("plugins");
@@ -122,7 +136,17 @@ impl Pmmux {
         for (name, bytes) in files {
             write_file_in(&plugin_dir, name, bytes);
         }
-        let mut cmd = Command::new(&bin);
+        if let Some(prepare) = prepare {
+            prepare(&plugin_dir);
+        }
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         if let Some(config_toml) = config {
             let config = dir.path().join("pmmux.toml");
             fs::write(&config, expand(config_toml, dir.path())).expect("write pmmux.toml");
@@ -223,6 +247,11 @@ impl Pmmux {
     /// Like [`Pmmux::wait_listening`], returning the failure instead of panicking.
     pub fn try_wait_listening(&self, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
         self.guard().wait_listening(addr, timeout)
+    }
+
+    /// Like [`Pmmux::wait_udp_bound`], returning the failure instead of panicking.
+    pub fn try_wait_udp_bound(&self, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+        self.guard().wait_udp_bound(addr, timeout)
     }
 
     /// Wait until the host has a UDP socket bound to `addr`; panics like [`Pmmux::wait_listening`].

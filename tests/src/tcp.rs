@@ -166,8 +166,27 @@ impl TcpSink {
 /// against an echo), half-close, and read until the peer closes. Everything is bounded by
 /// `timeout` overall; a timeout is an `Err(TimedOut)`.
 pub fn tcp_roundtrip(addr: SocketAddr, data: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    tcp_roundtrip_from(None, addr, data, timeout)
+}
+
+/// Like [`tcp_roundtrip`], from the local address `source` (any loopback address, 127.0.0.0/8,
+/// port chosen by the kernel) when given: a test can be several clients.
+pub fn tcp_roundtrip_from(
+    source: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    data: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
     let deadline = Instant::now() + timeout;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    let mut stream = match source {
+        None => TcpStream::connect_timeout(&addr, timeout)?,
+        Some(ip) => {
+            let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+            socket.connect_timeout(&addr.into(), timeout)?;
+            socket.into()
+        }
+    };
     let slice = Duration::from_millis(200);
     stream.set_read_timeout(Some(slice))?;
     stream.set_write_timeout(Some(timeout))?;

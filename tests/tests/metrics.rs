@@ -2,8 +2,8 @@
 //! `http` plugin to nginx, a client no backend matches, a client that stays silent past the probe
 //! timeout, UDP datagrams through a `pass` flow to an echo server), then `/metrics` read with curl
 //! and checked with a strict exposition-format reader, the HTML page, the JSON status, a slow admin
-//! client, and the refusal of a non-loopback admin address. `promtool check metrics` (Debian package
-//! `prometheus`) checks the exposition too.
+//! client, oversized heads and other methods, and the refusal of a non-loopback admin address.
+//! `promtool check metrics` (Debian package `prometheus`) checks the exposition too.
 
 mod common;
 mod ops_common;
@@ -84,7 +84,9 @@ fn metrics_count_real_traffic_by_listener_backend_and_outcome() {
         m.get("pmmux_connections_total", &front_web("closed")) == Some(3.0)
             && m.get("pmmux_connections_active", &[("listener", "front")]) == Some(0.0)
     });
-    assert_eq!(m.value("pmmux_connections_total", &front_web("failed")), 0.0);
+    for failed in ["client_error", "upstream_error", "plugin_error", "config_error"] {
+        assert_eq!(m.value("pmmux_connections_total", &front_web(failed)), 0.0);
+    }
     assert_eq!(m.value("pmmux_connections_total", &front_none("no_match")), 1.0);
     assert_eq!(m.value("pmmux_connections_total", &front_none("timeout")), 1.0);
     assert_eq!(m.value("pmmux_connections_total", &front_none("refused_limit")), 0.0);
@@ -212,13 +214,37 @@ fn a_slow_admin_client_does_not_hold_the_endpoint() {
     assert!(after < Duration::from_secs(8), "after {after:?}");
     let (head, _) = admin_get(admin, "/nothing");
     assert!(head.starts_with("HTTP/1.0 404"), "{head}");
+
+    // A request head past 8 KiB is refused (431), other methods than GET and HEAD too (405), and
+    // HEAD has the GET head without the body.
+    let curl = |extra: &[&str]| {
+        let url = format!("http://127.0.0.1:{admin}/metrics");
+        let mut args = vec!["-sS", "-i", "--max-time", "10"];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        run("curl", &args, CURL_TIMEOUT).expect_success("curl the admin endpoint")
+    };
+    let big = format!("X-Big: {}", "a".repeat(9000));
+    let answer = curl(&["-H", &big]);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let answer = curl(&["-X", "POST"]);
+    assert!(answer.starts_with("HTTP/1.0 405"), "{answer}");
+    assert!(answer.contains("Allow: GET, HEAD\r\n"), "{answer}");
+    let answer = curl(&["--head"]);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    assert!(
+        head.starts_with("HTTP/1.0 200") && head.contains("Content-Length: "),
+        "{head}"
+    );
+    assert_eq!(body, "", "HEAD has no body");
     assert!(pm.is_running());
 }
 
 #[test]
 fn a_non_loopback_admin_address_is_refused_unless_allowed() {
     let dir = temp_dir("admin-config");
-    let head = "[[listener]]\naddress = \"127.0.0.1:1\"\n[admin]\naddress = \"0.0.0.0:9900\"\n";
+    let head = "[[listener]]\naddress = \"127.0.0.1:1\"\n[[backend]]\nname = \"n\"\nprotocol = \"noop\"\n\
+                [admin]\naddress = \"0.0.0.0:9900\"\n";
     let refused = write_file_in(dir.path(), "refused.toml", head.as_bytes());
     let allowed = write_file_in(
         dir.path(),
@@ -231,7 +257,7 @@ fn a_non_loopback_admin_address_is_refused_unless_allowed() {
     assert!(!out.status.success(), "{}", out.stdout_str());
     let err = out.stderr_str();
     assert!(
-        err.contains("refused.toml:4:")
+        err.contains("refused.toml:7:")
             && err.contains("not a loopback address")
             && err.contains("allow_remote = true"),
         "{err}"

@@ -296,3 +296,66 @@ fn quic_clients_reach_the_server_of_their_name_also_when_the_client_hello_spans_
     assert_eq!((c.unmatched, c.pending_rejected), (0, 0), "{c:?}");
     assert!(pm.is_running());
 }
+
+/// A `quic` backend that reassembles the ClientHello (`alpn` set) and so decides over several
+/// datagrams when it is large, with extra backend keys (`proxy_protocol`, `priority`) and
+/// `[backend.match]` lines.
+fn quic_alpn_backend(name: &str, target: std::net::SocketAddr, extra: &str, matchers: &str) -> String {
+    format!(
+        "[[backend]]\nname = \"{name}\"\nprotocol = \"quic\"\ntarget = \"{target}\"\n{extra}\
+         [backend.params]\nalpn = \"pmmux-test\"\n{matchers}"
+    )
+}
+
+#[test]
+fn a_client_hello_spanning_several_datagrams_obeys_property_regexes_and_never_reaches_a_proxy_protocol_backend() {
+    // Each server's certificate decides who may answer: a client routed anywhere else fails its
+    // handshake. `pp` (first, TCP-only by its PROXY header) and `guarded` both hold a.example
+    // certificates; `guarded` refuses b.example by its `quic.sni` regex; `open` (fallback) holds
+    // b.example's.
+    let pp = QuicServer::start("server-pp", "a.example");
+    let guarded = QuicServer::start("server-guarded", "a.example");
+    let open = QuicServer::start("server-open", "b.example");
+    let (pm, ports) = start(&["quic"], &[Bind::Udp, Bind::Tcp], |p| {
+        format!(
+            "{}{}{}{}",
+            udp_head(p[0], p[1]),
+            quic_alpn_backend("pp", pp.addr(), "proxy_protocol = \"v2\"\n", ""),
+            quic_alpn_backend(
+                "guarded",
+                guarded.addr(),
+                "",
+                "[backend.match]\nproperty = { \"quic.sni\" = \"!^b\\\\.example$\" }\n"
+            ),
+            quic_alpn_backend("open", open.addr(), "priority = \"fallback\"\n", ""),
+        )
+    });
+    let to = loopback(ports[0]);
+    let timeout = Duration::from_secs(15);
+    let mut many: Vec<Vec<u8>> = (0..MANY_ALPN)
+        .map(|i| format!("x-{i:02}-{}", "p".repeat(56)).into_bytes())
+        .collect();
+    many.push(QUIC_TEST_ALPN.to_vec());
+    for (server, name, backend) in [(&open, "b.example", "open"), (&guarded, "a.example", "guarded")] {
+        for alpn in [&many[..], &many[MANY_ALPN..]] {
+            let (reply, me) = quic_request(to, name, server.cert(), alpn, b"ping", timeout)
+                .unwrap_or_else(|e| panic!("{name} with {} ALPN names: {e}\n{}", alpn.len(), pm.log()));
+            let want = format!("{} sni={name} alpn=pmmux-test|ping", server.name());
+            assert_eq!(String::from_utf8_lossy(&reply), want);
+            let held = held_datagrams(&pm, me, backend);
+            println!(
+                "{name}, {} ALPN names: {held} datagram(s) held, routed to {backend}",
+                alpn.len()
+            );
+            if alpn.len() > 1 {
+                assert!(held >= 2, "the large ClientHello was decided on {held} datagram(s)");
+            }
+        }
+    }
+    let wrong = log_lines(&pm, &["UDP flow created", "backend=\"pp\""]);
+    assert!(
+        wrong.is_empty(),
+        "datagrams reached the proxy_protocol backend: {wrong:#?}"
+    );
+    assert!(pm.is_running());
+}

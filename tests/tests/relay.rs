@@ -235,7 +235,9 @@ fn a_refused_target_closes_the_client_and_is_logged() {
     assert!(got.is_empty());
     let line = wait_log_line(&pm, &[&format!("peer={me}"), "connection failed"]);
     assert!(
-        line.contains(&format!("upstream 127.0.0.1:{dead}: connect failed")) && line.contains("backend=\"down\""),
+        line.contains(&format!("upstream 127.0.0.1:{dead}: connect failed"))
+            && line.contains("backend=\"down\"")
+            && line.contains("side=\"upstream\""),
         "{line}"
     );
 }

@@ -203,7 +203,7 @@ fn replacing_a_plugin_under_load_loses_no_connection_and_new_ones_see_the_new_ve
 }
 
 #[test]
-fn a_connection_opened_before_a_replace_keeps_its_version_after_replace_and_removal() {
+fn a_connection_opened_before_a_replace_keeps_its_version_which_is_unmapped_once_it_closes() {
     let v1 = versioned_fixture("1");
     let v2 = versioned_fixture("2");
     let (pm, live, addr, admin) = start_serving_v1(&v1);
@@ -235,15 +235,50 @@ fn a_connection_opened_before_a_replace_keeps_its_version_after_replace_and_remo
     let payload = random_bytes(1 << 20);
     assert_eq!(sha256_hex(&exchange(&mut old, &payload)), sha256_hex(&payload));
 
-    // The status shows what is mapped: two versions loaded, both old now, no plugin current.
+    // What is mapped: v1 only, for the connection still open (v2 served probes only, and was
+    // unmapped once they and its backend were gone), and no plugin current.
     let bin = pmmux_bin();
-    let status = run(
-        bin.to_str().expect("path"),
-        &["status", "--admin", &format!("127.0.0.1:{admin}")],
-        T,
+    let status = || {
+        let out = run(
+            bin.to_str().expect("path"),
+            &["status", "--admin", &format!("127.0.0.1:{admin}")],
+            T,
+        );
+        out.expect_success("pmmux status")
+    };
+    let shadows_mapped = || {
+        let maps = fs::read_to_string(format!("/proc/{}/maps", pm.pid())).expect("read maps");
+        let mut files: Vec<String> = maps
+            .lines()
+            .filter(|l| l.contains("pmmux-shadow"))
+            .filter_map(|l| l.split_whitespace().nth(5).map(str::to_owned))
+            .collect();
+        files.dedup();
+        files
+    };
+    let text = status();
+    assert!(
+        text.contains("1 plugin version(s) mapped, 1 old; 1 unmapped after draining"),
+        "{text}"
     );
-    let text = status.expect_success("pmmux status");
-    assert!(text.contains("2 plugin version(s) mapped, 2 old"), "{text}");
+    assert_eq!(shadows_mapped().len(), 1, "{:#?}", shadows_mapped());
+
+    // The last connection of v1 ends: v1 is unmapped, and no deleted shadow copy stays mapped.
+    drop(old);
+    let started = Instant::now();
+    loop {
+        let text = status();
+        if text.contains("0 plugin version(s) mapped, 0 old; 2 unmapped after draining") {
+            break;
+        }
+        assert!(
+            started.elapsed() < T,
+            "v1 still mapped after its last connection:\n{text}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(shadows_mapped().is_empty(), "{:#?}", shadows_mapped());
+    assert!(pm.is_running());
 }
 
 #[test]

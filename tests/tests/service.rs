@@ -1,6 +1,7 @@
 //! Service life, end to end with the real `pmmux`: systemd readiness notifications over a real unix
-//! datagram socket (and the unit file checked by `systemd-analyze verify`), two processes sharing
-//! one port with `reuse_port`, and `--user nobody` dropping root after binding a port below 1024.
+//! datagram socket, a path or an abstract name, reached after `--user` too (and the unit file
+//! checked by `systemd-analyze verify`), two processes sharing one port with `reuse_port`, and
+//! `--user nobody` dropping root after binding a port below 1024.
 
 mod common;
 
@@ -43,31 +44,50 @@ fn next_state(sock: &UnixDatagram, pings: &mut usize, pm: &Pmmux) -> String {
     try_next_state(sock, pings, pm).unwrap_or_else(|| panic!("pmmux exited; log:\n{}", pm.log()))
 }
 
-#[test]
-fn systemd_notify_ready_when_serving_then_reloading_ready_and_stopping() {
-    let dir = temp_dir("notify");
-    let path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).expect("bind the notification socket");
-    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let mut pings = 0;
-    // Retried on a new port when another process takes the probed one before pmmux binds it.
-    let (pm, port, ready) = (0..5)
+/// Starts pmmux (the echo plugin on a fresh port) with `env` and `args`, and returns it with the
+/// port and its first notification on `sock`. Retried on a new port when another process takes the
+/// probed one before pmmux binds it.
+fn start_notified(sock: &UnixDatagram, env: &[(&str, &str)], args: &[&str], pings: &mut usize) -> (Pmmux, u16, String) {
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("read timeout on the notification socket");
+    (0..5)
         .find_map(|_| {
             let port = free_port();
             let pm = Pmmux::start_opts(&StartOptions {
                 config: Some(&format!("{}{ECHO}", listener(port, ""))),
                 plugins: &["echo"],
-                env: &[("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
+                env,
+                args,
                 ..StartOptions::default()
             });
-            let ready = try_next_state(&sock, &mut pings, &pm);
-            match ready {
-                Some(ready) => Some((pm, port, ready)),
+            match try_next_state(sock, pings, &pm) {
+                Some(first) => Some((pm, port, first)),
                 None if pm.log().contains("cannot listen on") => None,
                 None => panic!("pmmux exited; log:\n{}", pm.log()),
             }
         })
-        .expect("pmmux could not bind a fresh port 5 times");
+        .expect("pmmux could not bind a fresh port 5 times")
+}
+
+/// SIGTERM, then `STOPPING=1` and a clean exit.
+fn stop_notified(pm: &Pmmux, sock: &UnixDatagram, pings: &mut usize) {
+    pm.signal(libc::SIGTERM);
+    let stopping = next_state(sock, pings, pm);
+    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping:?}");
+    let status = pm
+        .wait_exit(Duration::from_secs(10))
+        .expect("pmmux exits after SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn systemd_notify_ready_when_serving_then_reloading_ready_and_stopping() {
+    let dir = temp_dir("notify");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind the notification socket");
+    let mut pings = 0;
+    let env = [("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")];
+    let (pm, port, ready) = start_notified(&sock, &env, &[], &mut pings);
 
     // At READY=1 the port already accepts and the plugin serves: no polling needed.
     let got = tcp_roundtrip(loopback(port), b"ready?", CLIENT_TIMEOUT).expect("round trip at READY=1");
@@ -97,13 +117,57 @@ fn systemd_notify_ready_when_serving_then_reloading_ready_and_stopping() {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
-    pm.signal(libc::SIGTERM);
-    let stopping = next_state(&sock, &mut pings, &pm);
-    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping:?}");
-    let status = pm
-        .wait_exit(Duration::from_secs(10))
-        .expect("pmmux exits after SIGTERM");
-    assert!(status.success(), "{status}");
+    stop_notified(&pm, &sock, &mut pings);
+}
+
+#[test]
+fn systemd_notify_reaches_an_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    let name = format!("pmmux-e2e-notify-{}-{nanos}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract name");
+    let sock = UnixDatagram::bind_addr(&addr).expect("bind the abstract notification socket");
+    let mut pings = 0;
+    let (pm, port, ready) = start_notified(&sock, &[("NOTIFY_SOCKET", &format!("@{name}"))], &[], &mut pings);
+    assert!(ready.starts_with("READY=1\n"), "{ready:?}");
+    // A reload the moment readiness is announced: the SIGHUP handler is already there.
+    pm.signal(libc::SIGHUP);
+    let reloading = next_state(&sock, &mut pings, &pm);
+    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading:?}");
+    let ready = next_state(&sock, &mut pings, &pm);
+    assert!(ready.starts_with("READY=1\n"), "{ready:?}");
+    let got = tcp_roundtrip(loopback(port), b"abstract", CLIENT_TIMEOUT).expect("round trip at READY=1");
+    assert_eq!(got, b"abstract");
+    stop_notified(&pm, &sock, &mut pings);
+    assert_eq!(pings, 0, "no WATCHDOG_USEC, no pings");
+}
+
+/// The socket is connected once, as root, before `--user` takes effect: a socket only root may
+/// reach (in a 0700 folder) still gets `READY=1`, sent after the drop, and `STOPPING=1`.
+#[test]
+fn systemd_notify_reaches_a_root_only_socket_after_dropping_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: --user needs the test to run as root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("notify-private");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod 0700");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind the notification socket");
+    let mut pings = 0;
+    let env = [("NOTIFY_SOCKET", path.to_str().unwrap())];
+    let (pm, port, ready) = start_notified(&sock, &env, &["--user", "nobody"], &mut pings);
+    assert!(ready.starts_with("READY=1\n"), "{ready:?}\n{}", pm.log());
+    let (uid, _) = ids("nobody");
+    assert_eq!(proc_ids(pm.pid(), "Uid:"), vec![uid; 4], "READY=1 comes after the drop");
+    let got = tcp_roundtrip(loopback(port), b"as nobody", CLIENT_TIMEOUT).expect("round trip");
+    assert_eq!(got, b"as nobody");
+    stop_notified(&pm, &sock, &mut pings);
 }
 
 #[test]

@@ -1,12 +1,16 @@
 //! Choosing among backends, end to end, with the real `pmmux` binary: host-side matchers
 //! (`local_port`, `remote_ip` exclusions), priority tiers beating configuration order, a catch-all
 //! that waits for an earlier backend still reading, and the `least-requests` strategy (globally and
-//! per listener). Which backend got a connection is told by real servers' connection counts and by
+//! per listener), and the balancing strategies `round-robin`, `weighted`, `random` and
+//! `source-hash` (each keeping to the best tier; `source-hash` keeping each client on its backend
+//! and moving only the clients of a backend that goes). Which backend got a connection is told by real servers' connection counts and by
 //! SHA-256 of the bytes they saw.
 
 mod common;
 
 use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -308,4 +312,163 @@ target = "{e2}"
     let c7 = open();
     assert_eq!(counts(), (5, 2));
     drop((c2, c4, c5, c6, c7));
+}
+
+// ---------------------------------------------------------------- balancing strategies
+
+/// pmmux with one listener using `strategy` over `pass` backends to `targets` (each given as
+/// `(address, extra TOML lines)`), all in the normal tier, plus a standby echo that must never be
+/// used while a normal one matches.
+fn balanced(strategy: &str, targets: &[(SocketAddr, &str)], standby: &TcpServer) -> (Pmmux, u16) {
+    start_one(&[], |port| {
+        let mut text = format!(
+            "{head}[routing]\nstrategy = \"{strategy}\"\n",
+            head = listeners(&[format!("127.0.0.1:{port}")])
+        );
+        for (i, (addr, extra)) in targets.iter().enumerate() {
+            text += &format!("[[backend]]\nname = \"e{i}\"\nprotocol = \"pass\"\ntarget = \"{addr}\"\n{extra}\n");
+        }
+        text += &format!(
+            "[[backend]]\nname = \"spare\"\nprotocol = \"pass\"\npriority = \"standby\"\ntarget = \"{}\"\n",
+            standby.addr()
+        );
+        text
+    })
+}
+
+/// A TCP connection to `to` from the loopback address `from` (any port).
+fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    // SAFETY: plain socket calls on a descriptor this function owns until `from_raw_fd` takes it.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let SocketAddr::V4(to4) = to else {
+        panic!("{to} is not IPv4")
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `fd` is a fresh socket; the addresses live across the calls.
+    let stream = unsafe {
+        let local = sockaddr(from, 0);
+        let rc = libc::bind(fd, std::ptr::addr_of!(local).cast(), len);
+        let err = std::io::Error::last_os_error();
+        let stream = TcpStream::from_raw_fd(fd);
+        assert_eq!(rc, 0, "bind {from}: {err}");
+        let remote = sockaddr(*to4.ip(), to4.port());
+        let rc = libc::connect(fd, std::ptr::addr_of!(remote).cast(), len);
+        assert_eq!(rc, 0, "connect {from} -> {to}: {}", std::io::Error::last_os_error());
+        stream
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream
+}
+
+/// Which of `servers` got one echoed connection from `from` (closed again before returning).
+fn route_once(port: u16, from: Ipv4Addr, servers: &[&TcpServer]) -> usize {
+    let before: Vec<usize> = servers.iter().map(|s| s.connections()).collect();
+    let mut s = connect_from(from, loopback(port));
+    echo_exchange(&mut s, &random_bytes(512));
+    let after: Vec<usize> = servers.iter().map(|s| s.connections()).collect();
+    let hit: Vec<usize> = (0..servers.len()).filter(|&i| after[i] != before[i]).collect();
+    assert_eq!(hit.len(), 1, "one connection reached {hit:?} ({before:?} -> {after:?})");
+    hit[0]
+}
+
+#[test]
+fn round_robin_takes_the_backends_in_turn() {
+    let echoes = [TcpEcho::start(), TcpEcho::start(), TcpEcho::start()];
+    let spare = TcpEcho::start();
+    let targets: Vec<_> = echoes.iter().map(|e| (e.addr(), "")).collect();
+    let (_pm, port) = balanced("round-robin", &targets, &spare);
+    let servers: Vec<&TcpServer> = echoes.iter().collect();
+    let order: Vec<usize> = (0..9)
+        .map(|_| route_once(port, Ipv4Addr::LOCALHOST, &servers))
+        .collect();
+    // Whichever backend starts the rotation, each follows the one before it.
+    let first = order[0];
+    let expect: Vec<usize> = (0..9).map(|i| (first + i) % 3).collect();
+    assert_eq!(order, expect, "connections did not rotate over the three backends");
+    assert_eq!(
+        spare.connections(),
+        0,
+        "the standby backend served while normal ones matched"
+    );
+}
+
+#[test]
+fn weighted_gives_each_backend_its_weight() {
+    let heavy = TcpEcho::start();
+    let light = TcpEcho::start();
+    let spare = TcpEcho::start();
+    let (_pm, port) = balanced("weighted", &[(heavy.addr(), "weight = 3"), (light.addr(), "")], &spare);
+    let servers = [&heavy, &light];
+    let picks: Vec<usize> = (0..12)
+        .map(|_| route_once(port, Ipv4Addr::LOCALHOST, &servers))
+        .collect();
+    assert_eq!((heavy.connections(), light.connections()), (9, 3), "order: {picks:?}");
+    // Interleaved, not in runs: the light backend turns up in every window of four.
+    assert!(picks.windows(4).all(|w| w.contains(&1)), "order: {picks:?}");
+    assert_eq!(spare.connections(), 0);
+}
+
+#[test]
+fn random_uses_every_backend_without_a_fixed_order() {
+    let echoes = [TcpEcho::start(), TcpEcho::start()];
+    let spare = TcpEcho::start();
+    let (_pm, port) = balanced("random", &[(echoes[0].addr(), ""), (echoes[1].addr(), "")], &spare);
+    let servers: Vec<&TcpServer> = echoes.iter().collect();
+    let picks: Vec<usize> = (0..40)
+        .map(|_| route_once(port, Ipv4Addr::LOCALHOST, &servers))
+        .collect();
+    let first = picks.iter().filter(|&&p| p == 0).count();
+    // Binomial(40, 1/2): below 8 or above 32 has probability about 1e-5.
+    assert!(
+        (8..=32).contains(&first),
+        "{first} of 40 to the first backend: {picks:?}"
+    );
+    // Not round robin in disguise: some backend gets two in a row.
+    assert!(picks.windows(2).any(|w| w[0] == w[1]), "strict alternation: {picks:?}");
+    assert_eq!(spare.connections(), 0);
+}
+
+#[test]
+fn source_hash_keeps_each_client_on_its_backend_and_moves_only_the_lost_ones() {
+    let mut echoes = vec![TcpEcho::start(), TcpEcho::start(), TcpEcho::start()];
+    let spare = TcpEcho::start();
+    let targets: Vec<_> = echoes.iter().map(|e| (e.addr(), "")).collect();
+    let (_pm, port) = balanced("source-hash", &targets, &spare);
+    let clients: Vec<Ipv4Addr> = (10..40).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let servers: Vec<&TcpServer> = echoes.iter().collect();
+    let home: Vec<usize> = clients.iter().map(|&c| route_once(port, c, &servers)).collect();
+    for _ in 0..2 {
+        for (c, h) in clients.iter().zip(&home) {
+            assert_eq!(route_once(port, *c, &servers), *h, "client {c} changed backend");
+        }
+    }
+    let used = |b: usize| home.iter().filter(|&&h| h == b).count();
+    assert!(
+        (0..3).all(|b| used(b) > 0),
+        "30 clients did not spread over 3 backends: {home:?}"
+    );
+
+    // The last backend goes away: its connections fail over (the next in each client's ranking);
+    // every other client stays where it was.
+    let gone = echoes.pop().expect("three echoes");
+    drop(gone);
+    let servers: Vec<&TcpServer> = echoes.iter().collect();
+    for (c, h) in clients.iter().zip(&home) {
+        let now = route_once(port, *c, &servers);
+        if *h != 2 {
+            assert_eq!(now, *h, "client {c} moved off a backend that is still there");
+        }
+    }
+    assert_eq!(spare.connections(), 0);
 }

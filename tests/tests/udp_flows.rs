@@ -138,7 +138,13 @@ fn a_dns_flow_survives_hot_reloads_of_its_plugin_and_new_clients_use_the_new_ver
         format!(
             "{}[reload]\nquiet_period_ms = 150\nrescan_interval_ms = 2000\n{}",
             udp_head(p[0], p[1]),
-            dns_backend("dns", dns.addr(), "a.example")
+            // DNS is routed per message by default (each query detected by the version current
+            // then); `udp_routing = "flow"` makes it a session flow, whose pinning this test is about.
+            dns_backend("dns", dns.addr(), "a.example").replacen(
+                "[backend.params]",
+                "udp_routing = \"flow\"\n[backend.params]",
+                1
+            )
         )
     });
     let (port, admin) = (ports[0], ports[1]);

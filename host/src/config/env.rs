@@ -8,7 +8,7 @@ use std::ops::Range;
 
 /// Text with its placeholders replaced, and where each replacement was.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expanded {
+pub(super) struct Expanded {
     /// The text to parse.
     pub text: String,
     /// Each replacement: its byte range in the expanded text and in the original.
@@ -18,7 +18,7 @@ pub struct Expanded {
 impl Expanded {
     /// The byte offset in the original text of `offset` in the expanded one: inside a
     /// replacement, where its placeholder began.
-    pub fn original_offset(&self, offset: usize) -> usize {
+    pub(super) fn original_offset(&self, offset: usize) -> usize {
         let mut shift: isize = 0;
         for (new, old) in &self.replaced {
             if offset < new.start {
@@ -35,7 +35,7 @@ impl Expanded {
 
 /// A placeholder that cannot be expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvError {
+pub(super) struct EnvError {
     /// Byte offset of the placeholder in the original text.
     pub offset: usize,
     /// What is wrong.
@@ -56,7 +56,17 @@ const OPEN: &str = "{{env:";
 
 /// Replaces every placeholder inside a quoted string of `text`, asking `lookup` for variables.
 /// A default (`:-`) is used when the variable is unset or empty, as in the shell.
-pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Expanded, Vec<EnvError>> {
+#[cfg(test)]
+pub(super) fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Expanded, Vec<EnvError>> {
+    match expand_all(text, lookup) {
+        (expanded, errors) if errors.is_empty() => Ok(expanded),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Like [`expand`], going on past a placeholder that cannot be expanded (it is left as it is) so
+/// every one is reported.
+pub(super) fn expand_all(text: &str, lookup: impl Fn(&str) -> Option<String>) -> (Expanded, Vec<EnvError>) {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut replaced = Vec::new();
@@ -120,11 +130,8 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Exp
         }
         i += 1;
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     out.push_str(&text[copied.min(text.len())..]);
-    Ok(Expanded { text: out, replaced })
+    (Expanded { text: out, replaced }, errors)
 }
 
 /// The replacement for one placeholder body (`NAME` or `NAME:-default`), escaped for `state`.

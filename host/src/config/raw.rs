@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
     pub(super) health: crate::routing::health::config::RawProtocolHealth,
     #[serde(default)]
     pub(super) limits: RawLimits,
+    pub(super) port_mapping: Option<crate::portmap::config::RawPortMapping>,
     pub(super) access_log: Option<RawAccessLog>,
 }
 
@@ -89,6 +90,13 @@ pub(super) struct RawListener {
     pub(super) reuse_port: bool,
     pub(super) max_connections: Option<Spanned<usize>>,
     pub(super) max_connections_per_ip: Option<Spanned<usize>>,
+    pub(super) public_port: Option<Spanned<crate::portmap::config::RawPublicPort>>,
+    #[serde(default = "default_listen")]
+    pub(super) listen: Spanned<bool>,
+}
+
+pub(super) fn default_listen() -> Spanned<bool> {
+    Spanned::new(0..0, true)
 }
 
 pub(super) fn default_transport() -> Spanned<Vec<String>> {
@@ -107,6 +115,8 @@ pub(super) struct RawRouting {
     pub(super) max_udp_flows: usize,
     pub(super) max_failovers: u32,
     pub(super) max_udp_pending: usize,
+    pub(super) idle_timeout_ms: u64,
+    pub(super) half_closed_timeout_ms: u64,
 }
 
 impl Default for RawRouting {
@@ -121,6 +131,8 @@ impl Default for RawRouting {
             max_udp_flows: 100_000,
             max_failovers: 3,
             max_udp_pending: 1024,
+            idle_timeout_ms: super::DEFAULT_IDLE_TIMEOUT_MS,
+            half_closed_timeout_ms: super::DEFAULT_HALF_CLOSED_TIMEOUT_MS,
         }
     }
 }
@@ -133,14 +145,29 @@ pub(super) struct RawBackend {
     pub(super) target: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) priority: Priority,
+    #[serde(default = "default_weight")]
+    pub(super) weight: Spanned<u32>,
     #[serde(default, rename = "match")]
     pub(super) matchers: MatchersConfig,
-    #[serde(default)]
-    pub(super) params: toml::Table,
+    pub(super) params: Option<Spanned<toml::Table>>,
     #[serde(default = "default_udp_idle_timeout_ms")]
     pub(super) udp_idle_timeout_ms: u64,
+    pub(super) idle_timeout_ms: Option<u64>,
+    pub(super) udp_routing: Option<UdpRoutingKey>,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
     pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
+}
+
+pub(super) fn default_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// `[[backend]] udp_routing`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum UdpRoutingKey {
+    Flow,
+    PerMessage,
 }
 
 pub(super) fn default_udp_idle_timeout_ms() -> u64 {

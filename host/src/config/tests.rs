@@ -132,3 +132,64 @@ fn a_remote_admin_address_needs_allow_remote() {
     let remote = parse_str(&format!("{head}address = \"0.0.0.0:9900\"\nallow_remote = true\n")).expect("allowed");
     assert_eq!(remote.admin, Some("0.0.0.0:9900".parse().unwrap()));
 }
+
+#[test]
+fn weights_default_to_one_and_are_bounded_at_their_line() {
+    let backend = |w: &str| {
+        format!("[[listener]]\naddress = \"127.0.0.1:1\"\n[routing]\nstrategy = \"weighted\"\n[[backend]]\nname = \"a\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:2\"\n{w}\n")
+    };
+    let c = parse_str(&backend("")).expect("valid");
+    assert_eq!((c.routing.strategy, c.backends[0].weight), (Strategy::Weighted, 1));
+    assert_eq!(
+        parse_str(&backend("weight = 256")).expect("valid").backends[0].weight,
+        256
+    );
+    for bad in ["weight = 0", "weight = 257"] {
+        let err = parse_str(&backend(bad)).unwrap_err();
+        assert_eq!(err.issues[0].line, 9, "{err}");
+        assert!(err.to_string().contains("backend `a`: weight must be 1..=256"), "{err}");
+    }
+}
+
+#[test]
+fn backends_know_where_their_table_and_params_are() {
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n\n# a comment\n[[backend]]\nname = \"a\"\nprotocol = \"x\"\n\
+                [backend.params]\nk = 1\n\n  [[backend]]\n  name = \"b\"\n  protocol = \"y\"\n";
+    let c = parse(Path::new("/etc/pmmux/pmmux.toml"), text).unwrap();
+    let at = |p: Place| (p.line, p.column);
+    assert_eq!(at(c.backends[0].place), (5, 1));
+    assert_eq!(at(c.backends[0].params_place), (8, 1));
+    assert_eq!(at(c.backends[1].place), (11, 3));
+    assert_eq!(
+        at(c.backends[1].params_place),
+        (11, 3),
+        "no params: the backend's place"
+    );
+    assert_eq!(c.backends[0].place.in_file(Path::new("f.toml")), "f.toml:5:1");
+    // Moving a backend in the file does not change it.
+    let moved = parse(Path::new("/etc/pmmux/pmmux.toml"), &text.replace("# a comment\n", "")).unwrap();
+    assert_eq!(moved.backends, c.backends);
+}
+
+#[test]
+fn an_unset_env_placeholder_does_not_hide_the_other_problems() {
+    let text = "[[listener]]\naddress = \"{{env:PMMUX_UNIT_NOT_SET_A}}\"\n[[backend]]\nname = \"a\"\n\
+                protocol = \"pass\"\ntarget = \"{{env:PMMUX_UNIT_NOT_SET_B}}\"\n[routing]\npreview_limit = 0\n";
+    let (config, issues) = parse_all(Path::new("c.toml"), text);
+    assert!(config.is_some());
+    let lines: Vec<(usize, &str)> = issues.iter().map(|i| (i.line, i.message.as_str())).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].0 == 2 && lines[0].1.contains("PMMUX_UNIT_NOT_SET_A is not set"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].0 == 6 && lines[1].1.contains("PMMUX_UNIT_NOT_SET_B is not set"),
+        "{lines:?}"
+    );
+    assert!(lines[2].0 == 8 && lines[2].1.contains("preview_limit"), "{lines:?}");
+    // A TOML syntax error after a bad placeholder is listed with it.
+    let (config, issues) = parse_all(Path::new("c.toml"), "a = \"{{env:PMMUX_UNIT_NOT_SET_A}}\"\nb = = 1\n");
+    assert!(config.is_none());
+    assert_eq!(issues.len(), 2, "{issues:?}");
+}

@@ -7,7 +7,7 @@ use crate::config::{BackendConfig, Config, ListenerConfig};
 
 /// What changes when `new` replaces `old`.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct ConfigDiff {
+pub(crate) struct ConfigDiff {
     /// Listeners to bind (an address/transport not listened on before).
     pub listeners_added: Vec<ListenerConfig>,
     /// Listeners to close (their open connections go on).
@@ -30,16 +30,22 @@ pub struct ConfigDiff {
     pub limits_changed: bool,
     /// Whether `[access_log]` changed.
     pub access_log_changed: bool,
+    /// Whether `[reload]` changed (applied at once: quiet period, rescan interval, watching).
+    pub reload_changed: bool,
+    /// Whether `[admin]` changed (the endpoint is bound at start: it needs a restart).
+    pub admin_changed: bool,
+    /// Whether `[port_mapping]` changed.
+    pub port_mapping_changed: bool,
 }
 
 impl ConfigDiff {
     /// True when the new configuration changes nothing.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == ConfigDiff::default()
     }
 
     /// A one-line summary for the log.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut parts = Vec::new();
         let mut list = |what: &str, names: Vec<String>| {
             if !names.is_empty() {
@@ -68,6 +74,15 @@ impl ConfigDiff {
         if self.access_log_changed {
             parts.push("access log changed".into());
         }
+        if self.reload_changed {
+            parts.push("reload settings changed".into());
+        }
+        if self.admin_changed {
+            parts.push("admin changed (needs a restart)".into());
+        }
+        if self.port_mapping_changed {
+            parts.push("port_mapping changed".into());
+        }
         if parts.is_empty() {
             "no change".into()
         } else {
@@ -76,13 +91,14 @@ impl ConfigDiff {
     }
 }
 
-/// Identity of a listening socket: a listener is the same one when these are equal.
-fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool) {
-    (l.address, l.tcp, l.udp)
+/// Identity of a listening socket: a listener is the same one when these are equal (turning
+/// `listen` on or off opens or closes the socket).
+fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool, bool) {
+    (l.address, l.tcp, l.udp, l.listen)
 }
 
 /// Computes what changes from `old` to `new`.
-pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
+pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
     let mut d = ConfigDiff::default();
     for l in &new.listeners {
         match old.listeners.iter().find(|o| socket_key(o) == socket_key(l)) {
@@ -123,6 +139,9 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.plugin_dir_changed = old.plugin_dir != new.plugin_dir;
     d.limits_changed = old.limits != new.limits;
     d.access_log_changed = old.access_log != new.access_log;
+    d.reload_changed = old.reload != new.reload;
+    d.admin_changed = old.admin != new.admin;
+    d.port_mapping_changed = old.port_mapping != new.port_mapping;
     d
 }
 
@@ -231,5 +250,17 @@ mod tests {
         let d = diff(&old, &new);
         assert!(d.routing_changed && d.plugin_dir_changed);
         assert!(d.summary().ends_with("routing changed; plugin_dir changed"));
+    }
+
+    #[test]
+    fn reload_and_admin_changes_are_changes() {
+        let base = format!("{L1}{}", backend("a", "127.0.0.1:1"));
+        let old = config(&base);
+        let d = diff(&old, &config(&format!("{base}[reload]\nquiet_period_ms = 50\n")));
+        assert!(d.reload_changed && !d.is_empty(), "{d:?}");
+        assert_eq!(d.summary(), "reload settings changed");
+        let d = diff(&old, &config(&format!("{base}[admin]\naddress = \"127.0.0.1:9900\"\n")));
+        assert!(d.admin_changed && !d.reload_changed, "{d:?}");
+        assert_eq!(d.summary(), "admin changed (needs a restart)");
     }
 }

@@ -21,8 +21,11 @@ use crate::plugins::{Loader, PluginSet};
 use crate::routing::registry::{BuildIssue, Registry};
 use crate::tcp::listener::ListenerSet;
 
+/// The reason of the first rebuild.
+const START_UP: &str = "start-up";
+
 /// The state the reloader owns.
-pub struct Reloader {
+pub(crate) struct Reloader {
     config: Config,
     loader: Loader,
     plugins: PluginSet,
@@ -35,11 +38,13 @@ pub struct Reloader {
     /// Stamp of the configuration file at the last read (a metadata-only event, such as the
     /// access-time update our own read causes, does not re-read it).
     config_stamp: Option<FileStamp>,
+    /// The NAT port mapper, told the mapped sockets after every listener change.
+    portmap: crate::portmap::PortMapper,
 }
 
 /// Logs backend build problems, one line each: a missing protocol is a warning (a plugin may be
 /// dropped in later), a refused configuration an error.
-pub fn log_build_issues(issues: &[BuildIssue]) {
+pub(crate) fn log_build_issues(issues: &[BuildIssue]) {
     for issue in issues {
         match issue {
             BuildIssue::MissingProtocol { .. } => tracing::warn!("{issue}"),
@@ -50,24 +55,27 @@ pub fn log_build_issues(issues: &[BuildIssue]) {
 
 impl Reloader {
     /// Loads the plugins and builds the first registry (before any listener accepts).
-    pub fn start(
+    pub(crate) fn start(
         config: Config,
         loader: Loader,
         listeners: Arc<Mutex<ListenerSet>>,
         registry: Arc<ArcSwap<Registry>>,
         signals: Sender<Signal>,
+        portmap: crate::portmap::PortMapper,
     ) -> Reloader {
         let config_stamp = FileStamp::of(&config.path).ok();
+        let plugins = PluginSet::with_prefix(config.plugin_prefix.clone());
         let mut r = Reloader {
             config,
             loader,
-            plugins: PluginSet::default(),
+            plugins,
             registry,
             listeners,
             signals,
             watcher: None,
             last_issues: Vec::new(),
             config_stamp,
+            portmap,
         };
         r.watch();
         let report = r.plugins.reconcile(&r.loader, &r.config.plugin_dir);
@@ -76,7 +84,7 @@ impl Reloader {
             .metrics()
             .plugin_reload_failures
             .fetch_add(report.refused.len() as u64, Ordering::Relaxed);
-        r.rebuild("start-up");
+        r.rebuild(START_UP);
         r
     }
 
@@ -108,14 +116,14 @@ impl Reloader {
         let (plugins, backends) = (registry.plugins.len(), registry.backends.len());
         self.listeners().metrics().saw_plugins(&registry.plugins);
         self.registry.store(Arc::new(registry));
-        tracing::info!(
-            why,
-            plugins,
-            backends,
-            configured = self.config.backends.len(),
-            ms = %format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
-            "registry swapped"
-        );
+        let ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3);
+        let configured = self.config.backends.len();
+        if why == START_UP {
+            // The start-up summary line says it (server.rs).
+            tracing::debug!(why, plugins, backends, configured, ms = %ms, "registry swapped");
+        } else {
+            tracing::info!(why, plugins, backends, configured, ms = %ms, "registry swapped");
+        }
     }
 
     /// Reconciles the plugin folder; returns whether to try again after the quiet period.
@@ -134,17 +142,18 @@ impl Reloader {
     }
 
     /// Re-reads the configuration file if it changed since the last read (always with `force`);
-    /// applies it, or keeps the running one and logs every error.
-    fn reload_config(&mut self, force: bool) {
+    /// applies it, or keeps the running one and logs every error. Returns whether `[reload]`
+    /// changed (the caller's rescan deadline follows the new interval).
+    fn reload_config(&mut self, force: bool) -> bool {
         if self.config.path.as_os_str().is_empty() {
             // Built from -p / -b: there is no file to read; rescan the plugins instead.
             tracing::info!("configuration from the command line: nothing to reload; rescanning plugins");
             self.reconcile_plugins();
-            return;
+            return false;
         }
         let stamp = FileStamp::of(&self.config.path).ok();
         if !force && stamp.is_some() && stamp == self.config_stamp {
-            return;
+            return false;
         }
         self.config_stamp = stamp;
         let new = match config::load(&self.config.path) {
@@ -155,13 +164,13 @@ impl Reloader {
                 }
                 tracing::error!(file = %self.config.path.display(), "configuration refused; the running configuration stays");
                 crate::ops::metrics::Metrics::inc(&self.listeners().metrics().config_reload_failures);
-                return;
+                return false;
             }
         };
         let d = diff(&self.config, &new);
         if d.is_empty() {
             tracing::debug!(file = %new.path.display(), "configuration unchanged");
-            return;
+            return false;
         }
         {
             let mut listeners = self.listeners();
@@ -169,7 +178,7 @@ impl Reloader {
                 listeners.remove(l.address);
                 tracing::info!(listener = %l.name, address = %l.address, "listener closed; its connections go on");
             }
-            for l in &d.listeners_added {
+            for l in d.listeners_added.iter().filter(|l| l.listen) {
                 if let Err(e) = listeners.add(l) {
                     tracing::error!(listener = %l.name, address = %l.address, error = %e, "cannot listen; the rest of the configuration applies");
                 }
@@ -178,13 +187,32 @@ impl Reloader {
                 listeners.reconfigure(l);
             }
             listeners.limits().configure(&new.limits);
+            self.portmap
+                .set_bound(&crate::control::server::mapped_sockets(&new.listeners, &listeners));
             crate::ops::metrics::Metrics::inc(&listeners.metrics().config_reloads);
         }
         if let Err(e) = crate::ops::access_log::configure(new.access_log.as_ref()) {
             tracing::error!(error = %e, "cannot open the new access log; records are not written until it can be");
         }
-        if new.admin != self.config.admin {
-            tracing::warn!("a change of [admin] takes effect at the next start");
+        if d.admin_changed {
+            let show = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+            tracing::warn!(
+                running = %show(self.config.admin),
+                configured = %show(new.admin),
+                "[admin] changed: the admin endpoint is bound at start, so this needs a restart; it stays as it is until then"
+            );
+        }
+        if d.reload_changed {
+            let r = &new.reload;
+            tracing::info!(
+                quiet_period_ms = r.quiet_period.as_millis(),
+                rescan_interval_ms = r.rescan_interval.as_millis(),
+                watch_config = r.watch_config,
+                "[reload] applied"
+            );
+        }
+        if d.port_mapping_changed {
+            tracing::warn!("a change of [port_mapping] takes effect at the next start");
         }
         let rewatch = d.plugin_dir_changed || new.reload.watch_config != self.config.reload.watch_config;
         self.config = new;
@@ -197,10 +225,11 @@ impl Reloader {
         }
         self.rebuild("configuration reloaded");
         tracing::info!(changes = %d.summary(), "configuration reloaded");
+        d.reload_changed
     }
 
     /// Runs until [`Signal::Shutdown`] (or every sender is gone).
-    pub fn run(mut self, signals: Receiver<Signal>) {
+    pub(crate) fn run(mut self, signals: Receiver<Signal>) {
         let mut plugins_due: Option<Instant> = None;
         let mut config_due: Option<Instant> = None;
         let mut first_event: Option<Instant> = None;
@@ -227,7 +256,9 @@ impl Reloader {
                 Ok(Signal::Reload) => {
                     config_due = None;
                     crate::ops::systemd::reloading();
-                    self.reload_config(true);
+                    if self.reload_config(true) {
+                        next_rescan = now + self.config.reload.rescan_interval;
+                    }
                     crate::ops::systemd::ready("configuration reloaded");
                 }
                 Ok(Signal::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
@@ -236,7 +267,9 @@ impl Reloader {
             let now = Instant::now();
             if config_due.is_some_and(|t| t <= now) {
                 config_due = None;
-                self.reload_config(false);
+                if self.reload_config(false) {
+                    next_rescan = now + self.config.reload.rescan_interval;
+                }
             }
             if plugins_due.is_some_and(|t| t <= now) || next_rescan <= now {
                 if next_rescan <= now {
@@ -251,23 +284,13 @@ impl Reloader {
         tracing::debug!("reloader stopped");
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// Counter of plugin library versions mapped into the process.
-    pub fn mapped_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.loader.mapped()
+    /// Gauges of plugin library versions mapped into the process.
+    pub(crate) fn plugin_gauges(&self) -> Arc<crate::plugins::loader::Gauges> {
+        self.loader.gauges()
     }
 
     /// The folder holding the loader's shadow copies.
-    pub fn shadow_dir(&self) -> &Path {
+    pub(crate) fn shadow_dir(&self) -> &Path {
         self.loader.shadow_dir()
-    }
-
-    /// The configuration file.
-    pub fn config_path(&self) -> &Path {
-        &self.config.path
     }
 }

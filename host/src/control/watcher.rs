@@ -1,5 +1,5 @@
 //! File-system watching: turns notify events on the plugin folder and the configuration file into
-//! [`Signal`]s for the reloader. Which events count (DESIGN.md §4): `cp` over a file gives only
+//! [`Signal`]s for the reloader. Which events count (docs/architecture.md §4): `cp` over a file gives only
 //! Modify / Close(Write) on the same inode, `mv` one Name(To), `install` Remove then Create then
 //! writes; so any Create, Modify, Remove or Close(Write) of a platform library that is not a dotfile
 //! marks the folder dirty. The reloader waits for a quiet period and reconciles the whole folder, so
@@ -15,7 +15,7 @@ use crate::plugins::loader::is_library;
 
 /// What the reloader is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// Something changed in the plugin folder.
     PluginFolder,
     /// The configuration file changed.
@@ -29,14 +29,18 @@ pub enum Signal {
 }
 
 /// Keeps the notify watcher alive; dropping it stops watching.
-pub struct FsWatcher {
+pub(crate) struct FsWatcher {
     _inner: RecommendedWatcher,
 }
 
 /// Watches `plugin_dir` and, if given, the folder holding `config_file` (editors replace files by
 /// renaming, so the file itself is not watched). Failures are returned as text; the periodic rescan
 /// still works without a watcher.
-pub fn watch(plugin_dir: &Path, config_file: Option<&Path>, signals: Sender<Signal>) -> Result<FsWatcher, String> {
+pub(crate) fn watch(
+    plugin_dir: &Path,
+    config_file: Option<&Path>,
+    signals: Sender<Signal>,
+) -> Result<FsWatcher, String> {
     let plugin_dir = absolute(plugin_dir);
     let config_file = config_file.map(absolute);
     let config_dir = config_file.as_ref().and_then(|f| f.parent().map(Path::to_owned));

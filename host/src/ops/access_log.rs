@@ -56,8 +56,15 @@ pub enum Transport {
 pub enum Outcome {
     /// Relayed or served to the end.
     Closed,
-    /// Routed, then failed (connect, plugin, I/O); the error says which side.
-    Failed(String),
+    /// Routed, then closed by pmmux after no byte moved for the idle (or half-closed) timeout.
+    Cut(crate::tcp::relay::Cut),
+    /// Routed, then failed (connect, plugin, I/O).
+    Failed {
+        /// The party the failure is charged to: `client`, `upstream`, `plugin` or `config`.
+        side: &'static str,
+        /// What failed.
+        error: String,
+    },
     /// No backend wanted it.
     NoMatch,
     /// The client closed before sending anything.
@@ -74,8 +81,6 @@ pub enum Outcome {
     Aborted,
     /// A UDP flow ended by its idle timeout.
     Expired,
-    /// A UDP flow ended because its backend or listener went away.
-    Removed,
 }
 
 impl Outcome {
@@ -83,7 +88,9 @@ impl Outcome {
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Closed => "closed",
-            Outcome::Failed(_) => "failed",
+            Outcome::Cut(crate::tcp::relay::Cut::Idle) => "idle_timeout",
+            Outcome::Cut(crate::tcp::relay::Cut::HalfClosed) => "half_closed_timeout",
+            Outcome::Failed { .. } => "failed",
             Outcome::NoMatch => "no_match",
             Outcome::ClientClosed => "client_closed",
             Outcome::Silent => "silent",
@@ -92,14 +99,13 @@ impl Outcome {
             Outcome::RefusedLimit => "refused_limit",
             Outcome::Aborted => "aborted",
             Outcome::Expired => "expired",
-            Outcome::Removed => "removed",
         }
     }
 
     /// The error text, for outcomes that have one.
     pub fn error(&self) -> Option<&str> {
         match self {
-            Outcome::Failed(e) | Outcome::ClientError(e) | Outcome::ProxyHeaderRefused(e) => Some(e),
+            Outcome::Failed { error: e, .. } | Outcome::ClientError(e) | Outcome::ProxyHeaderRefused(e) => Some(e),
             _ => None,
         }
     }
@@ -232,7 +238,7 @@ pub fn close() {
 /// becomes the `connection closed` line when the process log shows info for connections.
 pub fn record(record: Record) {
     let line = record.transport == Transport::Tcp
-        && record.outcome == Outcome::Closed
+        && matches!(record.outcome, Outcome::Closed | Outcome::Cut(_))
         && tracing::enabled!(target: "pmmux::tcp::connection", tracing::Level::INFO);
     let access = OUTPUTS.access_handle.load();
     let access = access.as_deref();

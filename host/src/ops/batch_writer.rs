@@ -148,6 +148,8 @@ impl<B: Batch> Handle<B> {
     }
 }
 
+/// Plain bytes: the tests' batch.
+#[cfg(test)]
 impl Handle<Vec<u8>> {
     /// Appends bytes (whole lines).
     pub fn push(&self, bytes: &[u8], urgent: bool) -> bool {

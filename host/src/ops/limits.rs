@@ -1,7 +1,6 @@
 //! Connection limits: the counting core (no I/O) behind `[limits] max_connections` and
 //! `max_previews` (whole process) and a listener's `max_connections` and `max_connections_per_ip`,
-//! the rate gate that keeps limit log lines to one per limit and listener per second, and the
-//! accept-error backoff.
+//! and the rate gate that keeps limit log lines to one per limit and listener per second.
 //!
 //! What happens at each limit (README "Limits"):
 //! - `max_connections` (process or listener) full: the accept loop stops accepting until a slot
@@ -31,13 +30,9 @@ use tokio::sync::Notify;
 /// Most client addresses one listener's per-IP table holds; a new address beyond it is refused
 /// as a per-IP hit (each entry stands for at least one open connection, so this is never reached
 /// before the descriptor limit in practice).
-pub const MAX_IP_ENTRIES: usize = 1 << 20;
+pub(crate) const MAX_IP_ENTRIES: usize = 1 << 20;
 /// Least time between two log lines of one limit on one listener.
-pub const LOG_EVERY: Duration = Duration::from_secs(1);
-/// First wait after an accept error.
-pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-/// Longest wait after repeated accept errors.
-pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// `[limits]`: process-wide limits (none when `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -218,7 +213,7 @@ impl IpTable {
 
 /// Lets one log line through per [`LOG_EVERY`], counting the events it held back.
 #[derive(Debug)]
-pub struct LogGate {
+pub(crate) struct LogGate {
     /// Milliseconds (see [`now_ms`]) of the last line let through; `u64::MAX` before the first.
     last_ms: AtomicU64,
     suppressed: AtomicU64,
@@ -235,7 +230,7 @@ impl Default for LogGate {
 
 impl LogGate {
     /// Records an event at `now_ms`; `Some(held back since the last line)` when a line is due.
-    pub fn event(&self, now_ms: u64) -> Option<u64> {
+    pub(crate) fn event(&self, now_ms: u64) -> Option<u64> {
         let last = self.last_ms.load(Ordering::Relaxed);
         let due = last == u64::MAX || now_ms.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
         if due
@@ -252,7 +247,7 @@ impl LogGate {
 }
 
 /// Milliseconds since the first call in this process: the clock of [`LogGate`].
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
@@ -471,7 +466,7 @@ impl Drop for Slot {
 
 /// A preview slot, given back on drop (or by [`Admitted::preview_done`]).
 #[derive(Debug)]
-pub struct PreviewSlot(Arc<Limits>);
+pub(crate) struct PreviewSlot(Arc<Limits>);
 
 impl Drop for PreviewSlot {
     fn drop(&mut self) {
@@ -505,49 +500,6 @@ impl Drop for Admitted {
         if let Some(ip) = self.ip {
             self.slot.0.per_ip.release(ip);
         }
-    }
-}
-
-/// The accept-error backoff of one accept loop: a growing, capped delay; one log line per episode
-/// (a run of errors ended by the next successful accept).
-#[derive(Debug, Default)]
-pub struct AcceptBackoff {
-    errors: u64,
-    delay: Duration,
-    since: Option<Instant>,
-}
-
-/// What to do after an accept error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackoffStep {
-    /// Wait this long before accepting again.
-    pub delay: Duration,
-    /// Whether this error starts an episode (log it).
-    pub first: bool,
-}
-
-impl AcceptBackoff {
-    /// An accept error at `now`.
-    pub fn error(&mut self, now: Instant) -> BackoffStep {
-        self.errors += 1;
-        let first = self.since.is_none();
-        if first {
-            self.since = Some(now);
-            self.delay = ACCEPT_BACKOFF_MIN;
-        } else {
-            self.delay = (self.delay * 2).min(ACCEPT_BACKOFF_MAX);
-        }
-        BackoffStep {
-            delay: self.delay,
-            first,
-        }
-    }
-
-    /// A successful accept at `now`: `Some((errors, episode length))` when it ends an episode.
-    pub fn success(&mut self, now: Instant) -> Option<(u64, Duration)> {
-        let since = self.since.take()?;
-        let errors = std::mem::take(&mut self.errors);
-        Some((errors, now.saturating_duration_since(since)))
     }
 }
 

@@ -8,24 +8,25 @@
 //! backend and plugin names from the configuration and the plugin folder, so label sets stay
 //! bounded.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
 use crate::plugins::LoadedPlugin;
 use crate::routing::router::Decision;
+use crate::tcp::error::Blame;
 use crate::tcp::preview::Outcome as Preview;
 use crate::tcp::relay::Transferred;
 
-pub mod render;
+pub(crate) mod render;
 
-pub use render::render;
+pub(crate) use render::render;
 
 /// Upper bounds (seconds) of the detection latency histogram's buckets (`+Inf` follows).
-pub const DETECTION_BUCKETS: [f64; 14] = [
+pub(crate) const DETECTION_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
@@ -34,8 +35,14 @@ pub const DETECTION_BUCKETS: [f64; 14] = [
 pub enum ConnOutcome {
     /// Routed, relayed or served, and ended without error.
     Closed,
-    /// Routed, then failed (upstream unreachable, I/O error, plugin `open` error).
-    Failed,
+    /// Routed, then the client's socket failed (reset, read or write error).
+    ClientError,
+    /// Routed, then the target failed (unreachable, connect timeout, reset, read or write error).
+    UpstreamError,
+    /// Routed, then a plugin hook (`open`, a session's `on_data` / `on_eof`) returned an error.
+    PluginError,
+    /// Routed to a backend the configuration cannot forward (no target).
+    ConfigError,
     /// No backend matched; closed.
     NoMatch,
     /// The client sent nothing within the probe timeout and no `on_timeout` backend is set.
@@ -44,28 +51,48 @@ pub enum ConnOutcome {
     Aborted,
     /// Refused by `max_connections_per_ip` or `max_previews`; closed at once.
     RefusedLimit,
+    /// Routed, then closed by pmmux after no byte moved for the idle (or half-closed) timeout.
+    IdleTimeout,
 }
 
 impl ConnOutcome {
+    /// The outcome of a routed connection that failed, by who is to blame.
+    pub(crate) fn failed(blame: Blame) -> ConnOutcome {
+        match blame {
+            Blame::Client => ConnOutcome::ClientError,
+            Blame::Upstream => ConnOutcome::UpstreamError,
+            Blame::Plugin => ConnOutcome::PluginError,
+            Blame::Config => ConnOutcome::ConfigError,
+        }
+    }
+
     /// Every outcome, in label order.
-    pub const ALL: [ConnOutcome; 6] = [
+    pub const ALL: [ConnOutcome; 10] = [
         ConnOutcome::Closed,
-        ConnOutcome::Failed,
+        ConnOutcome::ClientError,
+        ConnOutcome::UpstreamError,
+        ConnOutcome::PluginError,
+        ConnOutcome::ConfigError,
         ConnOutcome::NoMatch,
         ConnOutcome::Timeout,
         ConnOutcome::Aborted,
         ConnOutcome::RefusedLimit,
+        ConnOutcome::IdleTimeout,
     ];
 
     /// The `outcome` label.
     pub fn label(self) -> &'static str {
         match self {
             ConnOutcome::Closed => "closed",
-            ConnOutcome::Failed => "failed",
+            ConnOutcome::ClientError => "client_error",
+            ConnOutcome::UpstreamError => "upstream_error",
+            ConnOutcome::PluginError => "plugin_error",
+            ConnOutcome::ConfigError => "config_error",
             ConnOutcome::NoMatch => "no_match",
             ConnOutcome::Timeout => "timeout",
             ConnOutcome::Aborted => "aborted",
             ConnOutcome::RefusedLimit => "refused_limit",
+            ConnOutcome::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -186,8 +213,8 @@ pub struct Metrics {
     pub plugin_reloads: AtomicU64,
     /// Plugin files refused (not loaded) by a reconcile.
     pub plugin_reload_failures: AtomicU64,
-    /// Every load id seen in routing, by plugin name (versions mapped per plugin).
-    plugin_loads: Mutex<BTreeMap<String, BTreeSet<u64>>>,
+    /// Every version seen in routing and not yet unmapped, by plugin name.
+    plugin_loads: Mutex<BTreeMap<String, BTreeMap<u64, Weak<LoadedPlugin>>>>,
 }
 
 impl Default for Metrics {
@@ -209,17 +236,24 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Notes the plugin versions of a new registry (each load stays mapped for good).
+    /// Notes the plugin versions of a new registry (weakly: a version unmapped once drained is
+    /// no longer counted).
     pub fn saw_plugins(&self, plugins: &[Arc<LoadedPlugin>]) {
         let mut loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
         for p in plugins {
-            loads.entry(p.name.clone()).or_default().insert(p.load_id);
+            loads
+                .entry(p.name.clone())
+                .or_default()
+                .insert(p.load_id, Arc::downgrade(p));
         }
     }
 
-    /// Versions mapped per plugin name (current and old), for the plugins seen in routing.
+    /// Versions mapped now per plugin name (current and old), for the plugins seen in routing.
     pub fn versions_mapped(&self) -> Vec<(String, usize)> {
-        let loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loads = self.plugin_loads.lock().unwrap_or_else(|p| p.into_inner());
+        for versions in loads.values_mut() {
+            versions.retain(|_, v| v.strong_count() > 0);
+        }
         loads.iter().map(|(k, v)| (k.clone(), v.len())).collect()
     }
 
@@ -277,15 +311,19 @@ impl ListenerMetrics {
     }
 
     /// Records a routed connection's end: `Some(bytes)` when it closed cleanly.
-    pub fn finished(&self, backend: &str, result: Option<&Transferred>) {
+    pub(crate) fn finished(&self, backend: &str, result: Result<&Transferred, Blame>) {
         let outcome = match result {
-            Some(t) => {
+            Ok(t) => {
                 let bytes = self.global.bytes.get(backend);
                 bytes.up.fetch_add(t.up, Ordering::Relaxed);
                 bytes.down.fetch_add(t.down, Ordering::Relaxed);
-                ConnOutcome::Closed
+                if t.cut.is_some() {
+                    ConnOutcome::IdleTimeout
+                } else {
+                    ConnOutcome::Closed
+                }
             }
-            None => ConnOutcome::Failed,
+            Err(blame) => ConnOutcome::failed(blame),
         };
         self.outcomes.get(backend).add(outcome);
     }

@@ -26,22 +26,22 @@ pub enum PrivError {
     #[error("--group {0}: no such group")]
     NoGroup(String),
     /// Handing a folder to the user failed.
-    #[error("cannot hand {path} to uid {uid}: {source}")]
+    #[error("cannot hand {path} to uid {uid}: {error}")]
     Chown {
         /// The folder.
         path: PathBuf,
         /// The user.
         uid: u32,
-        /// Why.
-        source: io::Error,
+        /// Why (in the message, not a `source`: printed with `{:#}` it would appear twice).
+        error: io::Error,
     },
     /// A system call of the switch failed.
-    #[error("cannot switch to {what}: {source}")]
+    #[error("cannot switch to {what}: {error}")]
     Switch {
         /// Which step.
         what: String,
-        /// Why.
-        source: io::Error,
+        /// Why (in the message, not a `source`: printed with `{:#}` it would appear twice).
+        error: io::Error,
     },
     /// After the switch, root could be regained: refuse to run like that.
     #[error("after switching to uid {0}, setuid(0) still succeeds; refusing to run")]
@@ -85,10 +85,10 @@ pub fn resolve(user: &str, group: Option<&str>) -> Result<RunAs, PrivError> {
 /// Hands `writable` folders to the user, then switches to it for good.
 pub fn drop_to(run_as: &RunAs, writable: &[&Path]) -> Result<(), PrivError> {
     for path in writable {
-        std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid)).map_err(|source| PrivError::Chown {
+        std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid)).map_err(|error| PrivError::Chown {
             path: path.to_path_buf(),
             uid: run_as.uid,
-            source,
+            error,
         })?;
     }
     let step = |what: String, rc: libc::c_int| {
@@ -97,7 +97,7 @@ pub fn drop_to(run_as: &RunAs, writable: &[&Path]) -> Result<(), PrivError> {
         } else {
             Err(PrivError::Switch {
                 what,
-                source: io::Error::last_os_error(),
+                error: io::Error::last_os_error(),
             })
         }
     };

@@ -1,9 +1,10 @@
 //! What is loaded and serving now, as one serializable snapshot: plugins with their versions, how
-//! many library versions are mapped (old ones stay mapped for the connections still using them),
+//! many library versions are mapped (old ones stay mapped while connections still use them, and
+//! are unmapped once drained),
 //! listeners, and backends with their live connection counts. Served by [`crate::ops::admin`] and printed
 //! by `pmmux status`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use crate::ops::metrics::Metrics;
 use crate::routing::registry::Registry;
 use crate::tcp::listener::ListenerSet;
 
-pub mod html;
+pub(crate) mod html;
 
 /// The status document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -26,10 +27,17 @@ pub struct Status {
     pub uptime_s: u64,
     /// Plugins in routing now.
     pub plugins: Vec<PluginStatus>,
-    /// Library versions mapped into the process since start (current and old).
+    /// Library versions mapped into the process now (current and old).
     pub mapped_versions: u64,
-    /// Mapped versions that no longer take new connections.
+    /// Mapped versions that no longer take new connections (still used, or kept: see below).
     pub old_versions_mapped: u64,
+    /// Versions unmapped since start (drained: nothing used them any more).
+    #[serde(default)]
+    pub unmapped_versions: u64,
+    /// Versions closed that stay mapped because the plugin registered thread-local destructors
+    /// (glibc unmaps them when those threads end); 0 for well-behaved plugins.
+    #[serde(default)]
+    pub kept_mapped_versions: u64,
     /// Listening sockets.
     pub listeners: Vec<ListenerStatus>,
     /// UDP listeners' flows and counters.
@@ -39,6 +47,12 @@ pub struct Status {
     /// Process-wide limits and what they count now.
     #[serde(default)]
     pub limits: LimitsStatus,
+    /// Binary upgrades asked of this process (SIGUSR2) and how they went.
+    #[serde(default)]
+    pub upgrade: crate::control::upgrade::trigger::UpgradeStatus,
+    /// NAT port mapping: the gateway, the external address and each mapping's state.
+    #[serde(default)]
+    pub port_mapping: crate::portmap::PortMapStatus,
 }
 
 /// The process-wide limits (`[limits]`) and their counts.
@@ -152,21 +166,23 @@ pub struct StatusSource {
     pub registry: Arc<ArcSwap<Registry>>,
     /// The listeners.
     pub listeners: Arc<Mutex<ListenerSet>>,
-    /// Versions mapped so far.
-    pub mapped: Arc<AtomicU64>,
+    /// The plugin loader's mapped / unmapped counts.
+    pub plugins: Arc<crate::plugins::loader::Gauges>,
     /// Process start.
     pub started: Instant,
     /// The counters behind `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The process-wide limits.
     pub limits: Arc<Limits>,
+    /// The NAT port mapper (`None` outside a running server).
+    pub portmap: Option<crate::portmap::PortMapper>,
 }
 
 impl StatusSource {
     /// Takes a snapshot.
     pub fn snapshot(&self) -> Status {
         let registry = self.registry.load_full();
-        let mapped = self.mapped.load(Ordering::Relaxed);
+        let mapped = self.plugins.mapped.load(Ordering::Relaxed);
         let (listeners, udp) = {
             let set = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             let tcp = set.tcp_ops();
@@ -212,6 +228,7 @@ impl StatusSource {
         Status {
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs(),
+            upgrade: crate::control::upgrade::trigger::status(),
             plugins: registry
                 .plugins
                 .iter()
@@ -226,6 +243,8 @@ impl StatusSource {
                 .collect(),
             mapped_versions: mapped,
             old_versions_mapped: mapped.saturating_sub(registry.plugins.len() as u64),
+            unmapped_versions: self.plugins.unmapped.load(Ordering::Relaxed),
+            kept_mapped_versions: self.plugins.kept_mapped.load(Ordering::Relaxed),
             listeners,
             udp,
             backends: registry
@@ -250,6 +269,7 @@ impl StatusSource {
                 connections: self.limits.connections.count(),
                 previews: self.limits.previews.count(),
             },
+            port_mapping: self.portmap.as_ref().map(|p| p.status()).unwrap_or_default(),
         }
     }
 }
@@ -258,8 +278,20 @@ impl Status {
     /// A human-readable rendering, for `pmmux status`.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "pmmux pid {} up {}s; {} plugin version(s) mapped, {} old\n\nplugins:\n",
-            self.pid, self.uptime_s, self.mapped_versions, self.old_versions_mapped
+            "pmmux pid {} up {}s; {} plugin version(s) mapped, {} old; {} unmapped after draining{}\n\nplugins:\n",
+            self.pid,
+            self.uptime_s,
+            self.mapped_versions,
+            self.old_versions_mapped,
+            self.unmapped_versions,
+            if self.kept_mapped_versions > 0 {
+                format!(
+                    " ({} closed but kept mapped by thread-local destructors)",
+                    self.kept_mapped_versions
+                )
+            } else {
+                String::new()
+            }
         );
         for p in &self.plugins {
             out += &format!(
@@ -284,6 +316,7 @@ impl Status {
                 u.name, u.flows, u.datagrams, u.unmatched, u.rejected, u.expired, u.pending, u.pending_rejected
             );
         }
+        out += &crate::portmap::render::text(&self.port_mapping);
         out += "\nbackends:\n";
         for b in &self.backends {
             out += &format!(

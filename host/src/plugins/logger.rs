@@ -5,7 +5,7 @@ use abi_stable::std_types::RStr;
 use pmmux_plugin_api::ffi::HostLogger;
 
 /// The logger every plugin receives.
-pub fn host_logger() -> HostLogger {
+pub(crate) fn host_logger() -> HostLogger {
     HostLogger { log: plugin_log }
 }
 

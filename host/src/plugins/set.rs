@@ -49,14 +49,31 @@ impl Reconciled {
 /// The current plugin per library file.
 #[derive(Debug, Default)]
 pub struct PluginSet {
+    /// Only libraries whose file name starts with this are plugins.
+    prefix: Option<String>,
+    /// Whether a reconciliation ran before: the first one (start-up, check-config) logs each
+    /// plugin at debug, for a one-line start-up; later loads are news and logged at info.
+    reconciled: bool,
     current: BTreeMap<PathBuf, Arc<LoadedPlugin>>,
     refused: HashMap<PathBuf, FileStamp>,
     /// Permission refusals already reported (the folder's or a file's), so a rescan does not
     /// repeat them; cleared when the permissions are fixed.
     unsafe_perms: HashMap<PathBuf, String>,
+    /// Entries named like libraries that are not regular files (FIFO, socket, device, folder,
+    /// dangling symlink), already reported; cleared when the entry goes or becomes a file.
+    not_files: HashMap<PathBuf, String>,
 }
 
 impl PluginSet {
+    /// An empty set that takes only libraries named `prefix*` from its folder (every library
+    /// with `None`).
+    pub fn with_prefix(prefix: Option<String>) -> PluginSet {
+        PluginSet {
+            prefix,
+            ..PluginSet::default()
+        }
+    }
+
     /// The loaded plugins, in file name order.
     pub fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
         self.current.values().cloned().collect()
@@ -65,13 +82,17 @@ impl PluginSet {
     /// Brings the set in line with the libraries in `dir`.
     pub fn reconcile(&mut self, loader: &Loader, dir: &Path) -> Reconciled {
         let mut out = Reconciled::default();
+        let first = !std::mem::replace(&mut self.reconciled, true);
         if let Err(reason) = perms::check_dir(dir) {
             self.refuse_perms(dir, reason, !self.current.is_empty(), &mut out);
             return out;
         }
         self.unsafe_perms.remove(dir);
-        let files = match library_files(dir) {
-            Ok(files) => files,
+        let files = match library_files(dir, self.prefix.as_deref().unwrap_or("")) {
+            Ok((files, not_files)) => {
+                self.report_not_files(not_files, &mut out);
+                files
+            }
             Err(e) => {
                 out.refused.push(Refusal {
                     file: dir.to_owned(),
@@ -118,16 +139,27 @@ impl PluginSet {
                         continue;
                     }
                     let plugin = Arc::new(plugin);
-                    tracing::info!(
-                        plugin = %plugin.name,
-                        version = %plugin.version,
-                        file = %path.display(),
-                        protocols = ?plugin.protocols,
-                        abi = plugin.abi_version,
-                        replaced = previous.as_ref().map(|p| p.version.as_str()).unwrap_or("-"),
-                        ms = %format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
-                        "plugin loaded"
-                    );
+                    let ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3);
+                    let replaced = previous.as_ref().map(|p| p.version.as_str()).unwrap_or("-");
+                    macro_rules! loaded {
+                        ($level:ident) => {
+                            tracing::$level!(
+                                plugin = %plugin.name,
+                                version = %plugin.version,
+                                file = %path.display(),
+                                protocols = ?plugin.protocols,
+                                abi = plugin.abi_version,
+                                replaced,
+                                ms = %ms,
+                                "plugin loaded"
+                            )
+                        };
+                    }
+                    if first {
+                        loaded!(debug);
+                    } else {
+                        loaded!(info);
+                    }
                     self.refused.remove(&path);
                     self.current.insert(path, Arc::clone(&plugin));
                     out.loaded.push((plugin, previous));
@@ -146,6 +178,21 @@ impl PluginSet {
             tracing::info!(plugin = %p.name, version = %p.version, file = %p.file.display(), "plugin removed");
         }
         out
+    }
+
+    /// Reports each entry that is not a regular file once (until it goes or changes kind).
+    fn report_not_files(&mut self, found: Vec<(PathBuf, String)>, out: &mut Reconciled) {
+        self.not_files.retain(|path, _| found.iter().any(|(p, _)| p == path));
+        for (path, reason) in found {
+            if self.not_files.get(&path) != Some(&reason) {
+                self.not_files.insert(path.clone(), reason.clone());
+                out.refused.push(Refusal {
+                    kept_previous: self.current.contains_key(&path),
+                    file: path,
+                    reason,
+                });
+            }
+        }
     }
 
     /// Reports a permission refusal unless the same one was reported last time.
@@ -182,30 +229,74 @@ impl PluginSet {
     }
 }
 
-/// Library files in `dir` with their stamps, sorted by path. A missing folder holds no plugins.
-fn library_files(dir: &Path) -> io::Result<Vec<(PathBuf, FileStamp)>> {
+/// Library files in `dir` named `prefix*`, with their stamps, sorted by path, and the entries named
+/// like libraries that are not regular files, with why they are refused. Only metadata is read here
+/// (never `open`, which blocks on a FIFO). A missing folder holds no plugins.
+#[allow(clippy::type_complexity)]
+fn library_files(dir: &Path, prefix: &str) -> io::Result<(Vec<(PathBuf, FileStamp)>, Vec<(PathBuf, String)>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
         Err(e) => return Err(e),
     };
-    let mut files = Vec::new();
+    let (mut files, mut not_files) = (Vec::new(), Vec::new());
     for entry in entries {
         let path = entry?.path();
-        if !is_library(&path) {
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix));
+        if !is_library(&path) || !named {
             continue;
         }
-        // A file removed between listing and stat is simply not there.
-        if let Ok(stamp) = FileStamp::of(&path) {
-            files.push((path, stamp));
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                // A file removed between listing and stat is simply not there.
+                if let Ok(stamp) = FileStamp::of(&path) {
+                    files.push((path, stamp));
+                }
+            }
+            Ok(meta) => {
+                let reason = format!("not a regular file ({}); not opened", kind(&meta.file_type()));
+                not_files.push((path, reason));
+            }
+            // Gone since the listing: not there. A symlink whose target is missing or loops: refused.
+            Err(e) => {
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    not_files.push((path, format!("a symbolic link that leads to no file ({e}); not opened")));
+                }
+            }
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(files)
+    not_files.sort();
+    Ok((files, not_files))
+}
+
+/// What kind of non-regular entry this is, in words.
+fn kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else {
+        "not a file"
+    }
 }
 
 /// Logs refusals, one line each, naming the file and the cause.
-pub fn log_refusals(refused: &[Refusal]) {
+pub(crate) fn log_refusals(refused: &[Refusal]) {
     for r in refused {
         if r.kept_previous {
             tracing::error!(file = %r.file.display(), reason = %r.reason, "plugin refused; the previous version keeps serving");

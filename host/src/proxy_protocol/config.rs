@@ -4,7 +4,7 @@ use ipnet::IpNet;
 
 /// Parses `accept_proxy_protocol` (CIDRs, or bare addresses meaning one host) for a listener
 /// that listens on TCP when `tcp`; the error completes "accept_proxy_protocol ...".
-pub fn trusted_sources(list: &[String], tcp: bool) -> Result<Vec<IpNet>, String> {
+pub(crate) fn trusted_sources(list: &[String], tcp: bool) -> Result<Vec<IpNet>, String> {
     if !tcp {
         return Err(
             "applies to TCP only (a PROXY header opens a TCP connection); this listener has no \"tcp\" transport"

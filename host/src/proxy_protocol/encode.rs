@@ -95,7 +95,7 @@ pub fn encode_v2(
 /// to `local`. Version 2 carries PP2_TYPE_ALPN (the client's first offered protocol in `tls.alpn`
 /// or `quic.alpn`) and PP2_TYPE_AUTHORITY (`tls.sni`, `quic.sni` or `http.host` without its
 /// port) when the detection found them.
-pub fn header_for(version: Version, client: SocketAddr, local: SocketAddr, properties: &[Property]) -> Vec<u8> {
+pub(crate) fn header_for(version: Version, client: SocketAddr, local: SocketAddr, properties: &[Property]) -> Vec<u8> {
     match version {
         Version::V1 => encode_v1(client, local),
         Version::V2 => encode_v2(
@@ -108,7 +108,7 @@ pub fn header_for(version: Version, client: SocketAddr, local: SocketAddr, prope
 }
 
 /// The TLVs the detection's properties allow.
-pub fn tlvs_from(properties: &[Property]) -> Vec<Tlv> {
+pub(crate) fn tlvs_from(properties: &[Property]) -> Vec<Tlv> {
     let get = |key: &str| {
         properties
             .iter()

@@ -14,14 +14,14 @@ use tokio::net::TcpStream;
 use super::{decode, header_for, Command, Decoded, Header, Version, V1_MAX_LEN, V1_PREFIX, V2_FIXED_LEN};
 
 /// Whether `peer` is in one of the trusted networks.
-pub fn is_trusted(trusted: &[IpNet], peer: SocketAddr) -> bool {
+pub(crate) fn is_trusted(trusted: &[IpNet], peer: SocketAddr) -> bool {
     let ip = peer.ip().to_canonical();
     trusted.iter().any(|net| net.contains(&ip))
 }
 
 /// Why a trusted source's connection is closed without routing.
 #[derive(Debug, thiserror::Error)]
-pub enum InboundError {
+pub(crate) enum InboundError {
     /// Nothing complete arrived in time.
     #[error("trusted source sent no complete PROXY header within {ms} ms ({got} bytes received)")]
     Timeout {
@@ -46,7 +46,7 @@ pub enum InboundError {
 
 /// A header read off a connection.
 #[derive(Debug)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// The decoded header.
     pub header: Header,
     /// Bytes read past the header (v1 only): the start of the client's stream, for the preview.
@@ -56,7 +56,7 @@ pub struct Accepted {
 impl Accepted {
     /// The client this connection speaks for: the header's source, or `real` for a LOCAL command
     /// or a header without IP addresses (v1 UNKNOWN, v2 UNSPEC/UNIX).
-    pub fn client(&self, real: SocketAddr) -> SocketAddr {
+    pub(crate) fn client(&self, real: SocketAddr) -> SocketAddr {
         match (self.header.command, self.header.source) {
             (Command::Proxy, Some(s)) => s,
             _ => real,
@@ -65,7 +65,7 @@ impl Accepted {
 }
 
 /// Reads and strips a PROXY header (v1 or v2) from `stream` within `limit`.
-pub async fn read_header(stream: &TcpStream, limit: Duration) -> Result<Accepted, InboundError> {
+pub(crate) async fn read_header(stream: &TcpStream, limit: Duration) -> Result<Accepted, InboundError> {
     let mut buf = Vec::new();
     match tokio::time::timeout(limit, read_loop(stream, &mut buf)).await {
         Ok(result) => result,
@@ -120,7 +120,7 @@ fn wanted(buf: &[u8]) -> usize {
 
 /// Writes the header `version` to `upstream` for the connection `conn` (its peer and local
 /// address, and the properties its detection found).
-pub async fn send_header(upstream: &mut TcpStream, version: Version, conn: &ConnInfo<'_>) -> io::Result<()> {
+pub(crate) async fn send_header(upstream: &mut TcpStream, version: Version, conn: &ConnInfo<'_>) -> io::Result<()> {
     let header = header_for(version, conn.peer_addr(), conn.local.into(), &conn.properties);
     upstream.write_all(&header).await
 }

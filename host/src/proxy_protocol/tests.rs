@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use pmmux_plugin_api::Property;
 
+use super::encode::{encode_v1, encode_v2};
 use super::*;
 
 fn addr(s: &str) -> SocketAddr {
@@ -158,6 +159,14 @@ fn v2_round_trips_every_shape() {
         &[],
     ));
     assert_eq!(h.source, Some(addr("[::ffff:1.2.3.4]:5")));
+    // An INET6 header carrying two IPv4-mapped addresses (fuzz finding: the fuzz target expected
+    // them back verbatim) re-encodes as INET, the form the host writes for an IPv4 client.
+    let mapped = (addr("[::ffff:33.33.0.36]:65535"), addr("[::ffff:255.255.255.255]:1"));
+    let h = complete(&encode_v2(Command::Proxy, Transport::Stream, Some(mapped), &[]));
+    assert_eq!(
+        (h.source, h.dest),
+        (Some(addr("33.33.0.36:65535")), Some(addr("255.255.255.255:1")))
+    );
 }
 
 #[test]

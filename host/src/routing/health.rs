@@ -7,10 +7,10 @@
 //! ([`probe`]); results go through the sans-I/O [`state`] machine. Client connections that fail to
 //! connect to a checked backend's target count as failed checks too (passive health).
 
-pub mod checker;
-pub mod config;
-pub mod probe;
-pub mod state;
+pub(crate) mod checker;
+pub(crate) mod config;
+pub(crate) mod probe;
+pub(crate) mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};

@@ -1,18 +1,30 @@
 //! The registry: an immutable snapshot of loaded plugins and the backends built from the configuration,
 //! swapped whole behind an atomic pointer. A connection keeps the snapshot it started with.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RNone, RResult, RSome, RStr};
 use pmmux_plugin_api::ffi::{BackendBox, BackendSpec};
+use pmmux_plugin_api::UdpRouting;
 
 use crate::config::{BackendConfig, Config, Priority, Routing};
 use crate::plugins::LoadedPlugin;
 use crate::routing::matchers::Matchers;
+use crate::routing::offenders;
 
-/// Consecutive plugin errors after which a backend is taken out of routing until the next reload.
+/// Consecutive plugin errors after which a backend is taken out of routing for a cool-down.
 pub const MAX_CONSECUTIVE_PLUGIN_ERRORS: u32 = 16;
+/// The first cool-down of a backend taken out for plugin errors; it doubles each time the errors
+/// go on right after it returns (a success in between starts over), up to [`MAX_COOLDOWN`].
+pub const FIRST_COOLDOWN: Duration = Duration::from_secs(5);
+/// The longest cool-down.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
+/// At most one "plugin error" line per backend this often; the errors in between are counted and
+/// the next line says how many.
+pub const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Protocols the host provides itself.
 pub const BUILTIN_PROTOCOLS: &[&str] = &["pass", "noop"];
@@ -44,14 +56,36 @@ pub struct BackendStats {
 pub struct Backend {
     /// Its configuration.
     pub config: BackendConfig,
-    /// Its implementation.
+    /// Its implementation. Declared before `plugin`: the plugin's object is dropped (through its
+    /// vtable) while the library that holds that code is still mapped.
     pub kind: BackendKind,
-    /// The plugin providing it (None for built-ins).
+    /// The plugin providing it (None for built-ins); the last reference to an old version closes
+    /// its library.
     pub plugin: Option<Arc<LoadedPlugin>>,
     /// Live counters.
     pub stats: Arc<BackendStats>,
+    /// Unique in the process (never reused): tells flows of one client to different backends apart.
+    pub uid: u64,
+    /// Whether its UDP clients keep a flow or each datagram is routed on its own: the backend's
+    /// `udp_routing` key, else what its plugin declares, else a flow.
+    pub udp_routing: UdpRouting,
     consecutive_errors: AtomicU32,
-    disabled: AtomicBool,
+    /// Out of routing until this many ms after [`epoch`]; 0 when in routing.
+    cooling_until_ms: AtomicU64,
+    /// Cool-downs in a row (no success in between): the next one lasts 2^n × [`FIRST_COOLDOWN`].
+    cooldowns: AtomicU32,
+    /// When the last "plugin error" line was written, and errors not logged since.
+    error_log: Mutex<(Option<Instant>, u64)>,
+}
+
+/// The instant cool-down deadlines count from.
+fn epoch() -> Instant {
+    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+    *EPOCH
+}
+
+fn ms_since_epoch(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Backend {
@@ -78,9 +112,23 @@ impl Backend {
         }
     }
 
-    /// Whether it may be routed to (not disabled by repeated plugin errors).
+    /// Whether it may be routed to (not cooling down after repeated plugin errors).
     pub fn is_enabled(&self) -> bool {
-        !self.disabled.load(Ordering::Relaxed)
+        let until = self.cooling_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        if ms_since_epoch(Instant::now()) < until {
+            return false;
+        }
+        if self
+            .cooling_until_ms
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::info!(backend = self.name(), plugin = %self.plugin_label(), "backend back in routing after its plugin-error cool-down");
+        }
+        true
     }
 
     /// Records a successful plugin call.
@@ -88,35 +136,87 @@ impl Backend {
         if self.consecutive_errors.load(Ordering::Relaxed) != 0 {
             self.consecutive_errors.store(0, Ordering::Relaxed);
         }
+        if self.cooldowns.load(Ordering::Relaxed) != 0 {
+            self.cooldowns.store(0, Ordering::Relaxed);
+        }
     }
 
-    /// Records a plugin error; after [`MAX_CONSECUTIVE_PLUGIN_ERRORS`] in a row the backend leaves routing.
-    pub fn plugin_error(&self, hook: &str, error: &str) {
+    /// Records a plugin error from hook `hook`, caused by `client` when there is one: the client is
+    /// charged ([`offenders`]); one line per [`ERROR_LOG_EVERY`] per backend says so; after
+    /// [`MAX_CONSECUTIVE_PLUGIN_ERRORS`] in a row the backend leaves routing for a cool-down.
+    pub fn plugin_error(&self, hook: &str, error: &str, client: Option<SocketAddr>) {
+        let now = Instant::now();
         self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
-        let n = self.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::warn!(backend = self.name(), plugin = %self.plugin_label(), hook, error, "plugin error, treated as no match");
-        if n >= MAX_CONSECUTIVE_PLUGIN_ERRORS && !self.disabled.swap(true, Ordering::Relaxed) {
-            tracing::error!(backend = self.name(), plugin = %self.plugin_label(), errors = n, "backend disabled after repeated plugin errors; it returns when its plugin or configuration changes");
+        let client_ip = client.map(|c| c.ip());
+        if let Some(ip) = client_ip {
+            if let Some(refused) = offenders::charge(ip, now) {
+                tracing::warn!(client = %ip, backend = self.name(), plugin = %self.plugin_label(), refused_s = refused.as_secs(), errors = offenders::MAX_CLIENT_ERRORS, "client refused after repeated plugin errors");
+            }
         }
+        self.log_error(now, hook, error, client_ip);
+        let n = self.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= MAX_CONSECUTIVE_PLUGIN_ERRORS && self.cooling_until_ms.load(Ordering::Relaxed) == 0 {
+            self.consecutive_errors.store(0, Ordering::Relaxed);
+            let level = self.cooldowns.fetch_add(1, Ordering::Relaxed).min(16);
+            let cooldown = FIRST_COOLDOWN.saturating_mul(1 << level).min(MAX_COOLDOWN);
+            let until = ms_since_epoch(now + cooldown).max(1);
+            self.cooling_until_ms.store(until, Ordering::Relaxed);
+            tracing::error!(backend = self.name(), plugin = %self.plugin_label(), errors = n, cooldown_s = cooldown.as_secs(), "backend out of routing after repeated plugin errors; it returns after the cool-down");
+        }
+    }
+
+    /// One line per [`ERROR_LOG_EVERY`]: a burst of errors (a client repeating the bytes that
+    /// trigger a bug, or a broken plugin) writes one, with how many were not logged since.
+    fn log_error(&self, now: Instant, hook: &str, error: &str, client: Option<std::net::IpAddr>) {
+        let mut log = self.error_log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.0.is_some_and(|last| now.duration_since(last) < ERROR_LOG_EVERY) {
+            log.1 += 1;
+            return;
+        }
+        let not_logged = std::mem::take(&mut log.1);
+        log.0 = Some(now);
+        drop(log);
+        let client = client.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        tracing::warn!(backend = self.name(), plugin = %self.plugin_label(), hook, %client, error, not_logged_since_last = not_logged, "plugin error, treated as no match (one line per 10 s per backend)");
     }
 }
 
-/// A problem found while building the registry; the backend concerned stays out of routing.
+/// A problem found while building the registry; the backend concerned stays out of routing. Each
+/// message says where the backend is written (`file:line:column`, or `-b NAME` for the quick
+/// start) and what would fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildIssue {
     /// No loaded plugin provides the protocol.
     #[error(
-        "backend `{backend}`: no loaded plugin provides protocol `{protocol}`; it stays out of routing until one does"
+        "{at}: backend `{backend}` is not in routing: no loaded plugin provides protocol `{protocol}` \
+         (available: {}); fix: set protocol to one of those, or put a plugin that provides `{protocol}` \
+         into {plugin_dir}",
+        available.join(", ")
     )]
     MissingProtocol {
+        /// Where the backend is written.
+        at: String,
         /// Backend name.
         backend: String,
         /// Protocol asked for.
         protocol: String,
+        /// The protocols that can be used now: built-in, then those of the loaded plugins.
+        available: Vec<String>,
+        /// The plugin folder.
+        plugin_dir: String,
     },
     /// The plugin refused the backend's configuration.
-    #[error("backend `{backend}`: plugin `{plugin}` ({file}) refused its configuration: {reason}{}", if *.kept_previous { "; the previous version keeps serving" } else { "" })]
+    #[error(
+        "{at}: backend `{backend}` {}: plugin `{plugin}` ({file}) refused its configuration: {reason}; \
+         fix: {}",
+        if *.kept_previous { "keeps its previous configuration" } else { "is not in routing" },
+        match params_at { Some(p) => format!("its [backend.params] at {p}"), None => format!("its [[backend]] at {at}") }
+    )]
     Refused {
+        /// Where the backend is written.
+        at: String,
+        /// Where its `[backend.params]` is, when it has one.
+        params_at: Option<String>,
         /// Backend name.
         backend: String,
         /// Plugin label.
@@ -128,6 +228,46 @@ pub enum BuildIssue {
         /// Whether the backend built before this change stays in routing.
         kept_previous: bool,
     },
+}
+
+impl BuildIssue {
+    /// Whether the backend is out of routing because of it (not kept at its previous version).
+    pub fn out_of_routing(&self) -> bool {
+        !matches!(
+            self,
+            BuildIssue::Refused {
+                kept_previous: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Where a backend is written, for messages: `file:line:column`, or `-b NAME` in a quick start.
+pub(crate) fn backend_at(config: &Config, bc: &BackendConfig) -> String {
+    if config.path.as_os_str().is_empty() {
+        format!("-b {}", bc.name)
+    } else {
+        bc.place.in_file(&config.path)
+    }
+}
+
+/// Where a backend's `[backend.params]` table is, when it has one written in a file.
+fn params_at(config: &Config, bc: &BackendConfig) -> Option<String> {
+    let own_table = bc.params_place.line != bc.place.line || bc.params_place.column != bc.place.column;
+    (own_table && !config.path.as_os_str().is_empty()).then(|| bc.params_place.in_file(&config.path))
+}
+
+/// The protocols backends can use with `plugins` loaded: the built-in ones, then the plugins' in
+/// name order.
+pub(crate) fn available_protocols(plugins: &[Arc<LoadedPlugin>]) -> Vec<String> {
+    let mut from_plugins: Vec<String> = plugins.iter().flat_map(|p| p.protocols.iter().cloned()).collect();
+    from_plugins.sort();
+    BUILTIN_PROTOCOLS
+        .iter()
+        .map(|p| (*p).to_owned())
+        .chain(from_plugins)
+        .collect()
 }
 
 /// An immutable routing snapshot.
@@ -185,8 +325,11 @@ impl Registry {
                 ("noop", _) => (BackendKind::Noop, None),
                 (_, None) => {
                     issues.push(BuildIssue::MissingProtocol {
+                        at: backend_at(config, bc),
                         backend: bc.name.clone(),
                         protocol: bc.protocol.clone(),
+                        available: available_protocols(&plugins),
+                        plugin_dir: config.plugin_dir.display().to_string(),
                     });
                     continue;
                 }
@@ -194,6 +337,8 @@ impl Registry {
                     Ok(b) => (BackendKind::Plugin(b), Some(Arc::clone(p))),
                     Err(reason) => {
                         issues.push(BuildIssue::Refused {
+                            at: backend_at(config, bc),
+                            params_at: params_at(config, bc),
                             backend: bc.name.clone(),
                             plugin: format!("{}@{}", p.name, p.version),
                             file: p.file.display().to_string(),
@@ -207,13 +352,18 @@ impl Registry {
                     }
                 },
             };
+            let udp_routing = udp_routing(bc, &kind);
             backends.push(Arc::new(Backend {
                 config: bc.clone(),
                 kind,
                 plugin,
                 stats,
+                uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+                udp_routing,
                 consecutive_errors: AtomicU32::new(0),
-                disabled: AtomicBool::new(false),
+                cooling_until_ms: AtomicU64::new(0),
+                cooldowns: AtomicU32::new(0),
+                error_log: Mutex::new((None, 0)),
             }));
         }
         let on_timeout = config
@@ -252,6 +402,26 @@ fn new_backend(plugin: &LoadedPlugin, bc: &BackendConfig) -> Result<BackendBox, 
     match backend.init_udp(crate::udp::writer::client_writer()) {
         RResult::ROk(()) => Ok(backend),
         RResult::RErr(e) => Err(e.into()),
+    }
+}
+
+/// The next [`Backend::uid`]; 0 is never given (it is the session lane of UDP flows).
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+/// The backend's `udp_routing` key, else its plugin's answer (asked once; an error means a flow).
+fn udp_routing(bc: &BackendConfig, kind: &BackendKind) -> UdpRouting {
+    if let Some(r) = bc.udp_routing {
+        return r;
+    }
+    match kind {
+        BackendKind::Plugin(object) => match object.udp_routing() {
+            RResult::ROk(r) => r,
+            RResult::RErr(e) => {
+                tracing::warn!(backend = %bc.name, error = %e, "plugin hook udp_routing failed; its UDP clients keep flows");
+                UdpRouting::Flow
+            }
+        },
+        BackendKind::Pass | BackendKind::Noop => UdpRouting::Flow,
     }
 }
 

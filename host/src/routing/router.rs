@@ -3,17 +3,19 @@
 //! priority tiers (vip > normal > standby > fallback).
 //!
 //! A match is final only when no backend still saying `NeedMore` could beat it: one in a higher tier,
-//! or (first-available) an earlier one in the same tier, or (least-requests) any in the same tier.
+//! or (first-available) an earlier one in the same tier, or (least-requests and the balancing strategies) any in the same tier.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
-use pmmux_plugin_api::{ConnInfo, Detection, Property};
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
+use pmmux_plugin_api::ffi::Detection;
+use pmmux_plugin_api::{ConnInfo, Property};
 
 use crate::config::{Priority, Strategy};
 use crate::routing::registry::{Backend, BackendKind, Registry};
+use crate::routing::strategy::{self, Candidate};
 
 mod datagrams;
 
@@ -51,21 +53,68 @@ enum Hook {
     Tcp,
     /// `can_handle_message`, over one whole datagram.
     Udp,
+    /// `detect_datagrams`, over every datagram of a client so far.
+    Datagrams,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Hook::Tcp => "detect",
+            Hook::Udp => "can_handle_message",
+            Hook::Datagrams => "detect_datagrams",
+        }
+    }
+}
+
+/// What a router routes: a TCP connection or a UDP client's datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP connection's preview.
+    Tcp,
+    /// A UDP client's datagrams.
+    Udp,
 }
 
 /// The detection state of one connection.
 pub struct Router {
     registry: Arc<Registry>,
     strategy: Strategy,
+    transport: Transport,
     states: Vec<State>,
     peer: SocketAddr,
     local: SocketAddr,
     listener: Arc<str>,
+    /// The listener's turn counter (`round-robin`, `weighted`, `random`).
+    turns: Arc<AtomicU64>,
 }
 
 impl Router {
-    /// Starts routing a connection: backends whose matchers reject it are out from the start.
+    /// Starts routing a TCP connection: backends whose matchers reject it are out from the start.
     pub fn new(
+        registry: Arc<Registry>,
+        strategy: Strategy,
+        listener: Arc<str>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Router {
+        Router::with_transport(Transport::Tcp, registry, strategy, listener, peer, local)
+    }
+
+    /// Starts routing a UDP client: as [`Router::new`], and backends that take TCP only (those
+    /// sending a PROXY header) are out from the start.
+    pub fn for_datagrams(
+        registry: Arc<Registry>,
+        strategy: Strategy,
+        listener: Arc<str>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Router {
+        Router::with_transport(Transport::Udp, registry, strategy, listener, peer, local)
+    }
+
+    fn with_transport(
+        transport: Transport,
         registry: Arc<Registry>,
         strategy: Strategy,
         listener: Arc<str>,
@@ -76,7 +125,7 @@ impl Router {
             .backends
             .iter()
             .map(|b| {
-                if b.is_enabled() && b.stats.health.is_up() && b.matchers().matches(peer, local) {
+                if eligible(b, transport, peer, local) {
                     State::Pending
                 } else {
                     State::Out
@@ -86,11 +135,25 @@ impl Router {
         Router {
             registry,
             strategy,
+            transport,
             states,
             peer,
             local,
             listener,
+            turns: Arc::default(),
         }
+    }
+
+    /// Shares the listener's turn counter, so that `round-robin` and `weighted` take turns across
+    /// its connections (a router on its own starts from turn 0).
+    pub fn with_turns(mut self, turns: Arc<AtomicU64>) -> Router {
+        self.turns = turns;
+        self
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     /// The snapshot this connection routes with.
@@ -122,24 +185,6 @@ impl Router {
         self.decide()
     }
 
-    /// Decides a UDP client's first datagram: each backend's `can_handle_message` is asked once
-    /// (a datagram is whole: an undecided answer counts as no match).
-    pub fn decide_datagram(&mut self, message: &[u8]) -> Decision {
-        // A backend sending a PROXY header takes TCP connections only (README, `proxy_protocol`).
-        for (state, backend) in self.states.iter_mut().zip(self.registry.backends.iter()) {
-            if backend.config.proxy_protocol.is_some() {
-                *state = State::Out;
-            }
-        }
-        self.ask_pending(Hook::Udp, message);
-        for s in &mut self.states {
-            if *s == State::Pending {
-                *s = State::Out;
-            }
-        }
-        self.decide()
-    }
-
     fn ask_pending(&mut self, hook: Hook, bytes: &[u8]) {
         let registry = Arc::clone(&self.registry);
         for (i, backend) in registry.backends.iter().enumerate() {
@@ -151,33 +196,20 @@ impl Router {
 
     fn ask(&self, hook: Hook, backend: &Backend, bytes: &[u8]) -> State {
         let object = match &backend.kind {
-            BackendKind::Pass | BackendKind::Noop if !backend.matchers().matches_properties(&[]) => return State::Out,
-            BackendKind::Pass | BackendKind::Noop => return State::Matched(RVec::new()),
+            BackendKind::Pass | BackendKind::Noop => {
+                return verdict(backend, hook, self.peer, RResult::ROk(builtin_match()))
+            }
             // Plugins are never asked about zero bytes: nothing to detect yet.
             BackendKind::Plugin(_) if bytes.is_empty() && hook == Hook::Tcp => return State::Pending,
             BackendKind::Plugin(object) => object,
         };
         let conn = self.conn_info(&[]);
         let bytes = RSlice::from_slice(bytes);
-        let (answer, name) = match hook {
-            Hook::Tcp => (object.detect_tcp(&conn, bytes), "detect"),
-            Hook::Udp => (object.can_handle_message(&conn, bytes), "can_handle_message"),
+        let answer = match hook {
+            Hook::Tcp => object.detect_tcp(&conn, bytes),
+            Hook::Udp | Hook::Datagrams => object.can_handle_message(&conn, bytes),
         };
-        match answer {
-            RResult::ROk(verdict) => {
-                backend.plugin_ok();
-                match verdict {
-                    Detection::Match(props) if !backend.matchers().matches_properties(&props) => State::Out,
-                    Detection::Match(props) => State::Matched(props),
-                    Detection::NoMatch => State::Out,
-                    Detection::NeedMore => State::Pending,
-                }
-            }
-            RResult::RErr(e) => {
-                backend.plugin_error(name, e.as_str());
-                State::Out
-            }
-        }
+        verdict(backend, hook, self.peer, answer)
     }
 
     fn decide(&mut self) -> Decision {
@@ -226,6 +258,9 @@ impl Router {
                     .min_by_key(|&&i| backends[i].stats.live.load(Ordering::Relaxed))
                     .unwrap_or(&in_best[0])
             }
+            // The balancing strategies choose among the whole tier: wait until it has decided.
+            _ if pending(&|i| tier(i) == best) => return Decision::Wait,
+            balancing => in_best[self.balance(balancing, &in_best)],
         };
         let properties = match std::mem::replace(&mut self.states[chosen], State::Out) {
             State::Matched(p) => p,
@@ -234,6 +269,27 @@ impl Router {
         Decision::Route {
             index: chosen,
             properties,
+        }
+    }
+
+    /// Picks among `in_best` (indexes into the backends) by a balancing strategy; returns a
+    /// position in `in_best`.
+    fn balance(&self, strategy: Strategy, in_best: &[usize]) -> usize {
+        let backends = &self.registry.backends;
+        let candidates: Vec<Candidate<'_>> = in_best
+            .iter()
+            .map(|&i| Candidate {
+                name: backends[i].name(),
+                weight: backends[i].config.weight,
+            })
+            .collect();
+        let turn = || self.turns.fetch_add(1, Ordering::Relaxed);
+        match strategy {
+            Strategy::RoundRobin => strategy::round_robin(&candidates, turn()),
+            Strategy::Weighted => strategy::weighted(&candidates, turn()),
+            Strategy::Random => strategy::random(&candidates, strategy::draw(turn())),
+            Strategy::SourceHash => strategy::source_hash(&candidates, self.peer.ip()),
+            Strategy::FirstAvailable | Strategy::LeastRequests => 0,
         }
     }
 
@@ -254,10 +310,59 @@ impl Router {
         let backends = &self.registry.backends;
         backends
             .iter()
-            .filter(|b| b.is_enabled() && b.stats.health.is_up() && b.matchers().matches(self.peer, self.local))
+            .filter(|b| eligible(b, self.transport, self.peer, self.local))
             .map(|b| b.name())
             .collect()
     }
+}
+
+/// Whether `backend` may be asked at all about a client of this transport: enabled, healthy, its
+/// address and port matchers pass, and (UDP) it does not send a PROXY header, which takes TCP only.
+fn eligible(backend: &Backend, transport: Transport, peer: SocketAddr, local: SocketAddr) -> bool {
+    let tcp_only = backend.config.proxy_protocol.is_some();
+    backend.is_enabled()
+        && backend.stats.health.is_up()
+        && !(transport == Transport::Udp && tcp_only)
+        && backend.matchers().matches(peer, local)
+}
+
+/// A built-in `pass` / `noop` backend matches whatever its address matchers let through, with no
+/// properties.
+fn builtin_match() -> Detection {
+    Detection::Match(RVec::new())
+}
+
+/// The one place a detection hook's answer becomes a router state, whichever hook gave it (TCP
+/// `detect`, `can_handle_message`, `detect_datagrams`, built-ins): a plugin error counts as
+/// `NoMatch` (and is counted, and charged to the client), and a match whose properties fail the backend's `property` regexes
+/// is no match either. The properties kept are copied into host memory, so nothing the router or
+/// a flow holds points into the plugin's library.
+fn verdict(backend: &Backend, hook: Hook, peer: SocketAddr, answer: RResult<Detection, RString>) -> State {
+    match answer {
+        RResult::ROk(verdict) => {
+            if !matches!(backend.kind, BackendKind::Pass | BackendKind::Noop) {
+                backend.plugin_ok();
+            }
+            match verdict {
+                Detection::Match(props) if !backend.matchers().matches_properties(&props) => State::Out,
+                Detection::Match(props) => State::Matched(host_owned(&props)),
+                Detection::NoMatch => State::Out,
+                Detection::NeedMore => State::Pending,
+            }
+        }
+        RResult::RErr(e) => {
+            backend.plugin_error(hook.name(), e.as_str(), Some(peer));
+            State::Out
+        }
+    }
+}
+
+/// Copies properties a plugin returned into strings the host allocated.
+fn host_owned(props: &[Property]) -> RVec<Property> {
+    props
+        .iter()
+        .map(|p| Property::new(p.key.as_str(), p.value.as_str()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -15,24 +15,27 @@ use tokio::net::TcpStream;
 use tracing::{field::Empty, Instrument};
 
 use crate::config::Strategy;
-use crate::ops::access_log::{self, Outcome, Record, Transport};
+use crate::ops::access_log::{self, Record, Transport};
 use crate::ops::limits::Admitted;
 use crate::ops::metrics::ListenerMetrics;
 use crate::proxy_protocol;
 use crate::routing::registry::{Backend, BackendKind, Registry};
 use crate::routing::router::{Decision, Router};
-use crate::tcp::preview;
+use crate::tcp::error::{ConnError, Op, Peer, SideError};
+use crate::tcp::preview::{self, Outcome};
 use crate::tcp::relay::{self, Transferred};
 use crate::tcp::session;
 
 /// What every connection of one listener shares.
-pub struct ListenerContext {
+pub(crate) struct ListenerContext {
     /// The listener's name.
     pub name: Arc<str>,
     /// The current routing snapshot.
     pub registry: Arc<ArcSwap<Registry>>,
     /// The listener's own strategy, if it overrides `routing.strategy`.
     pub strategy: Option<Strategy>,
+    /// The listener's turn counter for `round-robin`, `weighted` and `random`.
+    pub turns: Arc<std::sync::atomic::AtomicU64>,
     /// The local address of every connection, when the listener is bound to one IP address (saves
     /// a `getsockname` per connection); `None` for wildcard listeners.
     pub local: Option<SocketAddr>,
@@ -45,7 +48,7 @@ pub struct ListenerContext {
 /// Handles one accepted connection to the end; `admitted` (its limit slots) is held until then.
 /// The connection's span is at debug level: at info, the one line a connection writes is built
 /// from its access record on the log's writer thread, at no formatting cost here.
-pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
+pub(crate) async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
     let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
     let span = if trusted {
         // `peer` becomes the client the PROXY header names; `via` is the front that sent it.
@@ -60,7 +63,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContex
         backend: None,
         properties: RVec::new(),
         transferred: Transferred::default(),
-        outcome: Outcome::Aborted,
+        outcome: access_log::Outcome::Aborted,
     };
     handle_inner(stream, peer, trusted, &ctx, admitted, &mut end)
         .instrument(span)
@@ -88,7 +91,13 @@ struct End {
     backend: Option<Arc<Backend>>,
     properties: RVec<Property>,
     transferred: Transferred,
-    outcome: Outcome,
+    outcome: access_log::Outcome,
+}
+
+impl End {
+    fn backend_name(&self) -> &str {
+        self.backend.as_deref().map_or("-", Backend::name)
+    }
 }
 
 async fn handle_inner(
@@ -111,71 +120,170 @@ async fn handle_inner(
     let strategy = ctx.strategy.unwrap_or(registry.routing.strategy);
     let mut preview = Vec::new();
     let peer = if trusted {
-        // Boxed: the header read's state stays out of every connection's task.
-        match Box::pin(proxy_protocol::io::read_header(&stream, registry.routing.probe_timeout)).await {
-            Ok(accepted) => {
-                let client = accepted.client(peer);
-                tracing::Span::current().record("peer", tracing::field::display(client));
+        match accept_proxy_header(&stream, peer, &registry, &ctx.name).await {
+            Ok((client, rest)) => {
                 end.client = client;
-                preview = accepted.rest;
+                preview = rest;
                 client
             }
-            Err(e) => {
-                tracing::Span::current().record("peer", tracing::field::display(peer));
-                tracing::info!(%peer, listener = %ctx.name, error = %e, "PROXY header refused; closed");
-                end.outcome = Outcome::ProxyHeaderRefused(e.to_string());
+            Err(outcome) => {
+                end.outcome = outcome;
                 return close_gracefully(stream).await;
             }
         }
     } else {
         peer
     };
-    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local);
+    if crate::routing::offenders::is_refused(peer.ip()) {
+        ctx.metrics.unrouted(crate::ops::metrics::ConnOutcome::RefusedLimit);
+        tracing::debug!("client refused for a while after repeated plugin errors; closed");
+        end.outcome = access_log::Outcome::RefusedLimit;
+        return close_gracefully(stream).await;
+    }
+    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local)
+        .with_turns(Arc::clone(&ctx.turns));
     let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
     admitted.preview_done();
     ctx.metrics
         .previewed(&previewed, started.elapsed(), registry.on_timeout.is_some());
-    // A client routed by the probe timeout (on_timeout) has no ranking to fail over in.
-    let mut silent = false;
-    let (index, properties) = match previewed {
-        Err(e) => {
-            end.outcome = Outcome::ClientError(e.to_string());
-            return tracing::debug!(error = %e, "client error while previewing");
-        }
-        Ok(preview::Outcome::Closed) => {
-            end.outcome = Outcome::ClientClosed;
-            return tracing::debug!("client closed before sending anything");
-        }
-        Ok(preview::Outcome::Silent) => match registry.on_timeout {
-            Some(i) if registry.backends[i].stats.health.is_up() => {
-                silent = true;
-                (i, RVec::new())
+    let routed = match choose(previewed, &registry, &router, &ctx.name, preview.len()) {
+        Ok(routed) => routed,
+        Err(outcome) => {
+            if outcome == access_log::Outcome::NoMatch {
+                end.transferred.up = preview.len() as u64;
             }
-            _ => {
-                let ms = registry.routing.probe_timeout.as_millis();
-                tracing::info!(
-                    %peer, listener = %ctx.name, timeout_ms = ms,
-                    "client sent nothing within the probe timeout and no healthy on_timeout backend is set; closed"
-                );
-                end.outcome = Outcome::Silent;
-                return close_gracefully(stream).await;
-            }
-        },
-        Ok(preview::Outcome::Routed(Decision::Route { index, properties })) => (index, properties),
-        Ok(preview::Outcome::Routed(_)) => {
-            let asked = router.asked();
-            if registry.backends.is_empty() {
-                tracing::info!(%peer, listener = %ctx.name, "no backend is in routing (no plugin loaded for any configured backend?); closed");
-            } else {
-                tracing::info!(%peer, listener = %ctx.name, ?asked, preview_bytes = preview.len(), "no backend matched; closed");
-            }
-            end.outcome = Outcome::NoMatch;
-            end.transferred.up = preview.len() as u64;
+            end.outcome = outcome;
             return close_gracefully(stream).await;
         }
     };
-    let (mut index, mut properties, mut failovers) = (index, properties, 0);
-    let result = loop {
+    let result = relay_with_failover(&mut stream, &mut router, &mut preview, routed, ctx, end).await;
+    // The `connection closed` line (with its reason when pmmux cut the connection) is built from
+    // the access record on the log's writer thread; a failure is logged here, at warn.
+    match result {
+        Ok(t) => {
+            end.outcome = match t.cut {
+                None => access_log::Outcome::Closed,
+                Some(cut) => access_log::Outcome::Cut(cut),
+            };
+            end.transferred = t;
+        }
+        Err(e) => {
+            let side = e.blame().label();
+            let ms = Millis(started.elapsed());
+            tracing::warn!(%peer, listener = %ctx.name, backend = end.backend_name(), error = %e, side, ms = %ms, "connection failed");
+            end.outcome = access_log::Outcome::Failed {
+                side,
+                error: e.to_string(),
+            };
+            close_gracefully(stream).await;
+        }
+    }
+}
+
+/// Reads the PROXY header a trusted front sends first: the client it names and the bytes after it,
+/// or the outcome to record (logged) when the header is refused.
+async fn accept_proxy_header(
+    stream: &TcpStream,
+    front: SocketAddr,
+    registry: &Registry,
+    listener: &str,
+) -> Result<(SocketAddr, Vec<u8>), access_log::Outcome> {
+    // Boxed: the header read's state stays out of every connection's task.
+    let read = Box::pin(proxy_protocol::io::read_header(stream, registry.routing.probe_timeout)).await;
+    let span = tracing::Span::current();
+    match read {
+        Ok(accepted) => {
+            let client = accepted.client(front);
+            span.record("peer", tracing::field::display(client));
+            Ok((client, accepted.rest))
+        }
+        Err(e) => {
+            span.record("peer", tracing::field::display(front));
+            tracing::info!(peer = %front, listener, error = %e, "PROXY header refused; closed");
+            Err(access_log::Outcome::ProxyHeaderRefused(e.to_string()))
+        }
+    }
+}
+
+/// The backend a previewed connection goes to first.
+struct Routed {
+    /// Its index in the registry.
+    index: usize,
+    /// The properties its detection returned.
+    properties: RVec<Property>,
+    /// Routed by the probe timeout (`on_timeout`): there is no ranking to fail over in.
+    silent: bool,
+}
+
+/// Turns the preview's outcome into the backend to use, or the outcome to record (logged) when
+/// the connection is to be closed. The lines at info name the peer and listener: the connection's
+/// span is at debug.
+fn choose(
+    previewed: std::io::Result<Outcome>,
+    registry: &Registry,
+    router: &Router,
+    listener: &str,
+    preview_len: usize,
+) -> Result<Routed, access_log::Outcome> {
+    let peer = router.peer();
+    match previewed {
+        Err(e) => {
+            tracing::debug!(error = %e, side = "client", "client error while previewing");
+            Err(access_log::Outcome::ClientError(e.to_string()))
+        }
+        Ok(Outcome::Closed) => {
+            tracing::debug!("client closed before sending anything");
+            Err(access_log::Outcome::ClientClosed)
+        }
+        Ok(Outcome::Silent) => match registry.on_timeout {
+            Some(index) if registry.backends[index].stats.health.is_up() => Ok(Routed {
+                index,
+                properties: RVec::new(),
+                silent: true,
+            }),
+            _ => {
+                tracing::info!(
+                    %peer, listener, timeout_ms = registry.routing.probe_timeout.as_millis(),
+                    "client sent nothing within the probe timeout and no healthy on_timeout backend is set; closed"
+                );
+                Err(access_log::Outcome::Silent)
+            }
+        },
+        Ok(Outcome::Routed(Decision::Route { index, properties })) => Ok(Routed {
+            index,
+            properties,
+            silent: false,
+        }),
+        Ok(Outcome::Routed(_)) => {
+            if registry.backends.is_empty() {
+                tracing::info!(%peer, listener, "no backend is in routing (no plugin loaded for any configured backend?); closed");
+            } else {
+                tracing::info!(%peer, listener, asked = ?router.asked(), preview_bytes = preview_len, "no backend matched; closed");
+            }
+            Err(access_log::Outcome::NoMatch)
+        }
+    }
+}
+
+/// Dispatches to the routed backend; when connecting to its target fails, to the next one the
+/// router ranks (up to `max_failovers`). Counts the outcome on the backend that ended it, and
+/// notes that backend and its properties in `end`.
+async fn relay_with_failover(
+    stream: &mut TcpStream,
+    router: &mut Router,
+    preview: &mut Vec<u8>,
+    routed: Routed,
+    ctx: &ListenerContext,
+    end: &mut End,
+) -> Result<Transferred, ConnError> {
+    let registry = Arc::clone(router.registry());
+    let Routed {
+        mut index,
+        mut properties,
+        silent,
+    } = routed;
+    let mut failovers = 0;
+    loop {
         let backend = Arc::clone(&registry.backends[index]);
         let span = tracing::Span::current();
         if !span.is_disabled() {
@@ -188,14 +296,13 @@ async fn handle_inner(
         let live = LiveGuard::new(&backend);
         // Boxed: a connection still previewing (most of them, under attack) does not carry the
         // relay's and session's state in its task.
-        let result = Box::pin(dispatch(&mut stream, &router, &backend, &properties, &preview)).await;
+        let result = Box::pin(dispatch(stream, router, &backend, &properties, preview)).await;
         // Not live any more once the close is logged (least-requests reads this count).
         drop(live);
         // Boxed, and only built after a failed connect: most connections never fail over.
         let next = match crate::tcp::failover::connect_failure(&result) {
             Some(e) => {
-                let next =
-                    crate::tcp::failover::next(&mut stream, &mut router, &backend, e, &mut preview, failovers, silent);
+                let next = crate::tcp::failover::next(stream, router, &backend, e, preview, failovers, silent);
                 Box::pin(next).await
             }
             None => None,
@@ -203,30 +310,13 @@ async fn handle_inner(
         match next {
             Some((i, p)) => (index, properties, failovers) = (i, p, failovers + 1),
             None => {
-                ctx.metrics.finished(backend.name(), result.as_ref().ok());
+                ctx.metrics
+                    .finished(backend.name(), result.as_ref().map_err(ConnError::blame));
                 end.backend = Some(backend);
-                break result;
+                end.properties = properties;
+                return result;
             }
         }
-    };
-    end.properties = properties;
-    match result {
-        Ok(t) => {
-            end.transferred = t;
-            end.outcome = Outcome::Closed;
-        }
-        Err(e) => {
-            let ms = Millis(started.elapsed());
-            tracing::warn!(%peer, listener = %ctx.name, backend = end.backend_name(), error = %e, ms = %ms, "connection failed");
-            end.outcome = Outcome::Failed(e.to_string());
-            close_gracefully(stream).await;
-        }
-    }
-}
-
-impl End {
-    fn backend_name(&self) -> &str {
-        self.backend.as_deref().map_or("-", Backend::name)
     }
 }
 
@@ -266,23 +356,6 @@ async fn close_gracefully(mut stream: TcpStream) {
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
-/// Why a routed connection failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnError {
-    #[error(transparent)]
-    Relay(#[from] relay::RelayError),
-    #[error(transparent)]
-    Serve(#[from] session::ServeError),
-    #[error("plugin hook `open` failed: {0}")]
-    Plugin(String),
-    #[error("backend has no target to forward to")]
-    NoTarget,
-    #[error("client I/O error: {0}")]
-    Client(#[from] std::io::Error),
-    #[error("upstream {target}: sending the PROXY header failed: {source}")]
-    ProxyHeader { target: String, source: std::io::Error },
-}
-
 async fn dispatch(
     stream: &mut TcpStream,
     router: &Router,
@@ -290,18 +363,30 @@ async fn dispatch(
     properties: &[Property],
     preview: &[u8],
 ) -> Result<Transferred, ConnError> {
+    let timeouts = timeouts(router, backend);
     let target = match &backend.kind {
         BackendKind::Pass => backend.config.target.clone(),
-        BackendKind::Noop => return discard(stream, preview.len() as u64).await,
+        BackendKind::Noop => return discard(stream, preview.len() as u64, timeouts.idle).await,
         BackendKind::Plugin(object) => {
             let conn = router.conn_info(properties);
             match object.open_tcp(&conn, RSlice::from_slice(preview)) {
                 RResult::ROk(TcpAction::Forward(ROption::RSome(t))) => Some(t.into()),
                 RResult::ROk(TcpAction::Forward(ROption::RNone)) => backend.config.target.clone(),
-                RResult::ROk(TcpAction::Serve(session)) => return Ok(session::serve(stream, session, preview).await?),
+                RResult::ROk(TcpAction::Serve(session)) => {
+                    return session::serve(stream, session, preview, timeouts.idle)
+                        .await
+                        .inspect_err(|e| {
+                            if let ConnError::Plugin { hook, message } = e {
+                                backend.plugin_error(hook, message, Some(router.peer()));
+                            }
+                        })
+                }
                 RResult::RErr(e) => {
-                    backend.plugin_error("open", e.as_str());
-                    return Err(ConnError::Plugin(e.into()));
+                    backend.plugin_error("open", e.as_str(), Some(router.peer()));
+                    return Err(ConnError::Plugin {
+                        hook: "open",
+                        message: e.into(),
+                    });
                 }
             }
         }
@@ -323,16 +408,29 @@ async fn dispatch(
                 source,
             })?;
     }
-    Ok(relay::relay(stream, &mut upstream, preview, sent, &target).await?)
+    Ok(relay::relay(stream, &mut upstream, preview, sent, &target, timeouts).await?)
 }
 
-/// The built-in `noop`: read and drop everything until the client closes.
-async fn discard(stream: &mut TcpStream, already: u64) -> Result<Transferred, ConnError> {
+/// The backend's `idle_timeout_ms`, else `[routing] idle_timeout_ms`; `[routing] half_closed_timeout_ms`.
+fn timeouts(router: &Router, backend: &Backend) -> relay::Timeouts {
+    let routing = &router.registry().routing;
+    relay::Timeouts {
+        idle: backend.config.idle_timeout.unwrap_or(routing.idle_timeout),
+        half_closed: routing.half_closed_timeout,
+    }
+}
+
+/// The built-in `noop`: read and drop everything until the client closes or is idle for `idle`.
+async fn discard(stream: &mut TcpStream, already: u64, idle: std::time::Duration) -> Result<Transferred, ConnError> {
     let mut buf = [0u8; 4096];
     let mut up = already;
     loop {
-        match stream.read(&mut buf).await? {
-            0 => return Ok(Transferred { up, down: 0 }),
+        let Ok(read) = tokio::time::timeout(idle, stream.read(&mut buf)).await else {
+            let cut = Some(relay::Cut::Idle);
+            return Ok(Transferred { up, down: 0, cut });
+        };
+        match read.map_err(SideError::on(Peer::Client, Op::Read))? {
+            0 => return Ok(Transferred { up, down: 0, cut: None }),
             n => up += n as u64,
         }
     }
@@ -383,6 +481,7 @@ mod tests {
             name: Arc::from("t"),
             registry,
             strategy: None,
+            turns: Arc::default(),
             local: None,
             accept_proxy_protocol: Arc::from(Vec::new()),
             metrics: Arc::new(crate::ops::metrics::ListenerMetrics::new(Arc::default())),

@@ -13,12 +13,12 @@ use tokio::net::TcpStream;
 
 use crate::routing::registry::Backend;
 use crate::routing::router::{Decision, Router};
-use crate::tcp::connection::ConnError;
+use crate::tcp::error::ConnError;
 use crate::tcp::preview::{self, Outcome};
 use crate::tcp::relay::{RelayError, Transferred};
 
 /// Whether a relay error happened before the upstream accepted (nothing was sent or relayed).
-pub fn is_connect_failure(e: &RelayError) -> bool {
+pub(crate) fn is_connect_failure(e: &RelayError) -> bool {
     matches!(
         e,
         RelayError::Resolve { .. } | RelayError::Connect { .. } | RelayError::ConnectTimeout { .. }

@@ -7,21 +7,29 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
+
+mod backoff;
 
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
-use crate::ops::limits::{AcceptBackoff, Limits, ListenerLimits};
+use crate::control::upgrade::inherit;
+use crate::control::upgrade::parent::Offer;
+use crate::control::upgrade::tunnel::Tunnel;
+use crate::control::upgrade::Kind;
+use crate::ops::limits::{Limits, ListenerLimits};
 use crate::ops::metrics::{ConnOutcome, ListenerMetrics, Metrics};
 use crate::routing::registry::Registry;
 use crate::tcp::connection::{self, ListenerContext};
-use crate::udp::driver::{self, UdpContext, UdpStats};
+use crate::udp::driver::{self, UdpContext, UdpHandover, UdpStats};
+use backoff::AcceptBackoff;
 
 /// Pending-connection queue length asked of the kernel.
 const BACKLOG: u32 = 4096;
@@ -56,6 +64,8 @@ struct Running {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     ops: ListenerOps,
+    /// UDP: hands the driver its flow tunnel when an upgraded process takes over.
+    to_new: Option<oneshot::Sender<OwnedFd>>,
 }
 
 /// A listener's limits and counters, kept across a re-configuration.
@@ -63,6 +73,8 @@ struct Running {
 struct ListenerOps {
     limits: Arc<ListenerLimits>,
     metrics: Arc<ListenerMetrics>,
+    /// Turns taken by `round-robin` / `weighted` / `random` (kept across reconfiguration).
+    turns: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Every listener of the process, keyed by configured address and transport.
@@ -109,22 +121,36 @@ impl ListenerSet {
         ListenerOps {
             limits: Arc::new(ListenerLimits::new(Arc::clone(&self.limits), &cfg.limits)),
             metrics: Arc::new(ListenerMetrics::new(Arc::clone(&self.metrics))),
+            turns: Arc::default(),
         }
     }
 
     /// Binds `cfg` (TCP and/or UDP) and starts serving it. With both transports and port 0, UDP
-    /// binds the port TCP got.
+    /// binds the port TCP got. A socket inherited for the configured address (from the process
+    /// this one upgrades, or from systemd: [`crate::control::upgrade::inherit`]) is used instead of binding.
     pub fn add(&mut self, cfg: &ListenerConfig) -> io::Result<SocketAddr> {
         let _in_runtime = self.runtime.enter();
         let mut bound = cfg.address;
         if cfg.tcp {
-            let socket = Socket::Tcp(Arc::new(bind_tcp(cfg)?));
+            let listener = match inherit::take_tcp(cfg.address) {
+                Some(fd) => adopt_tcp(fd)?,
+                None => bind_tcp(cfg)?,
+            };
+            let socket = Socket::Tcp(Arc::new(listener));
             bound = socket.local_addr()?;
             let ops = self.new_ops(cfg);
-            self.start(cfg.clone(), socket, ops);
+            self.start(cfg.clone(), socket, ops, UdpHandover::default());
         }
         if cfg.udp {
-            let udp = bind_udp(bound, cfg.reuse_port).and_then(|s| {
+            let mut handover = UdpHandover::default();
+            let udp = match inherit::take_udp(cfg.address) {
+                Some((fd, tunnel)) => tunnel.map(Tunnel::new).transpose().map(|t| {
+                    handover.from_old = t;
+                    std::net::UdpSocket::from(fd)
+                }),
+                None => bind_udp(bound, cfg.reuse_port),
+            }
+            .and_then(|s| {
                 s.set_nonblocking(true)?;
                 UdpSocket::from_std(s)
             });
@@ -137,18 +163,19 @@ impl ListenerSet {
             };
             bound = socket.local_addr()?;
             let ops = self.new_ops(cfg);
-            self.start(cfg.clone(), socket, ops);
+            self.start(cfg.clone(), socket, ops, handover);
         }
         Ok(bound)
     }
 
-    fn start(&mut self, config: ListenerConfig, socket: Socket, ops: ListenerOps) {
+    fn start(&mut self, config: ListenerConfig, socket: Socket, ops: ListenerOps, mut handover: UdpHandover) {
         let name: Arc<str> = Arc::from(config.name.as_str());
         if let Ok(addr) = socket.local_addr() {
             tracing::info!(listener = %name, address = %addr, transport = socket.transport(), "listening");
         }
         let (stop, stopped) = watch::channel(false);
         let registry = Arc::clone(&self.registry);
+        let mut to_new = None;
         let task = match &socket {
             Socket::Tcp(tcp) => {
                 let local = tcp.local_addr().ok().filter(|a| !a.ip().is_unspecified());
@@ -156,6 +183,7 @@ impl ListenerSet {
                     name,
                     registry,
                     strategy: config.strategy,
+                    turns: Arc::clone(&ops.turns),
                     local,
                     accept_proxy_protocol: Arc::from(config.accept_proxy_protocol.clone()),
                     metrics: Arc::clone(&ops.metrics),
@@ -173,10 +201,14 @@ impl ListenerSet {
                     name,
                     registry,
                     strategy: config.strategy,
+                    turns: Arc::clone(&ops.turns),
                     stats: Arc::clone(stats),
                 };
+                let (tx, rx) = oneshot::channel();
+                handover.to_new = Some(rx);
+                to_new = Some(tx);
                 self.runtime
-                    .spawn(driver::serve(Arc::clone(udp), Arc::new(ctx), stopped))
+                    .spawn(driver::serve(Arc::clone(udp), Arc::new(ctx), stopped, handover))
             }
         };
         self.running.insert(
@@ -187,6 +219,7 @@ impl ListenerSet {
                 stop,
                 task,
                 ops,
+                to_new,
             },
         );
     }
@@ -214,7 +247,7 @@ impl ListenerSet {
                 let _ = r.stop.send(true);
                 r.task.abort();
                 r.ops.limits.configure(&cfg.limits);
-                self.start(cfg.clone(), r.socket, r.ops);
+                self.start(cfg.clone(), r.socket, r.ops, UdpHandover::default());
             }
         }
     }
@@ -232,6 +265,15 @@ impl ListenerSet {
         self.running
             .values()
             .filter_map(|r| Some((r.config.name.clone(), r.socket.local_addr().ok()?, r.socket.transport())))
+            .collect()
+    }
+
+    /// Each listening socket's configured address, transport and bound address (they differ in
+    /// the port when the configured one is 0).
+    pub fn bound_by_config(&self) -> Vec<(SocketAddr, &'static str, SocketAddr)> {
+        self.running
+            .iter()
+            .filter_map(|((configured, transport), r)| Some((*configured, *transport, r.socket.local_addr().ok()?)))
             .collect()
     }
 
@@ -272,12 +314,68 @@ impl ListenerSet {
             })
             .collect()
     }
+
+    /// Duplicates of every listening socket, with the configured address, for a new process.
+    pub fn offers(&self) -> io::Result<Vec<Offer>> {
+        self.running
+            .values()
+            .map(|r| {
+                let (kind, sock) = match &r.socket {
+                    Socket::Tcp(s) => (Kind::Tcp, socket2::SockRef::from(&**s).try_clone()?),
+                    Socket::Udp(s, _) => (Kind::Udp, socket2::SockRef::from(&**s).try_clone()?),
+                };
+                Ok(Offer {
+                    kind,
+                    address: r.config.address,
+                    fd: sock.into(),
+                })
+            })
+            .collect()
+    }
+
+    /// A new process has taken over: TCP listeners stop accepting (their sockets live on in the
+    /// new process) and UDP drivers get their flow tunnels (`tunnels`, by configured address) and
+    /// serve their remaining flows through them. Returns the TCP accept tasks, and each UDP
+    /// driver's task with its stop switch (for the drain timeout).
+    pub fn hand_over(
+        &mut self,
+        mut tunnels: std::collections::HashMap<SocketAddr, OwnedFd>,
+    ) -> (Vec<JoinHandle<()>>, Vec<DrainingUdp>) {
+        let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+        for (_, r) in std::mem::take(&mut self.running) {
+            match (r.to_new, tunnels.remove(&r.config.address)) {
+                (Some(to_new), Some(tunnel)) if matches!(r.socket, Socket::Udp(..)) => {
+                    if to_new.send(tunnel).is_err() {
+                        let _ = r.stop.send(true);
+                    }
+                    udp.push((r.stop, r.task));
+                }
+                _ => {
+                    let _ = r.stop.send(true);
+                    tcp.push(r.task);
+                }
+            }
+        }
+        (tcp, udp)
+    }
+}
+
+/// A UDP driver serving its last flows after a takeover, with the switch that stops it.
+pub type DrainingUdp = (watch::Sender<bool>, JoinHandle<()>);
+
+/// Adopts an inherited listening socket (non-blocking; TCP_NODELAY as [`bind_tcp`] sets it).
+fn adopt_tcp(fd: OwnedFd) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::from(fd);
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Binds a TCP listener for `cfg` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 /// TCP_NODELAY is set on the listening socket: accepted sockets inherit it on Linux, which saves a
 /// system call per connection (relayed bytes are forwarded as they come, never held for batching).
-pub fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
+/// TCP keepalive ([`crate::tcp::relay::keepalive`]) is set there too, and inherited the same way.
+pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     let socket = if cfg.address.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -286,6 +384,7 @@ pub fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(cfg.reuse_port)?;
     socket.set_nodelay(true)?;
+    socket2::SockRef::from(&socket).set_tcp_keepalive(&crate::tcp::relay::keepalive())?;
     socket.bind(cfg.address)?;
     socket.listen(BACKLOG)
 }
@@ -306,7 +405,7 @@ fn bind_udp(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSo
 /// A connection slot is taken before each accept (so a full `max_connections` stops accepting);
 /// the per-IP and preview limits are checked after it. Accept errors back off (see
 /// [`AcceptBackoff`]), logged once per episode.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: Arc<TcpListener>,
     ctx: Arc<ListenerContext>,
     limits: Arc<ListenerLimits>,

@@ -26,7 +26,7 @@ pub enum Outcome {
 }
 
 /// Reads into `buf` until the router decides; `buf` holds the previewed bytes afterwards.
-pub async fn run(stream: &mut TcpStream, router: &mut Router, buf: &mut Vec<u8>) -> io::Result<Outcome> {
+pub(crate) async fn run(stream: &mut TcpStream, router: &mut Router, buf: &mut Vec<u8>) -> io::Result<Outcome> {
     let routing = &router.registry().routing;
     let (limit, deadline) = (routing.preview_limit, Instant::now() + routing.probe_timeout);
     // Backends that need no bytes (built-in pass, or matchers alone) decide before the client speaks.

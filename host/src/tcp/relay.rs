@@ -1,29 +1,86 @@
 //! The relay: connects to a backend's target within the connect timeout, replays the previewed bytes
 //! and copies both ways with half-close, counting bytes in each direction.
 //!
+//! A relayed connection is bounded in time by what it does, not by how long it lasts: it is cut
+//! when no byte moved either way for its idle timeout ([`Timeouts::idle`]), or, once one side has
+//! finished sending, for the shorter half-closed timeout. Both sockets carry TCP keepalive
+//! ([`keepalive`]), so a peer that vanished without a FIN is found by the kernel even while the
+//! other side waits quietly.
+//!
 //! Each direction's buffer starts small and doubles whenever a read fills it, up to
 //! [`MAX_RELAY_BUFFER`]: an interactive or idle connection holds a few KiB, a bulk one reaches full
 //! size after a handful of reads. Buffers are never zero-filled (reads go into spare capacity).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
 use tokio::net::{lookup_host, TcpSocket, TcpStream};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
+
+/// Time without traffic after which the kernel sends the first keepalive probe.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Probes unanswered after which the kernel declares the peer dead (so about 2 minutes in all).
+pub const KEEPALIVE_PROBES: u32 = 6;
+
+/// The keepalive every client and upstream socket carries.
+pub fn keepalive() -> socket2::TcpKeepalive {
+    let k = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "freebsd"
+    ))]
+    let k = k.with_retries(KEEPALIVE_PROBES);
+    k
+}
+
+/// How long a relayed or served connection may stay without traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// No byte either way for this long: the connection is closed.
+    pub idle: Duration,
+    /// Once one side has finished sending (half-closed), no byte for this long: closed.
+    pub half_closed: Duration,
+}
+
+/// Why pmmux cut a connection that had not ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// No byte either way for the idle timeout.
+    Idle,
+    /// Half-closed, and no byte for the half-closed timeout.
+    HalfClosed,
+}
+
+impl Cut {
+    /// The reason, as logged.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Cut::Idle => "idle timeout",
+            Cut::HalfClosed => "half-closed timeout",
+        }
+    }
+}
+
+use crate::tcp::error::{Op, Peer, SideError};
 
 /// First buffer size per direction.
-pub const MIN_RELAY_BUFFER: usize = 4 * 1024;
+pub(crate) const MIN_RELAY_BUFFER: usize = 4 * 1024;
 /// Largest buffer per direction: enough for loopback line rate.
-pub const MAX_RELAY_BUFFER: usize = 128 * 1024;
+pub(crate) const MAX_RELAY_BUFFER: usize = 128 * 1024;
 
 /// Which side of a relay failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     /// The target could not be resolved.
     #[error("upstream {target}: cannot resolve: {source}")]
     Resolve {
@@ -56,9 +113,9 @@ pub enum RelayError {
         /// Why.
         source: io::Error,
     },
-    /// The relay ended with an I/O error on either side.
-    #[error("relay error: {0}")]
-    Io(io::Error),
+    /// The relay ended with an I/O error on one side.
+    #[error(transparent)]
+    Io(SideError),
 }
 
 /// Bytes moved by a finished relay.
@@ -68,6 +125,30 @@ pub struct Transferred {
     pub up: u64,
     /// Upstream to client.
     pub down: u64,
+    /// Set when pmmux cut the connection for inactivity.
+    pub cut: Option<Cut>,
+}
+
+/// Traffic of one relay, shared by its two directions and its watchdog.
+struct Activity {
+    start: Instant,
+    /// Milliseconds from `start` to the last byte read either way.
+    last_ms: AtomicU64,
+    up: AtomicU64,
+    down: AtomicU64,
+    /// One direction reached its end (the connection is half-closed).
+    one_done: AtomicBool,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// Connects to `target` (`host:port`), trying each resolved address until the timeout, and sends
@@ -78,7 +159,11 @@ pub struct Transferred {
 /// are sent at once: no wait for writability and no `SO_ERROR` query (tokio's connect does both),
 /// two system calls and a reactor round trip less per connection. A refused connection fails that
 /// send and counts as a connect failure (failover applies), as it would have otherwise.
-pub async fn connect(target: &str, connect_timeout: Duration, first: &[u8]) -> Result<(TcpStream, usize), RelayError> {
+pub(crate) async fn connect(
+    target: &str,
+    connect_timeout: Duration,
+    first: &[u8],
+) -> Result<(TcpStream, usize), RelayError> {
     let attempt = async {
         let addrs = lookup_host(target).await.map_err(|source| RelayError::Resolve {
             target: target.to_owned(),
@@ -107,7 +192,7 @@ pub async fn connect(target: &str, connect_timeout: Duration, first: &[u8]) -> R
     }
 }
 
-/// One address: a non-blocking connect with TCP_NODELAY set before it, then `first` sent at once
+/// One address: a non-blocking connect with TCP_NODELAY and keepalive set before it, then `first` sent at once
 /// when the connection is already up, else after it is.
 async fn connect_one(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, usize)> {
     let socket = if addr.is_ipv4() {
@@ -118,6 +203,8 @@ async fn connect_one(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, u
     // Relayed bytes are forwarded as they come, never held for batching.
     socket.set_nodelay(true)?;
     let sock = socket2::SockRef::from(&socket);
+    // A vanished backend is found by the kernel even while the client waits quietly.
+    let _ = sock.set_tcp_keepalive(&keepalive());
     match sock.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -146,14 +233,18 @@ async fn connect_one(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, u
 }
 
 /// Replays what is left of `preview` (after the first `sent` bytes) to `upstream`, then relays
-/// until both directions are closed.
-pub async fn relay(
+/// until both directions are closed, or until the connection has been quiet for longer than
+/// `timeouts` allow (then `cut` says which).
+pub(crate) async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     preview: &[u8],
     sent: usize,
     target: &str,
+    timeouts: Timeouts,
 ) -> Result<Transferred, RelayError> {
+    // The client socket inherited TCP_NODELAY and keepalive from its listener, the upstream got
+    // them in `connect_one`.
     upstream
         .write_all(&preview[sent.min(preview.len())..])
         .await
@@ -163,40 +254,83 @@ pub async fn relay(
         })?;
     let (client_read, client_write) = client.split();
     let (upstream_read, upstream_write) = upstream.split();
-    let one_done = AtomicBool::new(false);
-    let (up, down) = tokio::try_join!(
-        copy_half(client_read, upstream_write, &one_done),
-        copy_half(upstream_read, client_write, &one_done)
-    )
-    .map_err(RelayError::Io)?;
+    let activity = Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+        up: AtomicU64::new(0),
+        down: AtomicU64::new(0),
+        one_done: AtomicBool::new(false),
+    };
+    let copy = async {
+        tokio::try_join!(
+            copy_half(client_read, upstream_write, Peer::Client, &activity, &activity.up),
+            copy_half(upstream_read, client_write, Peer::Upstream, &activity, &activity.down)
+        )
+    };
+    let cut = tokio::select! {
+        done = copy => {
+            done.map_err(RelayError::Io)?;
+            None
+        }
+        cut = watchdog(&activity, timeouts) => Some(cut),
+    };
     Ok(Transferred {
-        up: up + preview.len() as u64,
-        down,
+        up: activity.up.load(Ordering::Relaxed) + preview.len() as u64,
+        down: activity.down.load(Ordering::Relaxed),
+        cut,
     })
+}
+
+/// Returns once the relay has been quiet for longer than its timeouts allow. Sleeps until the
+/// deadline the last activity gives, and never longer than the half-closed timeout, so a relay that
+/// becomes half-closed meanwhile is held to the shorter bound.
+async fn watchdog(activity: &Activity, timeouts: Timeouts) -> Cut {
+    let half_closed = timeouts.half_closed.min(timeouts.idle);
+    loop {
+        let (limit, cut) = if activity.one_done.load(Ordering::Relaxed) {
+            (half_closed, Cut::HalfClosed)
+        } else {
+            (timeouts.idle, Cut::Idle)
+        };
+        let deadline = activity.last() + limit;
+        let now = Instant::now();
+        if deadline <= now {
+            return cut;
+        }
+        tokio::time::sleep_until(deadline.min(now + half_closed)).await;
+    }
 }
 
 /// Copies until `from` reaches end of file, then shuts `to` down for writing (half-close), so the
 /// other direction goes on until its own end. The direction that ends last skips the shutdown: both
 /// sockets are closed right after, and a close sends the same FIN (its receive side was read to the
-/// end, so no RST) — one system call less per connection.
+/// end, so no RST) — one system call less per connection. Every read and write marks the relay
+/// active and publishes the direction's byte count. An error names the end that failed: `reader`
+/// for a read, the other end for a write.
 async fn copy_half(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
-    one_done: &AtomicBool,
-) -> io::Result<u64> {
+    reader: Peer,
+    activity: &Activity,
+    moved: &AtomicU64,
+) -> Result<(), SideError> {
+    let writer = reader.other();
     let mut buf: Vec<u8> = Vec::with_capacity(MIN_RELAY_BUFFER);
     let mut total = 0u64;
     loop {
         buf.clear();
-        let n = from.read_buf(&mut buf).await?;
+        let n = from.read_buf(&mut buf).await.map_err(SideError::on(reader, Op::Read))?;
+        activity.touch();
         if n == 0 {
-            if !one_done.swap(true, Ordering::Relaxed) {
-                to.shutdown().await?;
+            if !activity.one_done.swap(true, Ordering::Relaxed) {
+                to.shutdown().await.map_err(SideError::on(writer, Op::Write))?;
             }
-            return Ok(total);
+            return Ok(());
         }
-        to.write_all(&buf).await?;
+        to.write_all(&buf).await.map_err(SideError::on(writer, Op::Write))?;
+        activity.touch();
         total += n as u64;
+        moved.store(total, Ordering::Relaxed);
         if n == buf.capacity() && buf.capacity() < MAX_RELAY_BUFFER {
             buf.reserve_exact(buf.capacity());
         }

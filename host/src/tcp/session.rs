@@ -7,60 +7,75 @@ use pmmux_plugin_api::SessionCtl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::tcp::relay::Transferred;
+use crate::tcp::error::{ConnError, Op, Peer, SideError};
+use crate::tcp::relay::{Cut, Transferred};
 
 /// Read size while serving.
 const CHUNK: usize = 16 * 1024;
 
-/// Why a served connection ended early.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The session returned an error (the plugin panicked).
-    #[error("plugin session failed: {0}")]
-    Plugin(String),
-    /// Reading from or writing to the client failed.
-    #[error("client I/O error: {0}")]
-    Client(#[from] std::io::Error),
-}
-
-/// Runs `session` over `client`, starting with `preview`.
-pub async fn serve(client: &mut TcpStream, mut session: SessionBox, preview: &[u8]) -> Result<Transferred, ServeError> {
+/// Runs `session` over `client`, starting with `preview`. A client that sends nothing for `idle`
+/// is closed (`cut` says so).
+pub(crate) async fn serve(
+    client: &mut TcpStream,
+    mut session: SessionBox,
+    preview: &[u8],
+    idle: std::time::Duration,
+) -> Result<Transferred, ConnError> {
     let mut moved = Transferred {
         up: preview.len() as u64,
         down: 0,
+        cut: None,
     };
     let mut out = RVec::new();
-    let mut ctl = step(session.on_data(RSlice::from_slice(preview), &mut out))?;
+    let mut ctl = step("on_data", session.on_data(RSlice::from_slice(preview), &mut out))?;
     let mut buf = vec![0u8; CHUNK];
     loop {
-        if !out.is_empty() {
-            client.write_all(&out).await?;
-            moved.down += out.len() as u64;
-            out.clear();
-        }
+        flush(client, &mut out, &mut moved).await?;
         if ctl == SessionCtl::Close {
             let _ = client.shutdown().await;
             return Ok(moved);
         }
-        let n = client.read(&mut buf).await?;
+        let Ok(read) = tokio::time::timeout(idle, client.read(&mut buf)).await else {
+            moved.cut = Some(Cut::Idle);
+            let _ = client.shutdown().await;
+            return Ok(moved);
+        };
+        let n = read.map_err(SideError::on(Peer::Client, Op::Read))?;
         if n == 0 {
             // Whatever the session answers, the client has finished: write its last words and close.
-            let _ = step(session.on_eof(&mut out))?;
-            if !out.is_empty() {
-                client.write_all(&out).await?;
-                moved.down += out.len() as u64;
-            }
+            let _ = step("on_eof", session.on_eof(&mut out))?;
+            flush(client, &mut out, &mut moved).await?;
             let _ = client.shutdown().await;
             return Ok(moved);
         }
         moved.up += n as u64;
-        ctl = step(session.on_data(RSlice::from_slice(&buf[..n]), &mut out))?;
+        ctl = step("on_data", session.on_data(RSlice::from_slice(&buf[..n]), &mut out))?;
     }
 }
 
-fn step(result: RResult<SessionCtl, abi_stable::std_types::RString>) -> Result<SessionCtl, ServeError> {
+/// Writes what the session put in `out` to the client, counts it and empties `out`.
+async fn flush(client: &mut TcpStream, out: &mut RVec<u8>, moved: &mut Transferred) -> Result<(), ConnError> {
+    if !out.is_empty() {
+        client
+            .write_all(out)
+            .await
+            .map_err(SideError::on(Peer::Client, Op::Write))?;
+        moved.down += out.len() as u64;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// The session's answer to `hook`, or the plugin error naming it.
+fn step(
+    hook: &'static str,
+    result: RResult<SessionCtl, abi_stable::std_types::RString>,
+) -> Result<SessionCtl, ConnError> {
     match result {
         RResult::ROk(ctl) => Ok(ctl),
-        RResult::RErr(e) => Err(ServeError::Plugin(e.into())),
+        RResult::RErr(e) => Err(ConnError::Plugin {
+            hook,
+            message: e.into(),
+        }),
     }
 }

@@ -13,10 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod detect;
+mod handover;
+
+pub use handover::UdpHandover;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use arc_swap::ArcSwap;
-use pmmux_plugin_api::{ConnInfo, Property, UdpAction};
+use pmmux_plugin_api::ffi::UdpAction;
+use pmmux_plugin_api::{ConnInfo, Property, UdpRouting};
 use tokio::net::{lookup_host, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -30,7 +34,7 @@ use crate::routing::registry::{Backend, BackendKind, Registry};
 use crate::routing::router::Router;
 
 /// Largest UDP payload over IPv4 (65,535 − 8 − 20); the receive buffer holds any datagram whole.
-pub const MAX_DATAGRAM: usize = 65_507;
+pub(crate) const MAX_DATAGRAM: usize = 65_507;
 /// How often, at most, a flow's reply reader reports activity to the table.
 const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
 /// Least time between two "flow table full" / "dropped" log lines of one listener.
@@ -63,15 +67,44 @@ pub struct UdpStats {
 }
 
 /// What the driver of one UDP listener shares with the rest of the host.
-pub struct UdpContext {
+pub(crate) struct UdpContext {
     /// The listener's name.
     pub name: Arc<str>,
     /// The routing snapshot.
     pub registry: Arc<ArcSwap<Registry>>,
     /// The listener's own strategy, if any.
     pub strategy: Option<Strategy>,
+    /// The listener's turn counter for `round-robin`, `weighted` and `random`.
+    pub turns: Arc<std::sync::atomic::AtomicU64>,
     /// Counters.
     pub stats: Arc<UdpStats>,
+}
+
+/// What a flow is keyed by: the client, and a lane. Lane 0 is the client's one session flow (QUIC,
+/// WireGuard...: every later datagram goes there without detection); a per-message backend's
+/// flow with that client has the backend's [`Backend::uid`] as lane, so a client whose messages go
+/// to several backends has one flow (one upstream socket, replies relayed back) with each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct FlowKey {
+    client: SocketAddr,
+    lane: u64,
+}
+
+impl FlowKey {
+    fn session(client: SocketAddr) -> FlowKey {
+        FlowKey { client, lane: 0 }
+    }
+
+    /// The key of `client`'s flow to `backend`: its session flow, or for a per-message backend
+    /// the flow of that pair.
+    fn of(client: SocketAddr, backend: &Backend) -> FlowKey {
+        let lane = if backend.udp_routing == UdpRouting::PerMessage {
+            backend.uid
+        } else {
+            0
+        };
+        FlowKey { client, lane }
+    }
 }
 
 /// One client's flow: the backend chosen for it (pinned: a plugin replaced later does not change
@@ -128,6 +161,15 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// The flow ended: a plugin's client writer no longer reaches its client through it.
+    fn forget_writer(&self, client: SocketAddr) {
+        if matches!(self.backend.kind, BackendKind::Plugin(_)) {
+            writer::forget(client);
+        }
+    }
+}
+
 impl Drop for Flow {
     fn drop(&mut self) {
         self.backend.stats.live.fetch_sub(1, Ordering::Relaxed);
@@ -163,8 +205,8 @@ struct Driver {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     ctx: Arc<UdpContext>,
-    flows: FlowTable<Flow>,
-    out: Vec<Output<Flow>>,
+    flows: FlowTable<Flow, FlowKey>,
+    out: Vec<Output<Flow, FlowKey>>,
     activity: mpsc::Sender<FlowId>,
     full_log: Every,
     unmatched_log: Every,
@@ -173,8 +215,14 @@ struct Driver {
     pending_log: Every,
 }
 
-/// Serves `socket` until `stop` turns true.
-pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch::Receiver<bool>) {
+/// Serves `socket` until `stop` turns true (or, after handing over to a new process, until its
+/// last flow ends).
+pub(crate) async fn serve(
+    socket: Arc<UdpSocket>,
+    ctx: Arc<UdpContext>,
+    mut stop: watch::Receiver<bool>,
+    handover: UdpHandover,
+) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::error!(listener = %ctx.name, error = %e, "UDP listener has no address"),
@@ -203,6 +251,7 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
         pending_log: Every(None),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut link = handover::Link::new(handover);
     let timer = tokio::time::sleep_until(far_future());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -232,11 +281,23 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: Arc<UdpContext>, mut stop: watch
                 d.apply(Input::Tick { now }, now);
                 d.expire_pending(now).await;
             }
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, client)) => d.datagram(&buf[..n], client).await,
+            event = link.next(), if link.active() => {
+                if !d.on_link(event, &mut link).await {
+                    break;
+                }
+            }
+            received = socket.recv_from(&mut buf), if link.reads_listening_socket() => match received {
+                Ok((n, client)) => {
+                    if !link.pass_to_old(client, &buf[..n]) {
+                        d.datagram(&buf[..n], client).await;
+                    }
+                }
                 // ICMP errors and the like: nothing a listening socket must act on.
                 Err(e) => tracing::debug!(listener = %d.ctx.name, error = %e, "UDP receive error"),
             },
+        }
+        if link.drained(&d) {
+            break;
         }
     }
     tracing::info!(listener = %d.ctx.name, flows = d.flows.len(), pending = d.pending.len(), "UDP listener stopped; its flows end");
@@ -247,9 +308,9 @@ fn far_future() -> tokio::time::Instant {
 }
 
 impl Driver {
-    /// Feeds the table, settles what it says about ended flows (expired, removed, refused), and
+    /// Feeds the table, settles what it says about ended flows (expired, refused), and
     /// returns the one action it asks for, if any (forward, detect, created, already there).
-    fn apply(&mut self, input: Input<Flow>, now: Instant) -> Option<Output<Flow>> {
+    fn apply(&mut self, input: Input<Flow, FlowKey>, now: Instant) -> Option<Output<Flow, FlowKey>> {
         self.flows.handle(input, &mut self.out);
         let mut outputs = std::mem::take(&mut self.out);
         let mut action = None;
@@ -257,13 +318,10 @@ impl Driver {
             match output {
                 Output::Expired { client, state, .. } => {
                     self.ctx.stats.expired.fetch_add(1, Ordering::Relaxed);
-                    writer::forget(client);
+                    let client = client.client;
+                    state.forget_writer(client);
                     tracing::debug!(listener = %self.ctx.name, %client, backend = state.backend.name(), "UDP flow expired");
                     state.record(client, &self.ctx.name, Outcome::Expired);
-                }
-                Output::Removed { client, state, .. } => {
-                    writer::forget(client);
-                    state.record(client, &self.ctx.name, Outcome::Removed);
                 }
                 Output::Rejected { .. } => {
                     self.ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -281,10 +339,16 @@ impl Driver {
 
     async fn datagram(&mut self, message: &[u8], client: SocketAddr) {
         self.ctx.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        if crate::routing::offenders::is_refused(client.ip()) {
+            // Its datagrams kept making plugins fail: dropped unread for a while.
+            self.ctx.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let now = Instant::now();
         // Clients whose probe timeout passed are decided first, so a flow they get is used below.
         self.expire_pending(now).await;
-        match self.apply(Input::ClientDatagram { client, now }, now) {
+        let key = FlowKey::session(client);
+        match self.apply(Input::ClientDatagram { client: key, now }, now) {
             Some(Output::Forward { flow }) => self.deliver(flow, message, client).await,
             Some(Output::NeedsDetection { .. }) => self.undecided(message, client, now).await,
             _ => {}
@@ -313,7 +377,7 @@ impl Driver {
                         action
                     }
                     RResult::RErr(e) => {
-                        backend.plugin_error("handle_message", e.as_str());
+                        backend.plugin_error("handle_message", e.as_str(), Some(client));
                         UdpAction::Drop
                     }
                 }

@@ -1,10 +1,12 @@
 //! The UDP flow table: a sans-I/O core mapping client addresses to forwarded flows, with idle expiry.
+//! The key is a client address by default; the driver keys flows by client and lane (a session
+//! flow per client, or one per client and per-message backend), which the table treats alike.
 //!
 //! The I/O layer owns the listening socket, the upstream sockets and the timer; this table owns the
 //! decisions. It is driven by [`Input`]s and answers with [`Output`]s through [`FlowTable::handle`],
 //! and time is always passed in (never read here), so a seeded simulation can drive it over a
 //! virtual clock. `T` is whatever the I/O layer keeps per flow (an upstream socket, the backend); the
-//! table hands it back when a flow ends ([`Output::Expired`], [`Output::Removed`]) or cannot start
+//! table hands it back when a flow ends ([`Output::Expired`]) or cannot start
 //! ([`Output::Rejected`], [`Output::AlreadyExists`]), so closing the upstream socket is never missed.
 //!
 //! # How the I/O layer uses it
@@ -46,7 +48,7 @@
 //! flow had when it was queued, which is never later than its real one. A tick pops due entries; an
 //! entry whose flow was refreshed since is re-keyed to the real deadline and sifted down. So a tick
 //! costs O((expired + refreshed-since-queued) · log n), and the heap never grows past the live flows.
-//! The heap is indexed (each flow knows its position), so [`Input::Remove`] and early expiry are
+//! The heap is indexed (each flow knows its position), so early expiry is
 //! O(log n) and leave nothing stale behind.
 //!
 //! # Memory
@@ -60,6 +62,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -68,15 +71,12 @@ pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
 
-/// Idle timeout of a backend that sets none.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// No slot (end of the free list).
 const NONE: u32 = u32::MAX;
 
 /// Names one flow: a slot index and the slot's generation when the flow was created.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct FlowId {
+pub(crate) struct FlowId {
     slot: u32,
     generation: u32,
 }
@@ -89,12 +89,12 @@ impl fmt::Display for FlowId {
 
 /// What happened, fed to [`FlowTable::handle`].
 #[derive(Debug)]
-pub enum Input<T> {
+pub(crate) enum Input<T, K = SocketAddr> {
     /// A datagram arrived from `client` on the listening socket.
-    ClientDatagram { client: SocketAddr, now: Instant },
+    ClientDatagram { client: K, now: Instant },
     /// Detection chose a backend for `client` (after [`Output::NeedsDetection`]): create its flow.
     Detected {
-        client: SocketAddr,
+        client: K,
         /// The chosen backend's idle timeout, fixed for the flow's life.
         idle_timeout: Duration,
         /// The I/O layer's per-flow state (upstream socket, backend).
@@ -105,64 +105,58 @@ pub enum Input<T> {
     UpstreamActivity { flow: FlowId, now: Instant },
     /// The timer fired: expire every flow whose deadline is at or before `now`.
     Tick { now: Instant },
-    /// The I/O layer ends the flow (upstream socket error, backend removed, shutdown).
-    Remove { flow: FlowId },
 }
 
 /// What to do, appended by [`FlowTable::handle`] to the caller's vector.
 #[derive(Debug, PartialEq)]
-pub enum Output<T> {
+pub(crate) enum Output<T, K = SocketAddr> {
     /// Send the client's datagram upstream through this (refreshed) flow.
     Forward { flow: FlowId },
     /// No flow for this client: ask the backends, then send [`Input::Detected`] or drop the datagram.
-    NeedsDetection { client: SocketAddr },
+    NeedsDetection { client: K },
     /// The flow was created: send the datagram that started detection through it.
     Created { flow: FlowId },
     /// The table is full of live flows: drop the datagram and `state` (count it, log at a bounded rate).
-    Rejected { client: SocketAddr, state: T },
+    Rejected { client: K, state: T },
     /// The client already had a live flow (two detections raced): send the datagram through `flow`
     /// (refreshed), drop `state`.
     AlreadyExists { flow: FlowId, state: T },
     /// The flow was idle for its timeout: close its upstream (`state`).
-    Expired { flow: FlowId, client: SocketAddr, state: T },
-    /// The flow was ended by [`Input::Remove`]: close its upstream (`state`).
-    Removed { flow: FlowId, client: SocketAddr, state: T },
+    Expired { flow: FlowId, client: K, state: T },
 }
 
 /// Totals since the table was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowCounters {
+pub(crate) struct FlowCounters {
     /// Flows created.
     pub created: u64,
     /// Flows ended by their idle timeout.
     pub expired: u64,
     /// Detections refused because the table was full.
     pub rejected: u64,
-    /// Flows ended by [`Input::Remove`].
-    pub removed: u64,
 }
 
 /// One live flow. Times are nanoseconds since the table's first `now`.
-struct Flow<T> {
-    client: SocketAddr,
+struct Flow<T, K = SocketAddr> {
+    client: K,
     last_seen: u64,
     idle_timeout: u64,
     state: T,
 }
 
-impl<T> Flow<T> {
+impl<T, K> Flow<T, K> {
     fn deadline(&self) -> u64 {
         self.last_seen.saturating_add(self.idle_timeout)
     }
 }
 
 /// A slot of the flow arena.
-struct Slot<T> {
+struct Slot<T, K = SocketAddr> {
     /// Bumped when the slot's flow ends; a slot whose generation reached `u32::MAX` is retired.
     generation: u32,
     /// The flow's position in the heap while occupied; the next free slot (or [`NONE`]) while vacant.
     link: u32,
-    flow: Option<Flow<T>>,
+    flow: Option<Flow<T, K>>,
 }
 
 /// A heap entry: a deadline no later than the slot's flow's real one.
@@ -173,11 +167,11 @@ struct Queued {
 }
 
 /// The flow table. See the [module documentation](self).
-pub struct FlowTable<T> {
+pub(crate) struct FlowTable<T, K = SocketAddr> {
     max_flows: usize,
-    slots: Vec<Slot<T>>,
+    slots: Vec<Slot<T, K>>,
     free_head: u32,
-    by_client: HashMap<SocketAddr, u32>,
+    by_client: HashMap<K, u32>,
     /// Min-heap on `deadline`, exactly one entry per live flow.
     heap: Vec<Queued>,
     /// The instant that time 0 stands for: the first `now` seen.
@@ -185,7 +179,7 @@ pub struct FlowTable<T> {
     counters: FlowCounters,
 }
 
-impl<T> fmt::Debug for FlowTable<T> {
+impl<T, K: Copy + Eq + Hash> fmt::Debug for FlowTable<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FlowTable")
             .field("len", &self.len())
@@ -195,10 +189,10 @@ impl<T> fmt::Debug for FlowTable<T> {
     }
 }
 
-impl<T> FlowTable<T> {
+impl<T, K: Copy + Eq + Hash> FlowTable<T, K> {
     /// An empty table holding at most `max_flows` flows (capped at `u32::MAX - 1`). Nothing is
     /// allocated until flows are created.
-    pub fn new(max_flows: usize) -> Self {
+    pub(crate) fn new(max_flows: usize) -> Self {
         FlowTable {
             max_flows: max_flows.min(NONE as usize - 1),
             slots: Vec::new(),
@@ -211,7 +205,7 @@ impl<T> FlowTable<T> {
     }
 
     /// Applies `input`, appending what to do to `out` (which is not cleared: the caller reuses it).
-    pub fn handle(&mut self, input: Input<T>, out: &mut Vec<Output<T>>) {
+    pub(crate) fn handle(&mut self, input: Input<T, K>, out: &mut Vec<Output<T, K>>) {
         match input {
             Input::ClientDatagram { client, now } => {
                 let now = self.ns(now);
@@ -259,39 +253,33 @@ impl<T> FlowTable<T> {
                 let now = self.ns(now);
                 self.expire_due(now, out);
             }
-            Input::Remove { flow } => {
-                if let Some(slot) = self.slot_of(flow) {
-                    let (flow, client, state) = self.take(slot);
-                    self.counters.removed += 1;
-                    out.push(Output::Removed { flow, client, state });
-                }
-            }
         }
     }
 
     /// The state of a live flow.
-    pub fn get(&self, flow: FlowId) -> Option<&T> {
+    pub(crate) fn get(&self, flow: FlowId) -> Option<&T> {
         self.slot_of(flow).and_then(|slot| self.flow(slot)).map(|f| &f.state)
     }
 
     /// The state of a live flow, mutably.
-    pub fn get_mut(&mut self, flow: FlowId) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, flow: FlowId) -> Option<&mut T> {
         let slot = self.slot_of(flow)?;
         self.slots[slot as usize].flow.as_mut().map(|f| &mut f.state)
     }
 
     /// The client address of a live flow: where its upstream's replies go.
-    pub fn client(&self, flow: FlowId) -> Option<SocketAddr> {
+    #[cfg(test)]
+    pub(crate) fn client(&self, flow: FlowId) -> Option<K> {
         self.slot_of(flow).and_then(|slot| self.flow(slot)).map(|f| f.client)
     }
 
     /// The flow of `client`, if the table holds one (possibly due but not yet ticked).
-    pub fn find(&self, client: SocketAddr) -> Option<FlowId> {
+    pub(crate) fn find(&self, client: K) -> Option<FlowId> {
         self.by_client.get(&client).map(|&slot| self.id(slot))
     }
 
     /// Every flow held, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (FlowId, SocketAddr, &T)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (FlowId, K, &T)> + '_ {
         self.slots.iter().enumerate().filter_map(|(slot, s)| {
             let f = s.flow.as_ref()?;
             let id = FlowId {
@@ -305,46 +293,48 @@ impl<T> FlowTable<T> {
     /// When the I/O layer should next send [`Input::Tick`]; `None` when no flow is held. It may come
     /// before any flow is actually due (a flow refreshed since it was queued); such a tick just
     /// re-queues it. It is never later than the earliest real deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let first = self.heap.first()?;
         self.base?.checked_add(Duration::from_nanos(first.deadline))
     }
 
     /// Live flows held (including any already due that no tick has expired yet).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
 
     /// Whether no flow is held.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 
     /// Whether the cap is reached: a new flow would be rejected unless some are due.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.len() >= self.max_flows
     }
 
     /// The cap given to [`FlowTable::new`].
-    pub fn max_flows(&self) -> usize {
+    pub(crate) fn max_flows(&self) -> usize {
         self.max_flows
     }
 
-    /// Totals of created, expired, rejected and removed flows.
-    pub fn counters(&self) -> FlowCounters {
+    /// Totals of created, expired and rejected flows.
+    #[cfg(test)]
+    pub(crate) fn counters(&self) -> FlowCounters {
         self.counters
     }
 
     /// Approximate bytes allocated by the table, including `size_of::<T>()` per slot but not what
     /// `T` itself allocates. Capacity grows by doubling and is kept at its high mark.
-    pub fn memory_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn memory_bytes(&self) -> usize {
         let map_buckets = match self.by_client.capacity() {
             0 => 0,
             c if c < 8 => (c + 1).next_power_of_two(),
             c => (c * 8 / 7).next_power_of_two(),
         };
-        let map = map_buckets * (size_of::<(SocketAddr, u32)>() + 1) + if map_buckets > 0 { 16 } else { 0 };
-        self.slots.capacity() * size_of::<Slot<T>>() + self.heap.capacity() * size_of::<Queued>() + map
+        let map = map_buckets * (size_of::<(K, u32)>() + 1) + if map_buckets > 0 { 16 } else { 0 };
+        self.slots.capacity() * size_of::<Slot<T, K>>() + self.heap.capacity() * size_of::<Queued>() + map
     }
 
     // ---- internals ----
@@ -362,7 +352,7 @@ impl<T> FlowTable<T> {
         }
     }
 
-    fn flow(&self, slot: u32) -> Option<&Flow<T>> {
+    fn flow(&self, slot: u32) -> Option<&Flow<T, K>> {
         self.slots[slot as usize].flow.as_ref()
     }
 
@@ -377,7 +367,7 @@ impl<T> FlowTable<T> {
     }
 
     /// The slot of `client`'s flow if it is still within its timeout; a due one is expired here.
-    fn live_slot_of(&mut self, client: SocketAddr, now: u64, out: &mut Vec<Output<T>>) -> Option<u32> {
+    fn live_slot_of(&mut self, client: K, now: u64, out: &mut Vec<Output<T, K>>) -> Option<u32> {
         let slot = *self.by_client.get(&client)?;
         if self.due(slot, now) {
             self.expire(slot, out);
@@ -398,7 +388,7 @@ impl<T> FlowTable<T> {
         }
     }
 
-    fn insert(&mut self, client: SocketAddr, now: u64, idle_timeout: u64, state: T) -> FlowId {
+    fn insert(&mut self, client: K, now: u64, idle_timeout: u64, state: T) -> FlowId {
         let flow = Flow {
             client,
             last_seen: now,
@@ -434,7 +424,7 @@ impl<T> FlowTable<T> {
     }
 
     /// Removes the flow in `slot` from the arena, the map and the heap.
-    fn take(&mut self, slot: u32) -> (FlowId, SocketAddr, T) {
+    fn take(&mut self, slot: u32) -> (FlowId, K, T) {
         let s = &mut self.slots[slot as usize];
         let flow = s.flow.take().expect("taking a vacant slot");
         let id = FlowId {
@@ -454,14 +444,14 @@ impl<T> FlowTable<T> {
         (id, flow.client, flow.state)
     }
 
-    fn expire(&mut self, slot: u32, out: &mut Vec<Output<T>>) {
+    fn expire(&mut self, slot: u32, out: &mut Vec<Output<T, K>>) {
         let (flow, client, state) = self.take(slot);
         self.counters.expired += 1;
         out.push(Output::Expired { flow, client, state });
     }
 
     /// Expires every flow due at `now`, re-queueing the refreshed ones met on the way.
-    fn expire_due(&mut self, now: u64, out: &mut Vec<Output<T>>) {
+    fn expire_due(&mut self, now: u64, out: &mut Vec<Output<T, K>>) {
         while let Some(&top) = self.heap.first() {
             if top.deadline > now {
                 break;

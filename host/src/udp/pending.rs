@@ -55,11 +55,11 @@ mod tests;
 
 /// Most datagrams held per undecided client: a ClientHello with post-quantum key shares and many
 /// extensions fills two or three QUIC Initials; eight leaves room for retransmissions.
-pub const MAX_HELD_DATAGRAMS: usize = 8;
+pub(crate) const MAX_HELD_DATAGRAMS: usize = 8;
 
 /// The bounds of one table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PendingLimits {
+pub(crate) struct PendingLimits {
     /// Most clients pending at once (per listener): `[routing] max_udp_pending`.
     pub max_clients: usize,
     /// Most datagrams held per client ([`MAX_HELD_DATAGRAMS`]).
@@ -72,7 +72,7 @@ pub struct PendingLimits {
 
 /// What happened, fed to [`PendingTable::handle`].
 #[derive(Debug)]
-pub enum Input<'a, S> {
+pub(crate) enum Input<'a, S> {
     /// A datagram from `client`, which has no flow.
     Datagram {
         /// Where it came from.
@@ -106,7 +106,7 @@ pub enum Input<'a, S> {
 }
 
 /// What a pending client leaves behind when its detection ends.
-pub struct Held<S> {
+pub(crate) struct Held<S> {
     /// The I/O layer's detection state.
     pub state: S,
     /// The client's datagrams, oldest first.
@@ -130,7 +130,7 @@ impl<S: PartialEq> PartialEq for Held<S> {
 
 /// What to do, appended by [`PendingTable::handle`] to the caller's vector.
 #[derive(Debug, PartialEq)]
-pub enum Output<S> {
+pub(crate) enum Output<S> {
     /// `client` is not pending: ask the backends about this datagram alone; if undecided, send
     /// [`Input::Hold`].
     Detect {
@@ -182,7 +182,7 @@ pub enum Output<S> {
 
 /// Totals since the table was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PendingCounters {
+pub(crate) struct PendingCounters {
     /// Clients that started pending.
     pub held: u64,
     /// Clients released by a decision.
@@ -205,7 +205,7 @@ struct Entry<S> {
 }
 
 /// The table of pending clients. See the [module documentation](self).
-pub struct PendingTable<S> {
+pub(crate) struct PendingTable<S> {
     limits: PendingLimits,
     entries: HashMap<SocketAddr, Entry<S>>,
     /// `(deadline, sequence number)` → client: exactly one per entry, earliest first.
@@ -228,7 +228,7 @@ impl<S> fmt::Debug for PendingTable<S> {
 
 impl<S> PendingTable<S> {
     /// An empty table with these bounds (a `max_clients` or `max_datagrams` of 0 counts as 1).
-    pub fn new(limits: PendingLimits) -> Self {
+    pub(crate) fn new(limits: PendingLimits) -> Self {
         PendingTable {
             limits: PendingLimits {
                 max_clients: limits.max_clients.max(1),
@@ -244,7 +244,7 @@ impl<S> PendingTable<S> {
     }
 
     /// Applies `input`, appending what to do to `out` (which is not cleared).
-    pub fn handle(&mut self, input: Input<'_, S>, out: &mut Vec<Output<S>>) {
+    pub(crate) fn handle(&mut self, input: Input<'_, S>, out: &mut Vec<Output<S>>) {
         match input {
             Input::Datagram { client, datagram, now } => {
                 let now = self.ns(now);
@@ -317,50 +317,57 @@ impl<S> PendingTable<S> {
     }
 
     /// A pending client's detection state and its datagrams so far, oldest first.
-    pub fn get_mut(&mut self, client: SocketAddr) -> Option<(&mut S, &[Vec<u8>])> {
+    pub(crate) fn get_mut(&mut self, client: SocketAddr) -> Option<(&mut S, &[Vec<u8>])> {
         self.entries
             .get_mut(&client)
             .map(|e| (&mut e.state, e.datagrams.as_slice()))
     }
 
     /// Whether `client` is pending.
-    pub fn contains(&self, client: SocketAddr) -> bool {
+    pub(crate) fn contains(&self, client: SocketAddr) -> bool {
         self.entries.contains_key(&client)
     }
 
+    /// Every pending client.
+    pub(crate) fn clients(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.entries.keys().copied()
+    }
+
     /// When the I/O layer should next send [`Input::Tick`]; `None` when no client is pending.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let (&(deadline, _), _) = self.deadlines.first_key_value()?;
         self.base?.checked_add(Duration::from_nanos(deadline))
     }
 
     /// Clients pending now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether no client is pending.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Whether `max_clients` clients are pending.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.len() >= self.limits.max_clients
     }
 
     /// The bounds in force (as given to [`PendingTable::new`], zeros raised to 1).
-    pub fn limits(&self) -> PendingLimits {
+    pub(crate) fn limits(&self) -> PendingLimits {
         self.limits
     }
 
     /// Totals of clients held, released, expired, full and rejected.
-    pub fn counters(&self) -> PendingCounters {
+    #[cfg(test)]
+    pub(crate) fn counters(&self) -> PendingCounters {
         self.counters
     }
 
     /// Bytes of datagrams held now, all clients together.
-    pub fn held_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
         self.entries.values().map(|e| e.bytes).sum()
     }
 

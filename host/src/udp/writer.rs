@@ -13,32 +13,42 @@ use pmmux_plugin_api::ffi::{ClientWriterBox, FfiClientWriter, FfiClientWriter_TO
 use pmmux_plugin_api::FfiAddr;
 use tokio::net::UdpSocket;
 
-/// Which listening socket each UDP client with a live flow came through.
-static CLIENTS: LazyLock<Mutex<HashMap<SocketAddr, Weak<UdpSocket>>>> = LazyLock::new(Default::default);
+/// Which listening socket each UDP client with a live flow came through, and how many flows it has
+/// (a client of per-message backends may have one with each).
+type Clients = HashMap<SocketAddr, (Weak<UdpSocket>, usize)>;
+static CLIENTS: LazyLock<Mutex<Clients>> = LazyLock::new(Default::default);
 
-fn clients() -> MutexGuard<'static, HashMap<SocketAddr, Weak<UdpSocket>>> {
+fn clients() -> MutexGuard<'static, Clients> {
     CLIENTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Notes that `client` talks through `socket` (called when its flow is created).
-pub fn remember(client: SocketAddr, socket: &Arc<UdpSocket>) {
-    clients().insert(client, Arc::downgrade(socket));
+/// Notes that `client` talks through `socket` (called when one of its flows is created).
+pub(crate) fn remember(client: SocketAddr, socket: &Arc<UdpSocket>) {
+    let mut clients = clients();
+    let entry = clients.entry(client).or_insert_with(|| (Weak::new(), 0));
+    *entry = (Arc::downgrade(socket), entry.1 + 1);
 }
 
-/// Forgets `client` (its flow ended).
-pub fn forget(client: SocketAddr) {
-    clients().remove(&client);
+/// One flow of `client` ended; forgets the client with its last flow.
+pub(crate) fn forget(client: SocketAddr) {
+    let mut clients = clients();
+    if let Some(entry) = clients.get_mut(&client) {
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 == 0 {
+            clients.remove(&client);
+        }
+    }
 }
 
 /// Sends `data` to `to` from `socket` now, or drops it: one non-blocking `sendto` on the descriptor.
 /// (tokio's `try_send_to` also reports WouldBlock while the reactor has not yet seen the socket
 /// writable, which would drop datagrams a fresh socket could send.)
-pub fn send_now(socket: &UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+pub(crate) fn send_now(socket: &UdpSocket, data: &[u8], to: SocketAddr) -> bool {
     socket2::SockRef::from(socket).send_to(data, &to.into()).is_ok()
 }
 
 /// A new writer handle for a plugin backend.
-pub fn client_writer() -> ClientWriterBox {
+pub(crate) fn client_writer() -> ClientWriterBox {
     FfiClientWriter_TO::from_value(HostWriter, TD_Opaque)
 }
 
@@ -47,7 +57,7 @@ struct HostWriter;
 impl FfiClientWriter for HostWriter {
     fn send_to(&self, client: FfiAddr, data: RSlice<'_, u8>) -> bool {
         let client = SocketAddr::from(client);
-        let socket = clients().get(&client).and_then(Weak::upgrade);
+        let socket = clients().get(&client).and_then(|(socket, _)| socket.upgrade());
         match socket {
             Some(socket) => send_now(&socket, data.as_slice(), client),
             None => false,

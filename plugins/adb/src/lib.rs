@@ -19,7 +19,6 @@
 //! * `adb.banner`: the system identity up to its first NUL (`host::features=...`), at most
 //!   [`MAX_BANNER`] bytes, non-UTF-8 bytes replaced.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// `CNXN` as it appears on the wire.
@@ -42,10 +41,7 @@ pub struct Adb;
 impl Adb {
     /// Builds the backend; `adb` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Adb)
     }
 }
@@ -148,10 +144,10 @@ pub fn detect(preview: &[u8]) -> Detection {
     match parse(preview) {
         Parse::Complete(connect) => {
             let banner = connect.identity.get(..MAX_BANNER).unwrap_or(&connect.identity);
-            Detection::Match(RVec::from(vec![
+            Detection::Match(vec![
                 Property::new("adb.version", format!("{:#010x}", connect.version)),
                 Property::new("adb.banner", String::from_utf8_lossy(banner).into_owned()),
-            ]))
+            ])
         }
         Parse::Incomplete => Detection::NeedMore,
         Parse::Invalid(_) => Detection::NoMatch,

@@ -3,7 +3,9 @@
 
 use pmmux_adb::{detect, parse, Adb, Parse, MAX_DATA};
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::{spec, Rng};
+use pmmux_plugin_testkit::{
+    assert_needs_more_until_whole, assert_no_params, assert_verdict_stable, corrupt_and_truncate, props, Rng,
+};
 
 /// Captured on loopback with a Python listener on 127.0.0.1 (port 0) saving the first bytes: Android
 /// Debug Bridge 1.0.41, "Version 29.0.6-debian" (Debian 12 `adb 1:29.0.6-28`), `adb connect
@@ -23,13 +25,6 @@ fn cnxn(version: u32, identity: &[u8]) -> Vec<u8> {
     }
     m.extend_from_slice(identity);
     m
-}
-
-fn props(detection: Detection) -> Vec<(String, String)> {
-    match detection {
-        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
 }
 
 fn expected(version: &str, banner: &str) -> Vec<(String, String)> {
@@ -66,9 +61,7 @@ fn every_strict_prefix_needs_more() {
     let after_empty = [&[0u8; 24][..], ADB_CONNECT].concat();
     let old = cnxn(0x0100_0000, b"host::\0");
     for input in [ADB_CONNECT, &after_empty, &old] {
-        for n in 1..input.len() {
-            assert_eq!(detect(&input[..n]), Detection::NeedMore, "[..{n}]");
-        }
+        assert_needs_more_until_whole(detect, input, "capture");
     }
 }
 
@@ -126,10 +119,7 @@ fn other_protocols_are_no_match_from_the_first_byte() {
 
 #[test]
 fn params_are_refused() {
-    let spec = |params: &'static str| spec("adb", params);
-    assert!(Adb::new(&spec("")).is_ok());
-    let err = Adb::new(&spec("serial = \"x\"")).expect_err("unknown param");
-    assert!(err.contains("serial"), "{err}");
+    assert_no_params(Adb::new, "adb", "serial = \"x\"");
 }
 
 #[test]
@@ -141,27 +131,14 @@ fn fuzz_no_panic_and_decisions_are_final() {
         [&[0u8; 24][..], ADB_CONNECT].concat(),
     ];
     for round in 0..20_000 {
-        let mut input: Vec<u8> = match round % 3 {
+        let input: Vec<u8> = match round % 3 {
             0 => (0..rng.below(80)).map(|_| rng.next_u64() as u8).collect(),
             _ => seeds[rng.below(seeds.len())].clone(),
         };
-        for _ in 0..rng.below(3) {
-            if !input.is_empty() {
-                let at = rng.below(input.len());
-                input[at] = rng.next_u64() as u8;
-            }
-        }
-        input.truncate(rng.below(input.len() + 1));
+        let input = corrupt_and_truncate(&mut rng, input);
         if input.is_empty() {
             continue;
         }
-        let full = detect(&input);
-        for n in 1..input.len() {
-            let early = detect(&input[..n]);
-            if early != Detection::NeedMore {
-                assert_eq!(early, full, "{input:?} decided at {n}");
-                break;
-            }
-        }
+        assert_verdict_stable(detect, &input);
     }
 }

@@ -12,7 +12,6 @@
 //!
 //! No properties.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection};
 
 /// The default for `min_length`: match on the first byte.
@@ -56,7 +55,7 @@ impl AnyProt {
     /// The verdict over the bytes seen so far.
     pub fn verdict(&self, preview: &[u8]) -> Detection {
         if preview.len() >= self.min_length {
-            Detection::Match(RVec::new())
+            Detection::Match(Vec::new())
         } else {
             Detection::NeedMore
         }
@@ -86,32 +85,18 @@ export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi_stable::std_types::{RNone, RSlice, RStr};
-    use pmmux_plugin_api::FfiAddr;
+    use pmmux_plugin_testkit::{conn_port, spec};
 
     fn backend(params_toml: &str) -> Result<AnyProt, String> {
-        let spec = BackendSpec {
-            name: RStr::from_str("test"),
-            protocol: RStr::from_str("anyprot"),
-            target: RNone,
-            priority: RStr::from_str("fallback"),
-            params_toml: RStr::from_str(params_toml),
-        };
-        AnyProt::new(&spec)
+        AnyProt::new(&spec("anyprot", params_toml))
     }
 
     fn conn() -> ConnInfo<'static> {
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 4000).into();
-        ConnInfo {
-            peer: FfiAddr::from(addr),
-            local: FfiAddr::from(addr),
-            listener: RStr::from("test"),
-            properties: RSlice::from_slice(&[]),
-        }
+        conn_port(4000)
     }
 
     fn matched() -> Detection {
-        Detection::Match(RVec::new())
+        Detection::Match(Vec::new())
     }
 
     #[test]

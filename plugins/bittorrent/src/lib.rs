@@ -16,7 +16,6 @@
 
 pub mod bencode;
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 use bencode::Value;
@@ -37,10 +36,7 @@ pub struct BitTorrent;
 impl BitTorrent {
     /// Builds the backend; `bittorrent` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(BitTorrent)
     }
 }
@@ -53,10 +49,10 @@ pub fn detect_stream(preview: &[u8]) -> Detection {
     }
     match preview.get(28..HANDSHAKE_DECIDES_AT) {
         None => Detection::NeedMore,
-        Some(info_hash) => Detection::Match(RVec::from(vec![
+        Some(info_hash) => Detection::Match(vec![
             Property::new("bittorrent.kind", "handshake"),
             Property::new("bittorrent.info_hash", hex(info_hash)),
-        ])),
+        ]),
     }
 }
 
@@ -76,7 +72,7 @@ pub fn classify_message(message: &[u8]) -> Option<&'static str> {
 /// UDP detection over one whole datagram: `Match` or `NoMatch`, never `NeedMore`.
 pub fn detect_message(message: &[u8]) -> Detection {
     match classify_message(message) {
-        Some(kind) => Detection::Match(RVec::from(vec![Property::new("bittorrent.kind", kind)])),
+        Some(kind) => Detection::Match(vec![Property::new("bittorrent.kind", kind)]),
         None => Detection::NoMatch,
     }
 }

@@ -15,7 +15,9 @@
 
 use pmmux_bittorrent::{detect_message, detect_stream, BitTorrent, HANDSHAKE_DECIDES_AT};
 use pmmux_plugin_api::{Backend, Detection};
-use pmmux_plugin_testkit::{conn_port, spec};
+use pmmux_plugin_testkit::{
+    assert_no_params, assert_verdict_stable, conn_port, props, random_prefix_or_mutant, spec, Rng,
+};
 
 const HANDSHAKE: &[u8] = include_bytes!("data/aria2_handshake.bin");
 const MSE: &[u8] = include_bytes!("data/aria2_mse_encrypted.bin");
@@ -28,13 +30,6 @@ const TRACKER_CONNECT: &[u8] = b"\x00\x00\x04\x17\x27\x10\x19\x80\x00\x00\x00\x0
 const UTP_SYN: &[u8] = &[
     0x41, 0, 0x30, 0x39, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 1, 0, 0,
 ];
-
-fn props(d: Detection) -> Vec<(String, String)> {
-    match d {
-        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
-}
 
 fn kind(k: &str) -> Vec<(String, String)> {
     vec![("bittorrent.kind".to_owned(), k.to_owned())]
@@ -138,56 +133,17 @@ fn other_protocols_are_no_match_early() {
 
 #[test]
 fn params_are_refused() {
-    let err = backend("info_hash = 'x'").unwrap_err();
-    assert!(err.contains("unknown field `info_hash`"), "{err}");
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+    assert_no_params(BitTorrent::new, "bittorrent", "info_hash = 'x'");
 }
 
 #[test]
 fn fuzz_random_truncated_and_mutated_inputs() {
     let seeds: [&[u8]; 5] = [HANDSHAKE, DHT_PING, TRACKER_CONNECT, UTP_SYN, MSE];
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     for round in 0..10_000 {
-        let input: Vec<u8> = match round % 3 {
-            0 => (0..rng.below(100) + 1).map(|_| rng.next() as u8).collect(),
-            1 => {
-                let seed = seeds[rng.below(seeds.len())];
-                seed[..rng.below(seed.len()) + 1].to_vec()
-            }
-            _ => {
-                let mut m = seeds[rng.below(seeds.len())].to_vec();
-                for _ in 0..rng.below(4) + 1 {
-                    let at = rng.below(m.len());
-                    m[at] = rng.next() as u8;
-                }
-                m
-            }
-        };
+        let input = random_prefix_or_mutant(&mut rng, round, &seeds, 100);
         assert_ne!(detect_message(&input), Detection::NeedMore);
         // TCP: once decided, more bytes never change the answer.
-        let whole = detect_stream(&input);
-        for n in 1..input.len() {
-            match detect_stream(&input[..n]) {
-                Detection::NeedMore => {}
-                early => {
-                    assert_eq!(early, whole, "{input:?} at {n}");
-                    break;
-                }
-            }
-        }
+        assert_verdict_stable(detect_stream, &input);
     }
 }

@@ -34,9 +34,9 @@ pub mod matcher;
 pub mod message;
 pub mod rrtype;
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{
     export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
+    UdpRouting,
 };
 
 use matcher::{Matcher, Params};
@@ -84,6 +84,11 @@ impl Dns {
 }
 
 impl Backend for Dns {
+    /// Each DNS query stands alone: a resolver reusing its source port asks about any name.
+    fn udp_routing(&self) -> UdpRouting {
+        UdpRouting::PerMessage
+    }
+
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         self.detect_stream(preview)
     }
@@ -95,7 +100,7 @@ impl Backend for Dns {
     fn health_probe(&self) -> Option<HealthProbe> {
         Some(HealthProbe {
             transport: HealthTransport::Udp,
-            send: RVec::from(HEALTH_QUERY.to_vec()),
+            send: HEALTH_QUERY.to_vec(),
         })
     }
 
@@ -150,11 +155,11 @@ mod health_tests {
 }
 
 /// The `dns.*` properties of a query.
-pub fn properties(query: &Query) -> RVec<Property> {
-    RVec::from(vec![
+pub fn properties(query: &Query) -> Vec<Property> {
+    vec![
         Property::new("dns.qname", query.qname()),
         Property::new("dns.qtype", query.qtype_name()),
-    ])
+    ]
 }
 
 export_plugin! {

@@ -15,7 +15,6 @@
 //! Both are optional; with both, a query must satisfy both. An empty list is refused (omit the
 //! param instead).
 
-use serde::de::Deserializer;
 use serde::Deserialize;
 
 use crate::message::{Query, MAX_NAME_LEN};
@@ -26,25 +25,11 @@ use crate::rrtype;
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Domain names the query name must equal or lie below.
-    #[serde(default, deserialize_with = "suffix_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub name_suffix: Option<Vec<String>>,
     /// Query types to match.
-    #[serde(default, deserialize_with = "qtype_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub qtype: Option<Vec<String>>,
-}
-
-fn suffix_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(
-        d,
-        "name_suffix",
-        "`name_suffix`: a domain name or a list of domain names",
-    )
-    .map(Some)
-}
-
-fn qtype_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "qtype", "`qtype`: a query type such as \"AAAA\", or a list of them")
-        .map(Some)
 }
 
 /// A validated `name_suffix`: its labels, lowercase, without the root label; empty for the root.

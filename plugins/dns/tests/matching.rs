@@ -161,13 +161,16 @@ fn bad_params_are_explained() {
         (r#"qtypes = "A""#, "unknown field `qtypes`"),
         (
             "name_suffix = 5",
-            "`name_suffix`: a domain name or a list of domain names",
+            "`name_suffix`: invalid type: integer `5`, expected a string or a list of strings",
         ),
         (
             "qtype = 28",
-            "`qtype`: a query type such as \"AAAA\", or a list of them",
+            "`qtype`: invalid type: integer `28`, expected a string or a list of strings",
         ),
-        ("qtype = [\"A\", 28]", "in the `qtype` list"),
+        (
+            "qtype = [\"A\", 28]",
+            "`qtype`: invalid type: integer `28`, expected a string",
+        ),
         (r#"qtype = "AAA""#, "params.qtype: unknown type `AAA`"),
         (
             r#"qtype = ["A", "TYPE70000"]"#,

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use pmmux_dns::message::{parse_query, parse_tcp, Parse};
 use pmmux_plugin_api::{Backend, Detection};
-use pmmux_plugin_testkit::Rng;
+use pmmux_plugin_testkit::{mutate_edits, Rng};
 
 /// A copy of `message` with the bytes at `at` replaced.
 fn patched(message: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
@@ -211,25 +211,9 @@ fn random_datagrams_are_no_match() {
     }
 }
 
+/// Up to 3 edits, with the boundary bytes of this protocol's lengths and types.
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
-    let mut input = seed.to_vec();
-    for _ in 0..1 + rng.below(3) {
-        if input.is_empty() {
-            break;
-        }
-        let at = rng.below(input.len());
-        match rng.below(6) {
-            0 => input[at] = rng.byte(),
-            1 => input[at] ^= 1 << rng.below(8),
-            2 => input[at] = [0x00, 0x01, 0x3f, 0x40, 0xc0, 0xff][rng.below(6)],
-            3 => input.truncate(at),
-            4 => {
-                input.remove(at);
-            }
-            _ => input.insert(at, rng.byte()),
-        }
-    }
-    input
+    mutate_edits(rng, seed, 3, &[0x00, 0x01, 0x3f, 0x40, 0xc0, 0xff])
 }
 
 /// On TCP, a prefix that is decided stays decided the same way.

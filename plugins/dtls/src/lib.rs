@@ -30,7 +30,6 @@
 
 pub mod client_hello;
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 use pmmux_tls_core::params::{alpn_property, sni_matches};
 
@@ -41,7 +40,7 @@ use client_hello::{parse_datagram, ClientHello};
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Server names to match (exact or `*.` wildcard).
-    #[serde(default, deserialize_with = "pmmux_tls_core::params::sni_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub sni: Option<Vec<String>>,
 }
 
@@ -90,8 +89,8 @@ impl Backend for Dtls {
 }
 
 /// The `dtls.*` properties of a ClientHello.
-pub fn properties(hello: &ClientHello) -> RVec<Property> {
-    let mut props = RVec::new();
+pub fn properties(hello: &ClientHello) -> Vec<Property> {
+    let mut props = Vec::new();
     props.push(Property::new("dtls.version", hello.version()));
     if let Some(name) = &hello.server_name {
         props.push(Property::new("dtls.sni", normalize_host(name)));

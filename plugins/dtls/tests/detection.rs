@@ -4,7 +4,7 @@
 use pmmux_dtls::client_hello::parse_datagram;
 use pmmux_dtls::Dtls;
 use pmmux_plugin_api::{Backend, Detection};
-use pmmux_plugin_testkit::{conn_port, spec, Rng};
+use pmmux_plugin_testkit::{conn_port, pairs, props, spec, Rng};
 
 // Captured on loopback with a Python UDP listener on 127.0.0.1 (port 0) saving the first datagram;
 // client OpenSSL 3.0 (Debian 12).
@@ -27,17 +27,6 @@ fn backend(params_toml: &str) -> Result<Dtls, String> {
 
 fn dtls(params_toml: &str) -> Dtls {
     backend(params_toml).unwrap_or_else(|e| panic!("{params_toml}: {e}"))
-}
-
-fn props(d: Detection) -> Vec<(String, String)> {
-    match d {
-        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 fn u16_vec(body: &[u8]) -> Vec<u8> {

@@ -3,7 +3,6 @@
 //! first, so they are echoed too), closing when the client closes. UDP: matches every datagram and
 //! replies with it. Takes no params and sets no properties.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{
     export_plugin, Backend, BackendSpec, ConnInfo, Detection, Handling, Session, SessionCtl, UdpAction,
 };
@@ -15,10 +14,7 @@ pub struct Echo;
 impl Echo {
     /// Builds the backend; `echo` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Echo)
     }
 }
@@ -28,7 +24,7 @@ pub fn detect(preview: &[u8]) -> Detection {
     if preview.is_empty() {
         Detection::NeedMore
     } else {
-        Detection::Match(RVec::new())
+        Detection::Match(Vec::new())
     }
 }
 
@@ -42,11 +38,11 @@ impl Backend for Echo {
     }
 
     fn can_handle_message(&self, _client: &ConnInfo<'_>, _message: &[u8]) -> Detection {
-        Detection::Match(RVec::new())
+        Detection::Match(Vec::new())
     }
 
     fn handle_message(&self, _client: &ConnInfo<'_>, message: &[u8]) -> UdpAction {
-        UdpAction::Reply(RVec::from(message))
+        UdpAction::Reply(message.to_vec())
     }
 }
 
@@ -55,12 +51,12 @@ impl Backend for Echo {
 pub struct EchoSession;
 
 impl Session for EchoSession {
-    fn on_data(&mut self, data: &[u8], out: &mut RVec<u8>) -> SessionCtl {
+    fn on_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> SessionCtl {
         out.extend_from_slice(data);
         SessionCtl::Continue
     }
 
-    fn on_eof(&mut self, _out: &mut RVec<u8>) -> SessionCtl {
+    fn on_eof(&mut self, _out: &mut Vec<u8>) -> SessionCtl {
         SessionCtl::Close
     }
 }
@@ -74,8 +70,7 @@ export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi_stable::std_types::{RNone, RSlice, RStr};
-    use pmmux_plugin_api::FfiAddr;
+    use pmmux_plugin_testkit::{conn_port, spec};
 
     /// curl 7.88.1: `curl -H 'Host: A.Example:8080' http://127.0.0.1:P/api/v1/items?x=1`.
     const CURL_GET: &[u8] = include_bytes!("../tests/data/curl_get.bin");
@@ -84,24 +79,8 @@ mod tests {
     /// OpenSSH 9.2p1 (Debian 12) client identification string.
     const SSH_BANNER: &[u8] = include_bytes!("../tests/data/ssh_banner.bin");
 
-    fn spec(params_toml: &str) -> BackendSpec<'_> {
-        BackendSpec {
-            name: RStr::from("echo"),
-            protocol: RStr::from("echo"),
-            target: RNone,
-            priority: RStr::from("fallback"),
-            params_toml: RStr::from(params_toml),
-        }
-    }
-
     fn conn() -> ConnInfo<'static> {
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 7).into();
-        ConnInfo {
-            peer: FfiAddr::from(addr),
-            local: FfiAddr::from(addr),
-            listener: RStr::from("test"),
-            properties: RSlice::from_slice(&[]),
-        }
+        conn_port(7)
     }
 
     fn session(echo: &Echo, preview: &[u8]) -> Box<dyn Session> {
@@ -115,14 +94,14 @@ mod tests {
     fn matches_any_first_byte_and_waits_for_one() {
         assert_eq!(detect(b""), Detection::NeedMore);
         for bytes in [CURL_GET, TLS_CLIENT_HELLO, SSH_BANNER, b"\0", b"\xff"] {
-            assert_eq!(detect(&bytes[..1]), Detection::Match(RVec::new()));
-            assert_eq!(detect(bytes), Detection::Match(RVec::new()));
+            assert_eq!(detect(&bytes[..1]), Detection::Match(Vec::new()));
+            assert_eq!(detect(bytes), Detection::Match(Vec::new()));
         }
     }
 
     #[test]
     fn echoes_captured_bytes_exactly_in_any_chunking() {
-        let echo = Echo::new(&spec("")).expect("no params");
+        let echo = Echo::new(&spec("echo", "")).expect("no params");
         let mut all = Vec::new();
         all.extend_from_slice(CURL_GET);
         all.extend_from_slice(TLS_CLIENT_HELLO);
@@ -130,7 +109,7 @@ mod tests {
         all.extend((0..=255u8).cycle().take(70_000));
         for chunk in [1, 2, 7, 64, 1460, 16 * 1024, all.len()] {
             let mut s = session(&echo, &all[..chunk.min(all.len())]);
-            let mut echoed = RVec::new();
+            let mut echoed = Vec::new();
             for piece in all.chunks(chunk) {
                 assert_eq!(s.on_data(piece, &mut echoed), SessionCtl::Continue);
             }
@@ -141,7 +120,7 @@ mod tests {
 
     #[test]
     fn empty_reads_write_nothing() {
-        let mut out = RVec::new();
+        let mut out = Vec::new();
         assert_eq!(EchoSession.on_data(b"", &mut out), SessionCtl::Continue);
         assert!(out.is_empty());
         assert_eq!(EchoSession.on_eof(&mut out), SessionCtl::Close);
@@ -150,19 +129,19 @@ mod tests {
 
     #[test]
     fn udp_datagrams_come_back_unchanged() {
-        let echo = Echo::new(&spec("")).expect("no params");
+        let echo = Echo::new(&spec("echo", "")).expect("no params");
         for message in [&b""[..], b"ping", SSH_BANNER, TLS_CLIENT_HELLO] {
-            assert_eq!(echo.can_handle_message(&conn(), message), Detection::Match(RVec::new()));
+            assert_eq!(echo.can_handle_message(&conn(), message), Detection::Match(Vec::new()));
             assert_eq!(
                 echo.handle_message(&conn(), message),
-                UdpAction::Reply(RVec::from(message))
+                UdpAction::Reply(message.to_vec())
             );
         }
     }
 
     #[test]
     fn params_are_refused() {
-        let err = Echo::new(&spec("banner = \"hi\"")).expect_err("unknown param");
+        let err = Echo::new(&spec("echo", "banner = \"hi\"")).expect_err("unknown param");
         assert!(err.contains("banner"), "{err}");
     }
 }

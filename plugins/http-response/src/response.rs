@@ -1,8 +1,6 @@
 //! The configured response, rendered once into bytes at construction, and the fixed error responses
 //! (400, 431, 501) the session sends before closing.
 
-use abi_stable::std_types::RVec;
-
 /// What the `Connection` field of a response says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionField {
@@ -62,7 +60,7 @@ impl Response {
 
     /// Appends the response to `out`; `head_only` (a `HEAD` request) leaves the body out but keeps
     /// its `Content-Length`.
-    pub fn write(&self, out: &mut RVec<u8>, head_only: bool, connection: ConnectionField) {
+    pub fn write(&self, out: &mut Vec<u8>, head_only: bool, connection: ConnectionField) {
         out.extend_from_slice(&self.head);
         match connection {
             ConnectionField::Absent => {}

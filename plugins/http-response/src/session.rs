@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use abi_stable::std_types::RVec;
 use httparse::{Status, EMPTY_HEADER};
 use pmmux_http_core::{MAX_HEAD, MAX_HEADERS};
 use pmmux_plugin_api::{Session, SessionCtl};
@@ -71,14 +70,14 @@ impl ResponseSession {
     }
 
     /// Sends an error response and marks the session closed.
-    fn fail(&mut self, status: u16, out: &mut RVec<u8>) -> SessionCtl {
+    fn fail(&mut self, status: u16, out: &mut Vec<u8>) -> SessionCtl {
         out.extend_from_slice(&error_response(status));
         self.closed = true;
         SessionCtl::Close
     }
 
     /// Consumes as many requests as the buffer holds.
-    fn process(&mut self, out: &mut RVec<u8>) -> SessionCtl {
+    fn process(&mut self, out: &mut Vec<u8>) -> SessionCtl {
         loop {
             if self.body_left > 0 {
                 let available = (self.buf.len() - self.start) as u64;
@@ -214,7 +213,7 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
 }
 
 impl Session for ResponseSession {
-    fn on_data(&mut self, data: &[u8], out: &mut RVec<u8>) -> SessionCtl {
+    fn on_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> SessionCtl {
         if self.closed {
             return SessionCtl::Close;
         }
@@ -236,7 +235,7 @@ impl Session for ResponseSession {
         ctl
     }
 
-    fn on_eof(&mut self, _out: &mut RVec<u8>) -> SessionCtl {
+    fn on_eof(&mut self, _out: &mut Vec<u8>) -> SessionCtl {
         // Every complete request was answered in `on_data`; a partial one gets no answer.
         self.closed = true;
         SessionCtl::Close

@@ -120,7 +120,7 @@ impl Backend for Http {
     fn health_probe(&self) -> Option<HealthProbe> {
         Some(HealthProbe {
             transport: HealthTransport::Tcp,
-            send: health_request(self.probe_host.as_deref()).into(),
+            send: health_request(self.probe_host.as_deref()),
         })
     }
 
@@ -155,10 +155,8 @@ pub fn health_verdict(response: &[u8], closed: bool) -> HealthVerdict {
     let (version, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     match code.parse::<u16>() {
         Ok(c) if version.starts_with("HTTP/") && (100..500).contains(&c) => HealthVerdict::Healthy,
-        Ok(c) if version.starts_with("HTTP/") && c < 600 => {
-            HealthVerdict::Unhealthy(format!("answered `{line}`").into())
-        }
-        _ => HealthVerdict::Unhealthy(format!("not an HTTP status line: `{line}`").into()),
+        Ok(c) if version.starts_with("HTTP/") && c < 600 => HealthVerdict::Unhealthy(format!("answered `{line}`")),
+        _ => HealthVerdict::Unhealthy(format!("not an HTTP status line: `{line}`")),
     }
 }
 

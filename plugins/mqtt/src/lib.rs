@@ -19,7 +19,6 @@
 //! Properties on a match: `mqtt.version` (`3.1`, `3.1.1` or `5.0`) and `mqtt.client_id` (possibly
 //! empty: the server then assigns one).
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// What the first bytes of a connection say.
@@ -154,20 +153,17 @@ pub struct Mqtt;
 impl Mqtt {
     /// Builds the backend; `mqtt` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Mqtt)
     }
 
     /// Detection over the bytes previewed so far.
     pub fn detect_stream(&self, preview: &[u8]) -> Detection {
         match parse(preview) {
-            Parse::Complete(connect) => Detection::Match(RVec::from(vec![
+            Parse::Complete(connect) => Detection::Match(vec![
                 Property::new("mqtt.version", connect.version),
                 Property::new("mqtt.client_id", connect.client_id),
-            ])),
+            ]),
             Parse::Incomplete => Detection::NeedMore,
             Parse::Invalid(_) => Detection::NoMatch,
         }

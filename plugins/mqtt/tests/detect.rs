@@ -3,7 +3,7 @@
 
 use pmmux_mqtt::{parse, Mqtt, Parse};
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::{spec, Rng};
+use pmmux_plugin_testkit::{assert_needs_more_until_whole, assert_no_params, assert_verdict_stable, props, spec, Rng};
 
 // See tests/data/README.md: mosquitto_pub 2.0.11 (Debian 12), `-i myclient`.
 const V5: &[u8] = include_bytes!("data/connect_v5.bin");
@@ -16,13 +16,6 @@ fn backend(params_toml: &str) -> Result<Mqtt, String> {
 
 fn mqtt() -> Mqtt {
     backend("").expect("no params")
-}
-
-fn props(detection: Detection) -> Vec<(String, String)> {
-    match detection {
-        Detection::Match(props) => props.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
 }
 
 fn expected(version: &str, client_id: &str) -> Vec<(String, String)> {
@@ -42,9 +35,7 @@ fn captures_match_with_version_and_client_id() {
 #[test]
 fn every_strict_prefix_needs_more() {
     for capture in [V5, V311, V31] {
-        for n in 1..capture.len() {
-            assert_eq!(mqtt().detect_stream(&capture[..n]), Detection::NeedMore, "prefix {n}");
-        }
+        assert_needs_more_until_whole(|d| mqtt().detect_stream(d), capture, "capture");
     }
 }
 
@@ -105,8 +96,7 @@ fn malformed_connects_are_refused() {
 
 #[test]
 fn params_are_refused() {
-    let err = backend("client_id = \"x\"").expect_err("no params");
-    assert!(err.contains("unknown field"), "{err}");
+    assert_no_params(Mqtt::new, "mqtt", "client_id = \"x\"");
 }
 
 #[test]
@@ -129,15 +119,6 @@ fn random_truncated_and_mutated_inputs_never_panic_and_stay_consistent() {
             }
             input.truncate(rng.below(input.len()) + 1);
         }
-        let whole = mqtt().detect_stream(&input);
-        for n in 1..input.len() {
-            match mqtt().detect_stream(&input[..n]) {
-                Detection::NeedMore => {}
-                decided => {
-                    assert_eq!(decided, whole, "prefix {n} of {input:?}");
-                    break;
-                }
-            }
-        }
+        assert_verdict_stable(|d| mqtt().detect_stream(d), &input);
     }
 }

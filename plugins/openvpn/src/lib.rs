@@ -5,9 +5,21 @@
 //! The packet starts with one opcode byte: the opcode in the high 5 bits (7 = `HARD_RESET_CLIENT_V2`,
 //! 10 = `HARD_RESET_CLIENT_V3`, used with `--tls-crypt-v2`) and the key id in the low 3 bits, which is
 //! always 0 for the hard reset that opens a session; then the client's 8-byte session id. What follows
-//! depends on `--tls-auth` / `--tls-crypt` (an HMAC or an encrypted body), so it is not checked beyond
-//! the length: the shortest packet (no TLS wrapping: opcode, session id, an empty ack array and a
-//! 4-byte packet id) is 14 bytes, and anything over [`MAX_PACKET`] bytes is refused.
+//! depends on the control channel's wrapping, and one of these layouts must fit (checking only the
+//! opcode would match one random datagram in 128):
+//!
+//! * none: an empty ack array (one 0 byte) and message packet id 0 (`00 00 00 00`), 14 bytes, or more
+//!   with a payload;
+//! * `--tls-auth`: an HMAC of 16, 20, 28, 32, 48 or 64 bytes (MD5 to SHA-512), the replay packet id
+//!   (1 on the first send, one more on each resend, so 1 to [`MAX_RESEND_ID`]; OpenVPN 2.6 sets its
+//!   high byte to 0x0f to offer early negotiation), a 4-byte time, then the empty ack array and
+//!   message packet id 0;
+//! * `--tls-crypt` (V2): the replay packet id as above, a time, a 32-byte tag and at least 5 bytes of
+//!   encrypted body: 54 bytes or more;
+//! * `--tls-crypt-v2` (V3): the same, followed by the wrapped client key, whose last 2 bytes give its
+//!   length (the tag, the encrypted key and themselves).
+//!
+//! Anything over [`MAX_PACKET`] bytes is refused.
 //!
 //! Over TCP the backend answers `NeedMore` until the whole first packet is there, and `NoMatch` as
 //! soon as a byte rules it out: an HTTP request, a TLS ClientHello or an SSH banner are refused from
@@ -23,7 +35,6 @@
 
 use std::fmt::Write as _;
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// `P_CONTROL_HARD_RESET_CLIENT_V2`: a client's first packet.
@@ -35,8 +46,23 @@ pub const MIN_PACKET: usize = 14;
 /// The longest hard reset accepted. The largest real one is `--tls-crypt-v2`'s, which carries the
 /// wrapped client key (at most 1024 bytes in OpenVPN) after 54 bytes of header and tag.
 pub const MAX_PACKET: usize = 2048;
-/// Opcode byte and session id: the part of the packet that is checked.
+/// Opcode byte and session id.
 const HEADER: usize = 9;
+/// The largest replay packet id accepted in a hard reset: the first send carries 1, and each resend
+/// of the reset (every 2 s, doubling, within `--hand-window`'s 60 s) one more.
+pub const MAX_RESEND_ID: u32 = 255;
+/// OpenVPN 2.6 clients that can negotiate early (with `--tls-crypt-v2`) start their replay packet ids
+/// at `0x0f000000` instead of 0, so their hard reset carries `0x0f000001`.
+pub const EARLY_NEG_START: u32 = 0x0f00_0000;
+/// The part of a replay packet id that [`EARLY_NEG_START`] sets.
+const EARLY_NEG_MASK: u32 = 0xff00_0000;
+/// The HMAC sizes `--tls-auth` uses with `--auth` MD5, SHA-1, SHA-224, SHA-256, SHA-384, SHA-512.
+const HMAC_SIZES: [usize; 6] = [16, 20, 28, 32, 48, 64];
+/// `--tls-crypt`: header, replay packet id and time (8), tag (32), and the encrypted empty ack array
+/// and message packet id (5).
+const TLS_CRYPT_MIN: usize = HEADER + 8 + 32 + 5;
+/// The smallest wrapped client key of `--tls-crypt-v2`: its 32-byte tag and 2-byte length.
+const WKC_MIN: usize = 34;
 
 /// An `openvpn` backend.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,10 +71,7 @@ pub struct OpenVpn;
 impl OpenVpn {
     /// Builds the backend; `openvpn` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(OpenVpn)
     }
 }
@@ -96,10 +119,55 @@ pub fn parse_packet(packet: &[u8]) -> Verdict {
     if packet.len() > MAX_PACKET {
         return Verdict::Invalid("packet longer than a hard reset");
     }
+    if !fits_a_wrapping(opcode, packet) {
+        return Verdict::Invalid("no control-channel wrapping fits the packet");
+    }
     match packet.get(1..HEADER).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
         Some(session_id) => Verdict::Reset { opcode, session_id },
         None => Verdict::Invalid("packet shorter than a hard reset"),
     }
+}
+
+/// Whether the bytes after the session id fit one of the wrappings (see the module docs).
+fn fits_a_wrapping(opcode: u8, packet: &[u8]) -> bool {
+    if opcode == P_CONTROL_HARD_RESET_CLIENT_V3 {
+        return tls_crypt_v2(packet);
+    }
+    first_message_at(packet, HEADER)
+        || HMAC_SIZES
+            .iter()
+            .any(|&hmac| resend_id_at(packet, HEADER + hmac) && first_message_at(packet, HEADER + hmac + 8))
+        || (packet.len() >= TLS_CRYPT_MIN && resend_id_at(packet, HEADER))
+}
+
+/// An empty ack array and message packet id 0 at `at`: the first control message, in clear.
+fn first_message_at(packet: &[u8], at: usize) -> bool {
+    packet.get(at..at + 5) == Some(&[0; 5])
+}
+
+/// A replay packet id of a hard reset's first sends at `at`: 1 to [`MAX_RESEND_ID`], its high byte
+/// 0, or [`EARLY_NEG_START`]'s.
+fn resend_id_at(packet: &[u8], at: usize) -> bool {
+    match packet.get(at..at + 4).and_then(|s| <[u8; 4]>::try_from(s).ok()) {
+        Some(id) => {
+            let id = u32::from_be_bytes(id);
+            let sends = id & !EARLY_NEG_MASK;
+            (id & EARLY_NEG_MASK == 0 || id & EARLY_NEG_MASK == EARLY_NEG_START) && (1..=MAX_RESEND_ID).contains(&sends)
+        }
+        None => false,
+    }
+}
+
+/// `--tls-crypt-v2`: a `--tls-crypt` packet followed by the wrapped client key, whose length is in
+/// the packet's last two bytes.
+fn tls_crypt_v2(packet: &[u8]) -> bool {
+    let Some(&[high, low]) = packet.len().checked_sub(2).and_then(|at| packet.get(at..)) else {
+        return false;
+    };
+    let wkc = usize::from(u16::from_be_bytes([high, low]));
+    wkc >= WKC_MIN
+        && packet.len().checked_sub(wkc).is_some_and(|rest| rest >= TLS_CRYPT_MIN)
+        && resend_id_at(packet, HEADER)
 }
 
 /// Parses the TCP stream seen so far: the 2-byte length, then the packet. Decides as early as the
@@ -148,10 +216,10 @@ pub fn detection(verdict: Verdict) -> Detection {
             for b in session_id {
                 let _ = write!(hex, "{b:02x}");
             }
-            Detection::Match(RVec::from(vec![
+            Detection::Match(vec![
                 Property::new("openvpn.opcode", opcode_name(opcode)),
                 Property::new("openvpn.session_id", hex),
-            ]))
+            ])
         }
         Verdict::Incomplete => Detection::NeedMore,
         Verdict::Invalid(_) => Detection::NoMatch,

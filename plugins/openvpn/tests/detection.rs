@@ -1,9 +1,11 @@
 //! The `openvpn` backend over real first packets captured from OpenVPN clients, every prefix of the
 //! TCP ones, other protocols, and thousands of random, truncated and mutated inputs.
 
-use pmmux_openvpn::{parse_packet, parse_stream, OpenVpn, Verdict, MAX_PACKET};
+use pmmux_openvpn::{parse_packet, parse_stream, OpenVpn, Verdict, EARLY_NEG_START, MAX_PACKET, MAX_RESEND_ID};
 use pmmux_plugin_api::{Backend, Detection};
-use pmmux_plugin_testkit::{conn_port, spec, Rng};
+use pmmux_plugin_testkit::{
+    assert_needs_more_until_whole, assert_no_params, assert_verdict_stable, conn_port, props, spec, Rng,
+};
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes (TCP)
 // or the first datagram (UDP); client OpenVPN 2.6.14 (Debian 12, `openvpn 2.6.14-0+deb12u2`), run as
@@ -34,13 +36,6 @@ const UDP_CAPTURES: &[(&str, &[u8], &str)] = &[
 
 fn backend(params_toml: &str) -> Result<OpenVpn, String> {
     OpenVpn::new(&spec("openvpn", params_toml))
-}
-
-fn props(detection: Detection) -> Vec<(String, String)> {
-    match detection {
-        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -95,13 +90,7 @@ fn udp_captures_match_with_properties() {
 fn every_strict_prefix_of_a_tcp_capture_needs_more() {
     let ovpn = backend("").expect("no params");
     for &(name, stream, _) in TCP_CAPTURES {
-        for n in 1..stream.len() {
-            assert_eq!(
-                ovpn.detect(&conn_port(1194), &stream[..n]),
-                Detection::NeedMore,
-                "{name}[..{n}]"
-            );
-        }
+        assert_needs_more_until_whole(|d| ovpn.detect(&conn_port(1194), d), stream, name);
     }
 }
 
@@ -122,9 +111,18 @@ fn other_opcodes_and_key_ids_are_no_match() {
     for byte in 0..=u8::MAX {
         let mut packet = UDP_PLAIN.to_vec();
         packet[0] = byte;
+        // V3 (0x50) is --tls-crypt-v2 only, which the plain packet is not; a tls-crypt-v2 packet
+        // under V2 reads as --tls-crypt with a longer body.
         let accepted = byte == 0x38 || byte == 0x50;
         assert_eq!(
             matches!(parse_packet(&packet), Verdict::Reset { .. }),
+            byte == 0x38,
+            "{byte:#04x}"
+        );
+        let mut v3 = TCP_TLS_CRYPT_V2[2..].to_vec();
+        v3[0] = byte;
+        assert_eq!(
+            matches!(parse_packet(&v3), Verdict::Reset { .. }),
             accepted,
             "{byte:#04x}"
         );
@@ -149,8 +147,86 @@ fn implausible_lengths_are_no_match_early() {
     assert!(matches!(parse_stream(&[0x08, 0x01]), Verdict::Invalid(_)));
     assert!(matches!(parse_stream(&[0x09]), Verdict::Invalid(_)));
     assert_eq!(parse_stream(&[0x08, 0x00]), Verdict::Incomplete);
-    assert!(matches!(parse_packet(&vec![0x38; MAX_PACKET + 1]), Verdict::Invalid(_)));
-    assert!(matches!(parse_packet(&vec![0x38; MAX_PACKET]), Verdict::Reset { .. }));
+    let mut longest = UDP_PLAIN.to_vec();
+    longest.resize(MAX_PACKET, 0);
+    assert!(matches!(parse_packet(&longest), Verdict::Reset { .. }));
+    longest.push(0);
+    assert!(matches!(parse_packet(&longest), Verdict::Invalid(_)));
+}
+
+/// A hard reset with the right opcode and length but none of the wrappings' fixed bytes is not one:
+/// the opcode alone would match one random datagram in 128 (and HTTP's `POST`, whose `P` is 0x50).
+#[test]
+fn an_opcode_alone_is_not_enough() {
+    for packet in [
+        &b"POST /api/v1/items HTTP/1.1\r\nHost: a.example\r\n\r\n"[..],
+        &[0x38; 14],
+        &[0x38; 54],
+        &[0x50; 353],
+        &[[0x38].as_slice(), &[0xff; 8], &[0, 0, 0, 0, 1]].concat(),
+    ] {
+        assert!(matches!(parse_packet(packet), Verdict::Invalid(_)), "{packet:02x?}");
+    }
+}
+
+/// Splits a `--tls-auth` capture at its HMAC and rebuilds it with an HMAC of `size` bytes.
+fn tls_auth_with_hmac(size: usize) -> Vec<u8> {
+    let packet = &TCP_TLS_AUTH[2..];
+    [&packet[..9], &vec![0xa5; size], &packet[9 + 20..]].concat()
+}
+
+#[test]
+fn every_tls_auth_digest_and_the_first_resends_match() {
+    for size in [16, 20, 28, 32, 48, 64] {
+        assert!(
+            matches!(parse_packet(&tls_auth_with_hmac(size)), Verdict::Reset { .. }),
+            "{size}"
+        );
+    }
+    assert!(matches!(parse_packet(&tls_auth_with_hmac(24)), Verdict::Invalid(_)));
+    // The replay packet id after the HMAC: 1 on the first send, up to MAX_RESEND_ID on resends.
+    for (id, accepted) in [
+        (0u32, false),
+        (1, true),
+        (2, true),
+        (MAX_RESEND_ID, true),
+        (256, false),
+        (EARLY_NEG_START, false),
+        (EARLY_NEG_START + 1, true),
+        (0x0e00_0001, false),
+        (0x1000_0001, false),
+    ] {
+        let mut packet = TCP_TLS_AUTH[2..].to_vec();
+        packet[29..33].copy_from_slice(&id.to_be_bytes());
+        assert_eq!(matches!(parse_packet(&packet), Verdict::Reset { .. }), accepted, "{id}");
+        let mut crypt = UDP_TLS_CRYPT.to_vec();
+        crypt[9..13].copy_from_slice(&id.to_be_bytes());
+        assert_eq!(
+            matches!(parse_packet(&crypt), Verdict::Reset { .. }),
+            accepted,
+            "tls-crypt {id}"
+        );
+    }
+    // tls-crypt is 54 bytes at least.
+    assert!(matches!(parse_packet(&UDP_TLS_CRYPT[..53]), Verdict::Invalid(_)));
+}
+
+#[test]
+fn tls_crypt_v2_needs_its_wrapped_key_length() {
+    let packet = &TCP_TLS_CRYPT_V2[2..];
+    assert!(matches!(parse_packet(packet), Verdict::Reset { .. }));
+    // OpenVPN 2.6 offers early negotiation in the replay packet id.
+    assert_eq!(packet[9..13], (EARLY_NEG_START + 1).to_be_bytes());
+    let n = packet.len();
+    for wkc in [0u16, 33, (n - 53) as u16, u16::MAX] {
+        let mut bad = packet.to_vec();
+        bad[n - 2..].copy_from_slice(&wkc.to_be_bytes());
+        assert!(matches!(parse_packet(&bad), Verdict::Invalid(_)), "{wkc}");
+    }
+    // A V2 tls-crypt packet under the V3 opcode has no wrapped key.
+    let mut v3 = UDP_TLS_CRYPT.to_vec();
+    v3[0] = 0x50;
+    assert!(matches!(parse_packet(&v3), Verdict::Invalid(_)));
 }
 
 #[test]
@@ -181,9 +257,7 @@ fn other_protocols_are_no_match() {
 
 #[test]
 fn params_are_refused() {
-    assert!(backend("").is_ok());
-    let err = backend("foo = 1").expect_err("unknown param");
-    assert!(err.contains("foo"), "{err}");
+    assert_no_params(OpenVpn::new, "openvpn", "foo = 1");
 }
 
 #[test]
@@ -212,14 +286,7 @@ fn fuzz_no_panic_and_decisions_are_final() {
         if input.is_empty() {
             continue;
         }
-        let full = ovpn.detect(&conn_port(1194), &input);
         // Once a prefix is decided, the longer input gives the same answer.
-        for n in 1..input.len() {
-            let early = ovpn.detect(&conn_port(1194), &input[..n]);
-            if early != Detection::NeedMore {
-                assert_eq!(early, full, "{input:?} decided at {n}");
-                break;
-            }
-        }
+        assert_verdict_stable(|d| ovpn.detect(&conn_port(1194), d), &input);
     }
 }

@@ -28,11 +28,10 @@
 
 pub mod message;
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{
     export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
 };
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use message::{parse, Parse, Request};
 
@@ -41,19 +40,11 @@ use message::{parse, Parse, Request};
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// User names to match.
-    #[serde(default, deserialize_with = "user_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub user: Option<Vec<String>>,
     /// Database names to match.
-    #[serde(default, deserialize_with = "database_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub database: Option<Vec<String>>,
-}
-
-fn user_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "user", "`user`: a user name or a list of user names").map(Some)
-}
-
-fn database_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "database", "`database`: a database name or a list of them").map(Some)
 }
 
 /// Refuses an empty list or an empty name.
@@ -112,7 +103,7 @@ impl Postgres {
 }
 
 /// The `postgres.*` properties of a first message.
-pub fn properties(request: &Request) -> RVec<Property> {
+pub fn properties(request: &Request) -> Vec<Property> {
     let mut props = vec![Property::new("postgres.request", request.name())];
     if let Request::Startup(startup) = request {
         props.push(Property::new("postgres.user", startup.user.as_str()));
@@ -120,7 +111,7 @@ pub fn properties(request: &Request) -> RVec<Property> {
             props.push(Property::new("postgres.database", database.as_str()));
         }
     }
-    RVec::from(props)
+    props
 }
 
 impl Backend for Postgres {
@@ -133,7 +124,7 @@ impl Backend for Postgres {
         send.extend_from_slice(&message::SSL_REQUEST.to_be_bytes());
         Some(HealthProbe {
             transport: HealthTransport::Tcp,
-            send: RVec::from(send),
+            send,
         })
     }
 
@@ -147,7 +138,7 @@ impl Backend for Postgres {
 pub fn health_verdict(response: &[u8], closed: bool) -> HealthVerdict {
     match response.first() {
         Some(b'S' | b'N') => HealthVerdict::Healthy,
-        Some(other) => HealthVerdict::Unhealthy(format!("answered byte 0x{other:02x} to SSLRequest").into()),
+        Some(other) => HealthVerdict::Unhealthy(format!("answered byte 0x{other:02x} to SSLRequest")),
         None if closed => HealthVerdict::Unhealthy("closed without answering SSLRequest".into()),
         None => HealthVerdict::NeedMore,
     }

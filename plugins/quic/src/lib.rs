@@ -36,7 +36,6 @@ pub mod frames;
 pub mod keys;
 pub mod packet;
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::names::{normalize_host, NamePattern};
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 use pmmux_tls_core::client_hello::ClientHello;
@@ -51,10 +50,10 @@ use packet::Version;
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Server names to match (exact or `*.` wildcard).
-    #[serde(default, deserialize_with = "pmmux_tls_core::params::sni_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub sni: Option<Vec<String>>,
     /// ALPN protocol names to match (any one offered suffices).
-    #[serde(default, deserialize_with = "pmmux_tls_core::params::alpn_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub alpn: Option<Vec<String>>,
 }
 
@@ -97,7 +96,7 @@ impl Quic {
         match judge(datagrams) {
             Judgement::NotQuic(_) => Detection::NoMatch,
             Judgement::Incomplete { version, started } if started && !self.filtered() => {
-                Detection::Match(RVec::from(vec![version_property(version)]))
+                Detection::Match(vec![version_property(version)])
             }
             Judgement::Incomplete { .. } => Detection::NeedMore,
             Judgement::Complete { version, hello } if self.matches(&hello) => {
@@ -131,8 +130,8 @@ fn version_property(version: Version) -> Property {
 }
 
 /// The `quic.*` properties of a whole ClientHello.
-pub fn properties(version: Version, hello: &ClientHello) -> RVec<Property> {
-    let mut props = RVec::new();
+pub fn properties(version: Version, hello: &ClientHello) -> Vec<Property> {
+    let mut props = Vec::new();
     props.push(version_property(version));
     if let Some(name) = &hello.server_name {
         props.push(Property::new("quic.sni", normalize_host(name)));

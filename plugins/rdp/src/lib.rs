@@ -20,7 +20,6 @@
 //! [`MAX_LEN`], a length indicator disagreeing with it, another TPDU code, a non-zero DST-REF or
 //! class).
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 use serde::Deserialize;
 
@@ -40,12 +39,8 @@ const PROTOCOLS: [(u32, &str); 5] = [
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Users whose `mstshash` cookie this backend takes.
-    #[serde(default, deserialize_with = "user_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub mstshash: Option<Vec<String>>,
-}
-
-fn user_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "mstshash", "`mstshash`: a user name or a list of user names").map(Some)
 }
 
 /// An `rdp` backend.
@@ -204,7 +199,7 @@ pub fn protocol_names(protocols: u32) -> String {
 }
 
 /// The `rdp.*` properties of a request.
-pub fn properties(request: &Request) -> RVec<Property> {
+pub fn properties(request: &Request) -> Vec<Property> {
     let mut props = Vec::new();
     if let Some(user) = &request.mstshash {
         props.push(Property::new("rdp.mstshash", user.as_str()));
@@ -212,7 +207,7 @@ pub fn properties(request: &Request) -> RVec<Property> {
     if let Some(protocols) = request.requested_protocols {
         props.push(Property::new("rdp.requested_protocols", protocol_names(protocols)));
     }
-    RVec::from(props)
+    props
 }
 
 export_plugin! {

@@ -16,7 +16,6 @@
 //! Health check: `PING`; healthy on `+PONG`, or on `-NOAUTH` (a server that wants a password is
 //! up); anything else is unhealthy (see [`health_verdict`]).
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{
     export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
 };
@@ -150,17 +149,14 @@ pub struct Redis;
 impl Redis {
     /// Builds the backend; `redis` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Redis)
     }
 
     /// Detection over the bytes previewed so far.
     pub fn detect_stream(&self, preview: &[u8]) -> Detection {
         match parse(preview) {
-            Parse::Complete(command) => Detection::Match(RVec::from(vec![Property::new("redis.command", command)])),
+            Parse::Complete(command) => Detection::Match(vec![Property::new("redis.command", command)]),
             Parse::Incomplete => Detection::NeedMore,
             Parse::Invalid(_) => Detection::NoMatch,
         }
@@ -175,7 +171,7 @@ impl Backend for Redis {
     fn health_probe(&self) -> Option<HealthProbe> {
         Some(HealthProbe {
             transport: HealthTransport::Tcp,
-            send: RVec::from(b"PING\r\n".to_vec()),
+            send: b"PING\r\n".to_vec(),
         })
     }
 
@@ -201,7 +197,7 @@ pub fn health_verdict(response: &[u8], closed: bool) -> HealthVerdict {
     if line == "+PONG" || line.starts_with("-NOAUTH") {
         HealthVerdict::Healthy
     } else {
-        HealthVerdict::Unhealthy(format!("answered `{}` to PING", line.escape_debug()).into())
+        HealthVerdict::Unhealthy(format!("answered `{}` to PING", line.escape_debug()))
     }
 }
 

@@ -24,8 +24,7 @@
 //! * else `NoMatch`. As with sslh, a pattern is tried on what has arrived: raise `min_length` to
 //!   the length the patterns need, or a client whose first segment is short is refused early.
 
-use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, params::string_or_list, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 use regex::bytes::{Regex, RegexBuilder};
 
 /// The most a single pattern may compile to (`RegexBuilder::size_limit`), in bytes.
@@ -42,14 +41,10 @@ pub const DEFAULT_MIN_LENGTH: usize = 1;
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The patterns, in order (one string or a list).
-    #[serde(default, deserialize_with = "patterns")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub patterns: Option<Vec<String>>,
     /// Bytes to wait for before deciding `NoMatch` (default [`DEFAULT_MIN_LENGTH`]).
     pub min_length: Option<u64>,
-}
-
-fn patterns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    string_or_list(d, "patterns", "`patterns`: a regular expression or a list of them").map(Some)
 }
 
 /// A `regex` backend.
@@ -127,7 +122,7 @@ impl RegexProbe {
 }
 
 fn matched(index: usize) -> Detection {
-    Detection::Match(RVec::from(vec![Property::new("regex.pattern", index.to_string())]))
+    Detection::Match(vec![Property::new("regex.pattern", index.to_string())])
 }
 
 impl Backend for RegexProbe {

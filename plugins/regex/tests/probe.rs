@@ -9,7 +9,7 @@
 //!   (OpenSSL 3.0.22).
 
 use pmmux_plugin_api::{Backend, Detection};
-use pmmux_plugin_testkit::{conn_port, spec};
+use pmmux_plugin_testkit::{conn_port, random_prefix_or_mutant, spec, Rng};
 use pmmux_regex::{RegexProbe, MAX_PATTERNS};
 
 const CURL_HTTP: &[u8] = include_bytes!("data/curl_http.bin");
@@ -154,8 +154,14 @@ fn other_bad_params_are_refused() {
     let cases = [
         ("", "params.patterns is required"),
         ("patterns = []", "params.patterns must not be empty"),
-        ("patterns = 5", "`patterns`: a regular expression or a list of them"),
-        ("patterns = ['a', 5]", "in the `patterns` list"),
+        (
+            "patterns = 5",
+            "`patterns`: invalid type: integer `5`, expected a string or a list of strings",
+        ),
+        (
+            "patterns = ['a', 5]",
+            "`patterns`: invalid type: integer `5`, expected a string",
+        ),
         ("patterns = 'a'\nmin_length = 0", "params.min_length must be at least 1"),
         ("patterns = 'a'\nmin_length = -1", "invalid params"),
         ("patterns = 'a'\nmin_len = 4", "unknown field `min_len`"),
@@ -171,42 +177,13 @@ fn other_bad_params_are_refused() {
 }
 
 /// A small deterministic PRNG (xorshift64) so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn fuzz_random_truncated_and_mutated_inputs() {
     let p = probe(THREE);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let seeds = [CURL_HTTP, OPENSSH, OPENSSL_HELLO];
     for round in 0..6000 {
-        let input: Vec<u8> = match round % 3 {
-            0 => (0..rng.below(64) + 1).map(|_| rng.next() as u8).collect(),
-            1 => {
-                let seed = seeds[rng.below(seeds.len())];
-                seed[..rng.below(seed.len()) + 1].to_vec()
-            }
-            _ => {
-                let mut m = seeds[rng.below(seeds.len())].to_vec();
-                for _ in 0..rng.below(4) + 1 {
-                    let at = rng.below(m.len());
-                    m[at] = rng.next() as u8;
-                }
-                m
-            }
-        };
+        let input = random_prefix_or_mutant(&mut rng, round, &seeds, 64);
         let tcp = p.detect(&conn_port(4000), &input);
         match &tcp {
             Detection::NeedMore => assert!(input.len() < 8, "{input:?}"),

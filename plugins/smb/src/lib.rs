@@ -20,9 +20,8 @@
 //!
 //! Property on a match: `smb.dialect`, `smb1` or `smb2` (SMB 2 and 3 share the `\xFESMB` header).
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The longest message accepted (a NEGOTIATE request is far smaller).
 pub const MAX_MESSAGE_LEN: usize = 0xffff;
@@ -172,12 +171,8 @@ fn parse_smb2(preview: &[u8], len: usize) -> Parse {
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// `smb1` and/or `smb2`: the only headers matched.
-    #[serde(default, deserialize_with = "dialect_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub dialect: Option<Vec<String>>,
-}
-
-fn dialect_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "dialect", "`dialect`: \"smb1\", \"smb2\" or a list of them").map(Some)
 }
 
 /// An `smb` backend.
@@ -211,7 +206,7 @@ impl Smb {
     pub fn detect_stream(&self, preview: &[u8]) -> Detection {
         match parse(preview) {
             Parse::Complete(dialect) if self.dialects.contains(&dialect) => {
-                Detection::Match(RVec::from(vec![Property::new("smb.dialect", dialect.name())]))
+                Detection::Match(vec![Property::new("smb.dialect", dialect.name())])
             }
             Parse::Complete(_) | Parse::Invalid(_) => Detection::NoMatch,
             Parse::Incomplete => Detection::NeedMore,

@@ -14,7 +14,6 @@
 //! byte that rules a request out: another version or command, a user id or domain with control
 //! bytes or longer than 255 bytes, or an empty domain.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 use std::net::Ipv4Addr;
 
@@ -32,10 +31,7 @@ pub struct Socks4;
 impl Socks4 {
     /// Builds the backend; `socks4` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Socks4)
     }
 }
@@ -142,11 +138,11 @@ pub fn parse_request(preview: &[u8]) -> Parse {
 /// The detection itself, over the bytes seen so far.
 pub fn detect(preview: &[u8]) -> Detection {
     match parse_request(preview) {
-        Parse::Complete(request) => Detection::Match(RVec::from(vec![
+        Parse::Complete(request) => Detection::Match(vec![
             Property::new("socks4.command", request.command.name()),
             Property::new("socks4.host", request.host),
             Property::new("socks4.port", request.port.to_string()),
-        ])),
+        ]),
         Parse::Incomplete => Detection::NeedMore,
         Parse::Invalid => Detection::NoMatch,
     }

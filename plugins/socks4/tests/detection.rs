@@ -2,7 +2,10 @@
 //! params, and thousands of random, truncated and mutated inputs (no panic, a stable verdict).
 
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::{assert_verdict_stable, spec, Rng};
+use pmmux_plugin_testkit::{
+    assert_needs_more_until_whole, assert_no_params, assert_other_openings_refused_at_once, assert_verdict_stable,
+    corrupt_and_truncate, props, Rng,
+};
 use pmmux_socks4::{detect, parse_request, Command, Parse, Socks4, MAX_FIELD};
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes
@@ -16,17 +19,6 @@ const CURL_SOCKS4A: &[u8] = include_bytes!("data/curl_socks4a.bin");
 const CURL_SOCKS4A_USER: &[u8] = include_bytes!("data/curl_socks4a_user.bin");
 
 const CAPTURES: [&[u8]; 3] = [CURL_SOCKS4, CURL_SOCKS4A, CURL_SOCKS4A_USER];
-
-fn backend(params_toml: &str) -> Result<Socks4, String> {
-    Socks4::new(&spec("socks4", params_toml))
-}
-
-fn props(detection: Detection) -> Vec<(String, String)> {
-    match detection {
-        Detection::Match(props) => props.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
-}
 
 fn expected(command: &str, host: &str, port: &str) -> Vec<(String, String)> {
     vec![
@@ -54,9 +46,7 @@ fn captures_match_with_their_properties() {
 #[test]
 fn every_strict_prefix_needs_more() {
     for capture in CAPTURES {
-        for n in 1..capture.len() {
-            assert_eq!(detect(&capture[..n]), Detection::NeedMore, "{capture:02x?} prefix {n}");
-        }
+        assert_needs_more_until_whole(detect, capture, &format!("{capture:02x?}"));
     }
 }
 
@@ -92,35 +82,19 @@ fn invalid_requests_are_no_match_early() {
 
 #[test]
 fn other_protocols_are_no_match_early() {
-    let inputs: &[(&str, &[u8])] = &[
-        ("http", b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"),
-        (
-            "tls",
-            &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03],
-        ),
-        ("ssh", b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
-        ("socks5", &[5, 2, 0, 1]),
-        ("rdp", &[3, 0, 0, 19, 14, 0xe0, 0, 0, 0, 0, 0]),
-        ("syslog", b"<13>1 - - - - - - hi\n"),
-    ];
-    for (name, input) in inputs {
-        assert_eq!(detect(&input[..1]), Detection::NoMatch, "{name}: first byte");
-        assert_eq!(detect(input), Detection::NoMatch, "{name}");
-    }
+    assert_other_openings_refused_at_once(detect, "socks4");
 }
 
 #[test]
 fn params_are_refused() {
-    assert!(backend("").is_ok());
-    let err = backend("host = \"example.com\"").err().unwrap_or_default();
-    assert!(err.contains("unknown field"), "{err}");
+    assert_no_params(Socks4::new, "socks4", "host = \"example.com\"");
 }
 
 #[test]
 fn random_truncated_and_mutated_inputs_never_panic() {
     let mut rng = Rng::new(0x5eed_0004);
     for round in 0..6000 {
-        let mut input = match round % 4 {
+        let input = match round % 4 {
             0 => (0..rng.below(24)).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>(),
             1 => {
                 let mut v = vec![4, 1 + rng.below(2) as u8, 0, 80, 0, 0, 0, rng.below(3) as u8];
@@ -135,13 +109,7 @@ fn random_truncated_and_mutated_inputs_never_panic() {
             }
             _ => CAPTURES[rng.below(CAPTURES.len())].to_vec(),
         };
-        for _ in 0..rng.below(3) {
-            if !input.is_empty() {
-                let at = rng.below(input.len());
-                input[at] = rng.next_u64() as u8;
-            }
-        }
-        input.truncate(rng.below(input.len() + 1));
+        let input = corrupt_and_truncate(&mut rng, input);
         if input.is_empty() {
             continue;
         }

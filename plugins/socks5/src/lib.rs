@@ -6,17 +6,23 @@
 //!   `none` (0x00), `gssapi` (0x01), `username-password` (0x02, RFC 1929), else `0xNN`.
 //!
 //! The backend answers `NeedMore` until the whole greeting is there and `NoMatch` from the first
-//! byte that rules it out: a version other than 5, zero methods, or a method of 0xFF ("no acceptable
-//! methods" is a server's answer, never a client's offer). Bytes after the greeting (a client sending
-//! its request optimistically) do not change the verdict.
+//! byte that rules it out: a version other than 5, zero methods, a method of 0xFF ("no acceptable
+//! methods" is a server's answer, never a client's offer), a method IANA has not assigned (0x0A to
+//! 0x7F; 0x80 to 0xFE are for private use), or a method offered twice; a whole greeting without a
+//! standard method (0x00 to 0x09) is refused too. Real clients offer one to three of `none`,
+//! `gssapi` and `username-password`; without these checks one random first segment in 670 matched.
+//! Bytes after the greeting (a client sending its request optimistically) do not change the verdict.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// The protocol version byte of SOCKS5.
 pub const VERSION: u8 = 5;
 /// Method 0xFF, "no acceptable methods": only a server sends it.
 const NO_ACCEPTABLE: u8 = 0xff;
+/// The methods IANA has assigned: `none` (0) to "JSON Parameter Block" (9).
+const STANDARD: std::ops::RangeInclusive<u8> = 0x00..=0x09;
+/// The methods reserved for private use.
+const PRIVATE: std::ops::RangeInclusive<u8> = 0x80..=0xfe;
 
 /// A `socks5` backend.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,10 +31,7 @@ pub struct Socks5;
 impl Socks5 {
     /// Builds the backend; `socks5` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Socks5)
     }
 }
@@ -59,11 +62,18 @@ pub fn parse_greeting(preview: &[u8]) -> Greeting {
         return Greeting::Invalid;
     }
     let available = rest.get(..usize::from(count)).unwrap_or(rest);
-    if available.contains(&NO_ACCEPTABLE) {
-        return Greeting::Invalid;
+    let mut seen = [false; 256];
+    for &method in available {
+        let offerable = method != NO_ACCEPTABLE && (STANDARD.contains(&method) || PRIVATE.contains(&method));
+        if !offerable || std::mem::replace(&mut seen[usize::from(method)], true) {
+            return Greeting::Invalid;
+        }
     }
     if available.len() < usize::from(count) {
         return Greeting::Incomplete;
+    }
+    if !available.iter().any(|m| STANDARD.contains(m)) {
+        return Greeting::Invalid;
     }
     Greeting::Complete(available.to_vec())
 }
@@ -83,7 +93,7 @@ pub fn detect(preview: &[u8]) -> Detection {
     match parse_greeting(preview) {
         Greeting::Complete(methods) => {
             let names: Vec<String> = methods.iter().map(|&m| method_name(m)).collect();
-            Detection::Match(RVec::from(vec![Property::new("socks5.methods", names.join(","))]))
+            Detection::Match(vec![Property::new("socks5.methods", names.join(","))])
         }
         Greeting::Incomplete => Detection::NeedMore,
         Greeting::Invalid => Detection::NoMatch,

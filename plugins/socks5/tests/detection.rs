@@ -2,7 +2,10 @@
 //! params, and thousands of random, truncated and mutated inputs (no panic, a stable verdict).
 
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::{assert_verdict_stable, spec, Rng};
+use pmmux_plugin_testkit::{
+    assert_needs_more_until_whole, assert_no_params, assert_other_openings_refused_at_once, assert_verdict_stable,
+    corrupt_and_truncate, props, Rng,
+};
 use pmmux_socks5::{detect, parse_greeting, Greeting, Socks5};
 
 // Captured on loopback with a Python listener on 127.0.0.1 (port 0) that saved the first bytes
@@ -13,17 +16,6 @@ const CURL_NOAUTH: &[u8] = include_bytes!("data/curl_noauth.bin");
 /// `curl --socks5 127.0.0.1:PORT --proxy-user bob:secret http://x/`: none, GSSAPI and
 /// username/password (`05 03 00 01 02`).
 const CURL_USERPASS: &[u8] = include_bytes!("data/curl_userpass.bin");
-
-fn backend(params_toml: &str) -> Result<Socks5, String> {
-    Socks5::new(&spec("socks5", params_toml))
-}
-
-fn props(detection: Detection) -> Vec<(String, String)> {
-    match detection {
-        Detection::Match(props) => props.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
-}
 
 fn methods(list: &str) -> Vec<(String, String)> {
     vec![("socks5.methods".to_owned(), list.to_owned())]
@@ -39,9 +31,7 @@ fn captures_match_with_their_methods() {
 #[test]
 fn every_strict_prefix_needs_more() {
     for capture in [CURL_NOAUTH, CURL_USERPASS] {
-        for n in 1..capture.len() {
-            assert_eq!(detect(&capture[..n]), Detection::NeedMore, "{capture:02x?} prefix {n}");
-        }
+        assert_needs_more_until_whole(detect, capture, &format!("{capture:02x?}"));
     }
 }
 
@@ -68,37 +58,37 @@ fn invalid_greetings_are_no_match_early() {
     assert_eq!(detect(&[4]), Detection::NoMatch, "socks4");
 }
 
+/// Checks that keep random bytes out: one random first segment in 670 was a greeting before.
+#[test]
+fn unassigned_repeated_or_only_private_methods_are_no_match() {
+    for unassigned in [0x0a, 0x41, 0x7f] {
+        assert_eq!(
+            detect(&[5, 3, 0, unassigned]),
+            Detection::NoMatch,
+            "{unassigned:#x}, decided early"
+        );
+    }
+    assert_eq!(detect(&[5, 3, 0, 2, 0]), Detection::NoMatch, "none offered twice");
+    assert_eq!(detect(&[5, 2, 0x80, 0x81]), Detection::NoMatch, "private methods only");
+    assert_eq!(detect(&[5, 2, 0x80]), Detection::NeedMore, "a standard one may follow");
+    assert_eq!(props(detect(&[5, 2, 0x80, 0x09])), methods("0x80,0x09"));
+}
+
 #[test]
 fn other_protocols_are_no_match_from_their_first_byte() {
-    let inputs: &[(&str, &[u8])] = &[
-        ("http", b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"),
-        (
-            "tls",
-            &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03],
-        ),
-        ("ssh", b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
-        ("socks4", &[4, 1, 0, 80, 127, 0, 0, 1, 0]),
-        ("rdp", &[3, 0, 0, 19, 14, 0xe0, 0, 0, 0, 0, 0]),
-        ("syslog", b"<13>1 - - - - - - hi\n"),
-    ];
-    for (name, input) in inputs {
-        assert_eq!(detect(&input[..1]), Detection::NoMatch, "{name}: first byte");
-        assert_eq!(detect(input), Detection::NoMatch, "{name}");
-    }
+    assert_other_openings_refused_at_once(detect, "socks5");
 }
 
 #[test]
 fn params_are_refused() {
-    assert!(backend("").is_ok());
-    let err = backend("methods = [\"none\"]").err().unwrap_or_default();
-    assert!(err.contains("unknown field"), "{err}");
+    assert_no_params(Socks5::new, "socks5", "methods = [\"none\"]");
 }
 
 #[test]
 fn random_truncated_and_mutated_inputs_never_panic() {
     let mut rng = Rng::new(0x5eed_0005);
     for round in 0..5000 {
-        let mut input = match round % 3 {
+        let input = match round % 3 {
             0 => (0..rng.below(12)).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>(),
             1 => {
                 let count = rng.below(6) as u8;
@@ -108,13 +98,7 @@ fn random_truncated_and_mutated_inputs_never_panic() {
             }
             _ => CURL_USERPASS.to_vec(),
         };
-        for _ in 0..rng.below(3) {
-            if !input.is_empty() {
-                let at = rng.below(input.len());
-                input[at] = rng.next_u64() as u8;
-            }
-        }
-        input.truncate(rng.below(input.len() + 1));
+        let input = corrupt_and_truncate(&mut rng, input);
         if input.is_empty() {
             continue;
         }

@@ -2,7 +2,6 @@
 //! (`SSH-2.0-...`, RFC 4253 §4.2). Takes no params. Property `ssh.banner`: the client's banner line.
 //! Health check: connect and send nothing; healthy when the server's first bytes are `SSH-`.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{
     export_plugin, Backend, BackendSpec, ConnInfo, Detection, HealthProbe, HealthTransport, HealthVerdict, Property,
 };
@@ -17,10 +16,7 @@ pub struct Ssh;
 impl Ssh {
     /// Builds the backend; `ssh` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Ssh)
     }
 }
@@ -41,7 +37,7 @@ pub fn detect(preview: &[u8]) -> Detection {
         None => &preview[..preview.len().min(MAX_BANNER)],
     };
     let banner = String::from_utf8_lossy(banner).trim_end_matches('\r').to_owned();
-    Detection::Match(RVec::from(vec![Property::new("ssh.banner", banner)]))
+    Detection::Match(vec![Property::new("ssh.banner", banner)])
 }
 
 impl Backend for Ssh {
@@ -53,7 +49,7 @@ impl Backend for Ssh {
         // The server speaks first: nothing to send.
         Some(HealthProbe {
             transport: HealthTransport::Tcp,
-            send: RVec::new(),
+            send: Vec::new(),
         })
     }
 
@@ -67,7 +63,7 @@ pub fn health_verdict(response: &[u8], closed: bool) -> HealthVerdict {
     let n = response.len().min(MAGIC.len());
     if response[..n] != MAGIC[..n] {
         let shown = String::from_utf8_lossy(&response[..response.len().min(32)]).into_owned();
-        return HealthVerdict::Unhealthy(format!("no SSH banner; the server sent `{}`", shown.escape_debug()).into());
+        return HealthVerdict::Unhealthy(format!("no SSH banner; the server sent `{}`", shown.escape_debug()));
     }
     match (n == MAGIC.len(), closed) {
         (true, _) => HealthVerdict::Healthy,

@@ -35,9 +35,7 @@
 
 pub mod message;
 
-use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
-use serde::de::Deserializer;
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property, UdpRouting};
 
 use message::{join_type, method_name, parse_message, parse_stream, split_type, Class, Message, Parse, METHODS};
 
@@ -46,15 +44,11 @@ use message::{join_type, method_name, parse_message, parse_stream, split_type, C
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Method names to accept; default `binding`.
-    #[serde(default, deserialize_with = "method_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub methods: Option<Vec<String>>,
     /// Also accept RFC 3489 Binding requests (no magic cookie) over UDP.
     #[serde(default)]
     pub classic: bool,
-}
-
-fn method_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "methods", "`methods`: a STUN method name or a list of them").map(Some)
 }
 
 /// A `stun` backend.
@@ -157,6 +151,16 @@ impl Stun {
 }
 
 impl Backend for Stun {
+    /// Binding requests stand alone (each gets its own answer); TURN methods (allocations,
+    /// permissions, channels) are a session with one server, so they keep a flow.
+    fn udp_routing(&self) -> UdpRouting {
+        if self.methods.iter().all(|&m| m == message::METHOD_BINDING) {
+            UdpRouting::PerMessage
+        } else {
+            UdpRouting::Flow
+        }
+    }
+
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         self.detect_stream(preview)
     }
@@ -167,11 +171,11 @@ impl Backend for Stun {
 }
 
 /// The `stun.*` properties of a message.
-pub fn properties(m: &Message) -> RVec<Property> {
-    let mut props = RVec::from(vec![
+pub fn properties(m: &Message) -> Vec<Property> {
+    let mut props = vec![
         Property::new("stun.method", method_name(m.method)),
         Property::new("stun.class", m.class.name()),
-    ]);
+    ];
     if m.classic {
         props.push(Property::new("stun.classic", "true"));
     }

@@ -3,7 +3,7 @@
 //! random bytes).
 
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::{spec, Rng};
+use pmmux_plugin_testkit::{assert_needs_more_until_whole, pairs, props, spec, Rng};
 use pmmux_stun::message::{crc32, parse_message, FINGERPRINT_XOR};
 use pmmux_stun::Stun;
 
@@ -37,17 +37,6 @@ fn backend(params_toml: &str) -> Result<Stun, String> {
 
 fn stun(params_toml: &str) -> Stun {
     backend(params_toml).unwrap_or_else(|e| panic!("{params_toml}: {e}"))
-}
-
-fn props(d: Detection) -> Vec<(String, String)> {
-    match d {
-        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 /// A message of `message_type` with `attrs` (type, value; values padded here) and optionally a
@@ -187,21 +176,13 @@ fn malformed_messages_are_no_match() {
 fn tcp_prefixes_need_more_then_match() {
     let any = stun("");
     for m in [STUNCLIENT, RFC5769_REQUEST] {
-        for n in 1..m.len() {
-            assert_eq!(any.detect_stream(&m[..n]), Detection::NeedMore, "prefix of {n}");
-        }
+        assert_needs_more_until_whole(|d| any.detect_stream(d), m, "capture");
         let mut more = m.to_vec();
         more.extend_from_slice(b"next message");
         assert!(matches!(any.detect_stream(&more), Detection::Match(_)));
     }
     let turn = stun("methods = \"allocate\"");
-    for n in 1..ALLOCATE_TCP.len() {
-        assert_eq!(
-            turn.detect_stream(&ALLOCATE_TCP[..n]),
-            Detection::NeedMore,
-            "allocate prefix of {n}"
-        );
-    }
+    assert_needs_more_until_whole(|d| turn.detect_stream(d), ALLOCATE_TCP, "allocate");
 }
 
 #[test]

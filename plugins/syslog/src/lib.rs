@@ -12,8 +12,7 @@
 //! `<` first, an octet count with a leading zero or over 9 digits, a PRI with a leading zero, over 3
 //! digits or above 191.
 
-use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property, UdpRouting};
 
 /// The highest PRI value (facility 23, severity 7).
 pub const MAX_PRI: u16 = 191;
@@ -33,10 +32,7 @@ pub struct Syslog;
 impl Syslog {
     /// Builds the backend; `syslog` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Syslog)
     }
 }
@@ -121,16 +117,21 @@ pub fn parse(preview: &[u8]) -> Parse {
 /// The detection itself, over the bytes seen so far.
 pub fn detect(preview: &[u8]) -> Detection {
     match parse(preview) {
-        Parse::Complete(header) => Detection::Match(RVec::from(vec![
+        Parse::Complete(header) => Detection::Match(vec![
             Property::new("syslog.facility", header.facility()),
             Property::new("syslog.severity", header.severity()),
-        ])),
+        ]),
         Parse::Incomplete => Detection::NeedMore,
         Parse::Invalid => Detection::NoMatch,
     }
 }
 
 impl Backend for Syslog {
+    /// Each syslog message stands alone (RFC 5426: one message per datagram).
+    fn udp_routing(&self) -> UdpRouting {
+        UdpRouting::PerMessage
+    }
+
     fn detect(&self, _conn: &ConnInfo<'_>, preview: &[u8]) -> Detection {
         detect(preview)
     }

@@ -4,8 +4,7 @@
 
 use std::net::SocketAddr;
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
-use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection, FfiAddr};
+use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection};
 
 /// xorshift64*: deterministic and dependency-free, so a failing round replays from its seed.
 #[derive(Debug, Clone)]
@@ -63,16 +62,69 @@ pub fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Overwrites up to two random bytes of `input` with random values, then cuts it at a random length
+/// (possibly to nothing): a capture as a broken or short client would send it.
+pub fn corrupt_and_truncate(rng: &mut Rng, mut input: Vec<u8>) -> Vec<u8> {
+    for _ in 0..rng.below(3) {
+        if !input.is_empty() {
+            let at = rng.below(input.len());
+            input[at] = rng.next_u64() as u8;
+        }
+    }
+    input.truncate(rng.below(input.len() + 1));
+    input
+}
+
+/// Round `round` of a fuzz loop over `seeds` (captures, none empty), never empty: by `round % 3`,
+/// 1 to `max_random` random bytes, a prefix of a seed, or a seed with 1 to 4 bytes overwritten.
+pub fn random_prefix_or_mutant(rng: &mut Rng, round: usize, seeds: &[&[u8]], max_random: usize) -> Vec<u8> {
+    match round % 3 {
+        0 => {
+            let len = rng.below(max_random) + 1;
+            rng.bytes(len)
+        }
+        1 => {
+            let seed = seeds[rng.below(seeds.len())];
+            seed[..rng.below(seed.len()) + 1].to_vec()
+        }
+        _ => {
+            let mut m = seeds[rng.below(seeds.len())].to_vec();
+            for _ in 0..rng.below(4) + 1 {
+                let at = rng.below(m.len());
+                m[at] = rng.byte();
+            }
+            m
+        }
+    }
+}
+
+/// `seed` with 1 to `max_edits` random edits, each one of: a random byte, a flipped bit, one of
+/// `boundary` (length and type values where parsers branch), a cut, a deletion or an insertion.
+pub fn mutate_edits(rng: &mut Rng, seed: &[u8], max_edits: usize, boundary: &[u8]) -> Vec<u8> {
+    let mut input = seed.to_vec();
+    for _ in 0..1 + rng.below(max_edits) {
+        if input.is_empty() {
+            break;
+        }
+        let at = rng.below(input.len());
+        match rng.below(6) {
+            0 => input[at] = rng.byte(),
+            1 => input[at] ^= 1 << rng.below(8),
+            2 => input[at] = boundary[rng.below(boundary.len())],
+            3 => input.truncate(at),
+            4 => {
+                input.remove(at);
+            }
+            _ => input.insert(at, rng.byte()),
+        }
+    }
+    input
+}
+
 /// The spec of a backend named `test` (priority `normal`, no target) for `protocol`, with
 /// `[backend.params]` given as TOML text. It borrows both strings.
 pub fn spec<'a>(protocol: &'a str, params_toml: &'a str) -> BackendSpec<'a> {
-    BackendSpec {
-        name: RStr::from_str("test"),
-        protocol: RStr::from_str(protocol),
-        target: RNone,
-        priority: RStr::from_str("normal"),
-        params_toml: RStr::from_str(params_toml),
-    }
+    BackendSpec::new("test", protocol, params_toml)
 }
 
 /// Connection facts for calling the `Backend` hooks directly: 127.0.0.1 (port 0) on both ends,
@@ -84,11 +136,70 @@ pub fn conn() -> ConnInfo<'static> {
 /// Like [`conn`], with 127.0.0.1:`port` on both ends.
 pub fn conn_port(port: u16) -> ConnInfo<'static> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from_str("test"),
-        properties: RSlice::from_slice(&[]),
+    ConnInfo::new(addr, addr, "test", &[])
+}
+
+/// The properties of a `Match` as `(key, value)` pairs, in order; panics (fails the test) on any
+/// other verdict.
+pub fn props(detection: Detection) -> Vec<(String, String)> {
+    match detection {
+        Detection::Match(props) => props
+            .iter()
+            .map(|p| (p.key().to_owned(), p.value().to_owned()))
+            .collect(),
+        other => panic!("expected a match, got {other:?}"),
+    }
+}
+
+/// Expected properties, written as `&[("tls.sni", "a.example")]`, in the form [`props`] returns.
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+/// A constructor of a protocol without params accepts an empty table and refuses `params_toml`
+/// naming the unknown field.
+pub fn assert_no_params<T, E: std::fmt::Debug>(
+    new: impl Fn(&BackendSpec<'_>) -> Result<T, E>,
+    protocol: &str,
+    params_toml: &str,
+) {
+    assert!(new(&spec(protocol, "")).is_ok(), "{protocol}: no params refused");
+    let err = match new(&spec(protocol, params_toml)) {
+        Ok(_) => panic!("{protocol}: accepted {params_toml:?}"),
+        Err(e) => format!("{e:?}"),
+    };
+    assert!(err.contains("unknown field"), "{protocol}: {err}");
+}
+
+/// Every strict prefix of `input` (1 byte up to all but the last) gives `NeedMore`: the detector
+/// never decides before the whole message is in. `what` names the input in the failure.
+pub fn assert_needs_more_until_whole(detect: impl Fn(&[u8]) -> Detection, input: &[u8], what: &str) {
+    for n in 1..input.len() {
+        assert_eq!(detect(&input[..n]), Detection::NeedMore, "{what}: prefix {n}");
+    }
+}
+
+/// What other protocols' clients send first, by protocol name, for checking that a detector refuses
+/// them: an HTTP request, a TLS ClientHello's start, an SSH banner, SOCKS4 and SOCKS5 requests, an
+/// RDP connection request's start and a syslog line.
+pub const OPENINGS: &[(&str, &[u8])] = &[
+    ("http", b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+    (
+        "tls",
+        &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03],
+    ),
+    ("ssh", b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
+    ("socks4", &[4, 1, 0, 80, 127, 0, 0, 1, 0]),
+    ("socks5", &[5, 2, 0, 1]),
+    ("rdp", &[3, 0, 0, 19, 14, 0xe0, 0, 0, 0, 0, 0]),
+    ("syslog", b"<13>1 - - - - - - hi\n"),
+];
+
+/// Every one of [`OPENINGS`] but protocol `own`'s gives `NoMatch` from its first byte on.
+pub fn assert_other_openings_refused_at_once(detect: impl Fn(&[u8]) -> Detection, own: &str) {
+    for (name, input) in OPENINGS.iter().filter(|(name, _)| *name != own) {
+        assert_eq!(detect(&input[..1]), Detection::NoMatch, "{name}: first byte");
+        assert_eq!(detect(input), Detection::NoMatch, "{name}");
     }
 }
 
@@ -191,7 +302,7 @@ mod tests {
         } else if n < 3 {
             Detection::NeedMore
         } else {
-            Detection::Match(abi_stable::std_types::RVec::new())
+            Detection::Match(Vec::new())
         }
     }
 
@@ -202,15 +313,32 @@ mod tests {
         fuzz_tcp(prefix_detector, 1, 500, &[b"abc", b"abd"]);
         fuzz_udp(
             |d| match d.first() {
-                Some(b'a') => Detection::Match(abi_stable::std_types::RVec::new()),
+                Some(b'a') => Detection::Match(Vec::new()),
                 _ => Detection::NoMatch,
             },
             2,
             500,
             &[b"abc"],
         );
+        assert_needs_more_until_whole(prefix_detector, b"abc", "abc");
+        assert_eq!(props(prefix_detector(b"abc")), pairs(&[]));
+        assert_no_params(|s: &BackendSpec<'_>| s.no_params(), "x", "a = 1");
+        assert_other_openings_refused_at_once(
+            |d| {
+                if d[0] == b'a' {
+                    Detection::NeedMore
+                } else {
+                    Detection::NoMatch
+                }
+            },
+            "x",
+        );
+        let mut rng = Rng::new(3);
+        assert!((0..100).all(|_| mutate_edits(&mut rng, b"abcd", 3, &[0, 0xff]).len() <= 7));
+        assert!((0..30).all(|round| !random_prefix_or_mutant(&mut rng, round, &[b"ab"], 4).is_empty()));
+        assert!((0..100).all(|_| corrupt_and_truncate(&mut rng, b"abcd".to_vec()).len() <= 4));
         let s = spec("x", "a = 1");
-        assert_eq!(s.protocol.as_str(), "x");
+        assert_eq!(s.protocol(), "x");
         assert_eq!(conn_port(80).local_addr().port(), 80);
     }
 

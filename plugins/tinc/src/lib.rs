@@ -13,7 +13,6 @@
 //! * `tinc.invitation`: `yes` for an invitation (absent otherwise);
 //! * `tinc.protocol`: the protocol version as sent, `17` or `17.<minor>`.
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// The longest ID line accepted, newline included (tinc's own request buffer holds 2048 bytes).
@@ -28,10 +27,7 @@ pub struct Tinc;
 impl Tinc {
     /// Builds the backend; `tinc` has no params, so any given are an error.
     pub fn new(spec: &BackendSpec<'_>) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        let _: NoParams = spec.params()?;
+        spec.no_params()?;
         Ok(Tinc)
     }
 }
@@ -152,7 +148,7 @@ pub fn detect(preview: &[u8]) -> Detection {
                 props.push(Property::new("tinc.name", id.name));
             }
             props.push(Property::new("tinc.protocol", id.protocol));
-            Detection::Match(RVec::from(props))
+            Detection::Match(props)
         }
         Parse::Incomplete => Detection::NeedMore,
         Parse::Invalid(_) => Detection::NoMatch,

@@ -2,7 +2,7 @@
 //! documentation, every prefix of them, other protocols, and thousands of random and mutated inputs.
 
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::{spec, Rng};
+use pmmux_plugin_testkit::{assert_needs_more_until_whole, assert_no_params, assert_verdict_stable, pairs, props, Rng};
 use pmmux_tinc::{detect, parse, Parse, Tinc, MAX_LINE};
 
 /// Captured on loopback with a Python listener on 127.0.0.1 (port 0) saving the first bytes: tinc
@@ -17,17 +17,6 @@ const TINCD_1_0_36: &[u8] = include_bytes!("data/tincd_1.0.36.bin");
 const TINC_1_1: &[u8] = b"0 node_2 17.7\n";
 /// tinc 1.1's `tinc join` sends `0 ?<cookie> 17.1` (src/invitation.c, `"0 ?%s %d.%d"`).
 const INVITATION: &[u8] = b"0 ?Zm9vYmFyYmF6cXV4MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u 17.1\n";
-
-fn props(detection: Detection) -> Vec<(String, String)> {
-    match detection {
-        Detection::Match(p) => p.iter().map(|p| (p.key.to_string(), p.value.to_string())).collect(),
-        other => panic!("expected a match, got {other:?}"),
-    }
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect()
-}
 
 const LINES: &[(&str, &[u8])] = &[
     ("tincd 1.0.36", TINCD_1_0_36),
@@ -59,9 +48,7 @@ fn id_lines_match_with_properties() {
 #[test]
 fn every_strict_prefix_needs_more() {
     for &(name, line) in LINES {
-        for n in 1..line.len() {
-            assert_eq!(detect(&line[..n]), Detection::NeedMore, "{name}[..{n}]");
-        }
+        assert_needs_more_until_whole(detect, line, name);
     }
 }
 
@@ -108,10 +95,7 @@ fn other_protocols_are_no_match_from_the_first_byte() {
 
 #[test]
 fn params_are_refused() {
-    let spec = |params: &'static str| spec("tinc", params);
-    assert!(Tinc::new(&spec("")).is_ok());
-    let err = Tinc::new(&spec("name = \"alice\"")).expect_err("unknown param");
-    assert!(err.contains("name"), "{err}");
+    assert_no_params(Tinc::new, "tinc", "name = \"alice\"");
 }
 
 #[test]
@@ -140,13 +124,6 @@ fn fuzz_no_panic_and_decisions_are_final() {
         if input.is_empty() {
             continue;
         }
-        let full = detect(&input);
-        for n in 1..input.len() {
-            let early = detect(&input[..n]);
-            if early != Detection::NeedMore {
-                assert_eq!(early, full, "{input:?} decided at {n}");
-                break;
-            }
-        }
+        assert_verdict_stable(detect, &input);
     }
 }

@@ -32,7 +32,6 @@ pub mod matcher;
 // old paths so `pmmux_tls::client_hello` and `pmmux_tls::ja4` keep working.
 pub use pmmux_tls_core::{client_hello, ja4};
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 use pmmux_tls_core::params::alpn_property;
 
@@ -72,8 +71,8 @@ impl Backend for Tls {
 }
 
 /// The `tls.*` properties of a ClientHello.
-pub fn properties(hello: &ClientHello) -> RVec<Property> {
-    let mut props = RVec::new();
+pub fn properties(hello: &ClientHello) -> Vec<Property> {
+    let mut props = Vec::new();
     if let Some(name) = &hello.server_name {
         props.push(Property::new("tls.sni", normalize_host(name)));
     }

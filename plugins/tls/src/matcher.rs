@@ -32,10 +32,10 @@ use pmmux_tls_core::params::{alpn_matches, sni_matches};
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Server names to match (exact or `*.` wildcard).
-    #[serde(default, deserialize_with = "pmmux_tls_core::params::sni_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub sni: Option<Vec<String>>,
     /// ALPN protocol names to match (any one offered suffices).
-    #[serde(default, deserialize_with = "pmmux_tls_core::params::alpn_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub alpn: Option<Vec<String>>,
     /// Lowest acceptable best offered version, `"1.0"` to `"1.3"`.
     #[serde(default, deserialize_with = "version")]
@@ -44,12 +44,8 @@ pub struct Params {
     #[serde(default, deserialize_with = "version")]
     pub max_version: Option<String>,
     /// JA4 fingerprints to match (any one suffices).
-    #[serde(default, deserialize_with = "ja4_list")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub ja4: Option<Vec<String>>,
-}
-
-fn ja4_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "ja4", "`ja4`: a JA4 fingerprint or a list of them").map(Some)
 }
 
 /// Reads a version as a string (`"1.2"`) or a TOML float (`1.2`), as text; checked later.

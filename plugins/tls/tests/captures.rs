@@ -5,11 +5,8 @@ mod common;
 
 use common::*;
 use pmmux_plugin_api::Detection;
+use pmmux_plugin_testkit::pairs;
 use pmmux_tls::client_hello::{parse_handshake, parse_records, Parse, EXT_KEY_SHARE, EXT_PADDING};
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
 
 #[test]
 fn each_capture_matches_with_its_properties() {

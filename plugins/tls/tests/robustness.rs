@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::Rng;
+use pmmux_plugin_testkit::{mutate_edits, Rng};
 use pmmux_tls::client_hello::{parse_handshake, parse_records, Parse};
 
 #[test]
@@ -145,25 +145,9 @@ fn check_consistent(input: &[u8], cut: usize) {
     }
 }
 
+/// Up to 4 edits, with the boundary bytes of this protocol's lengths and types.
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
-    let mut input = seed.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        if input.is_empty() {
-            break;
-        }
-        let at = rng.below(input.len());
-        match rng.below(6) {
-            0 => input[at] = rng.byte(),
-            1 => input[at] ^= 1 << rng.below(8),
-            2 => input[at] = [0x00, 0x01, 0x7f, 0x80, 0xff][rng.below(5)],
-            3 => input.truncate(at),
-            4 => {
-                input.remove(at);
-            }
-            _ => input.insert(at, rng.byte()),
-        }
-    }
-    input
+    mutate_edits(rng, seed, 4, &[0x00, 0x01, 0x7f, 0x80, 0xff])
 }
 
 #[test]

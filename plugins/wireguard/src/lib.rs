@@ -20,7 +20,6 @@
 //!
 //! Properties on a match: `wireguard.message_type`, the type as a decimal number (`1` to `4`).
 
-use abi_stable::std_types::RVec;
 use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 /// Handshake initiation.
@@ -69,10 +68,7 @@ impl WireGuard {
     pub fn detect_message(&self, message: &[u8]) -> Detection {
         match message_type(message) {
             Ok(kind) if !self.handshake_only || kind == MESSAGE_INITIATION => {
-                Detection::Match(RVec::from(vec![Property::new(
-                    "wireguard.message_type",
-                    kind.to_string(),
-                )]))
+                Detection::Match(vec![Property::new("wireguard.message_type", kind.to_string())])
             }
             _ => Detection::NoMatch,
         }

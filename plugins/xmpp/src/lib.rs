@@ -24,8 +24,7 @@
 
 pub mod stream;
 
-use abi_stable::std_types::RVec;
-use pmmux_plugin_api::{export_plugin, params::string_or_list, Backend, BackendSpec, ConnInfo, Detection, Property};
+use pmmux_plugin_api::{export_plugin, Backend, BackendSpec, ConnInfo, Detection, Property};
 
 use stream::{parse, Header, Parse};
 
@@ -34,12 +33,8 @@ use stream::{parse, Header, Parse};
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Domains the stream's `to` must name (one or a list).
-    #[serde(default, deserialize_with = "domains")]
+    #[serde(default, deserialize_with = "pmmux_plugin_api::params::string_or_list")]
     pub to: Option<Vec<String>>,
-}
-
-fn domains<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    string_or_list(d, "to", "`to`: a domain or a list of domains").map(Some)
 }
 
 /// An `xmpp` backend.
@@ -101,10 +96,10 @@ impl Xmpp {
                 return Detection::NoMatch;
             }
         }
-        Detection::Match(RVec::from(vec![
+        Detection::Match(vec![
             Property::new("xmpp.to", to),
             Property::new("xmpp.namespace", header.namespace.as_str()),
-        ]))
+        ])
     }
 }
 

@@ -16,13 +16,86 @@ fn ports() {
     assert_eq!(port("[::1]:8443"), ("[::1]:8443".into(), true, true));
     assert_eq!(port("[::1]:8443:udp"), ("[::1]:8443".into(), false, true));
     assert_eq!(port("!:8080:tcp"), ("0.0.0.0:8080".into(), true, false));
-    let e = parse_port("8080:8080:tcp").unwrap_err().to_string();
-    assert!(e.starts_with("-p 8080:8080:tcp: NAT port mapping"), "{e}");
     let e = parse_port("::1:80").unwrap_err().to_string();
     assert!(e.contains("IPv6 as [::1]:PORT"), "{e}");
     assert!(parse_port("host:80").is_err());
     assert!(parse_port("70000").is_err());
     assert!(parse_port("80:sctp").is_err());
+}
+
+fn binding(arg: &str) -> PortSpec {
+    parse_port(arg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn csharp_bindings_map_a_public_port() {
+    let b = binding("443:8443:tcp");
+    assert_eq!(
+        (b.address.to_string(), b.tcp, b.udp),
+        ("0.0.0.0:8443".into(), true, false)
+    );
+    assert_eq!((b.public, b.listen), (Some(PublicPort::Fixed(443)), true));
+    let b = binding("?:8080");
+    assert_eq!((b.public, b.tcp, b.udp), (Some(PublicPort::Any), true, true));
+    let b = binding("8080:?:udp");
+    assert_eq!((b.address.port(), b.public), (0, Some(PublicPort::Fixed(8080))));
+    assert_eq!(binding("!:8080:tcp").public, None);
+    let b = binding("443:8443:tcp:bind-address=10.77.0.2,listen=false");
+    assert_eq!(b.address.to_string(), "10.77.0.2:8443");
+    assert!(!b.listen);
+    let b = binding("443:8443:bind-address=::1");
+    assert_eq!((b.address.to_string(), b.tcp, b.udp), ("[::1]:8443".into(), true, true));
+    assert_eq!(
+        binding("53:5353:udp:bind-address=\"[::1]\"").address.to_string(),
+        "[::1]:5353"
+    );
+}
+
+#[test]
+fn csharp_bindings_that_cannot_work_are_refused() {
+    for (arg, why) in [
+        ("443:8443:tcp:listen=maybe", "not true or false"),
+        ("443:8443:tcp:color=red", "unknown key `color`"),
+        ("!:8443:listen=false", "neither listen nor map"),
+        ("443:?:listen=false", "needs a LOCAL port"),
+        ("443:!", "LOCAL cannot be `!`"),
+        ("0:8443", "PUBLIC `0` is not a port"),
+        ("443:70000", "LOCAL `70000`"),
+        ("443:8443:tcp:bind-address=host", "not an IP address"),
+    ] {
+        let e = parse_port(arg).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("-p {arg}: ")) && e.contains(why), "{arg}: {e}");
+    }
+}
+
+#[test]
+fn a_binding_builds_a_listener_with_public_port() {
+    let c = build(
+        &[
+            "443:8443:tcp".into(),
+            "?:5353:udp".into(),
+            "9000:9001:tcp:listen=false".into(),
+            "8080".into(),
+        ],
+        &[],
+        &PluginSource::dir("plugins"),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let l: Vec<_> = c
+        .listeners
+        .iter()
+        .map(|l| (l.address.port(), l.public_port, l.listen))
+        .collect();
+    assert_eq!(
+        l,
+        vec![
+            (8443, Some(PublicPort::Fixed(443)), true),
+            (5353, Some(PublicPort::Any), true),
+            (9001, Some(PublicPort::Fixed(9000)), false),
+            (8080, None, true),
+        ]
+    );
 }
 
 fn backend(arg: &str) -> Table {
@@ -103,7 +176,8 @@ fn builds_a_config() {
             "web:http:target=127.0.0.1:8080,host=a.example".into(),
             "ssh:ssh:target.ip=127.0.0.1,target.port=22,priority=vip".into(),
         ],
-        Path::new("plugins"),
+        &PluginSource::dir("plugins"),
+        None,
     )
     .unwrap();
     assert_eq!(c.listeners.len(), 2);
@@ -116,20 +190,89 @@ fn builds_a_config() {
     assert!(!c.reload.watch_config);
     assert_eq!(c.path, Path::new(""));
 
-    let e = build(&["1".into()], &["a:pass:target=nohost".into()], Path::new("p")).unwrap_err();
+    let e = build(
+        &["1".into()],
+        &["a:pass:target=nohost".into()],
+        &PluginSource::dir("p"),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "command line: backend `a`: target `nohost` is not host:port"
     );
-    let e = build(&["1".into()], &["a:noop".into(), "a:noop".into()], Path::new("p")).unwrap_err();
+    let e = build(
+        &["1".into()],
+        &["a:noop".into(), "a:noop".into()],
+        &PluginSource::dir("p"),
+        None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("backend name `a` is used twice"), "{e}");
-    let e = build(&[], &["a:noop".into()], Path::new("p")).unwrap_err();
+    let e = build(&[], &["a:noop".into()], &PluginSource::dir("p"), None).unwrap_err();
     assert!(e.to_string().contains("at least one -p"), "{e}");
     let e = build(
         &["1".into()],
         &["a:pass:target=1.2.3.4:1,priority=top".into()],
-        Path::new("p"),
+        &PluginSource::dir("p"),
+        None,
     )
     .unwrap_err();
     assert!(e.to_string().starts_with("command line: "), "{e}");
+}
+
+#[test]
+fn on_timeout_names_a_backend() {
+    let c = build(
+        &["1".into()],
+        &["ssh:pass:target=127.0.0.1:22".into()],
+        &PluginSource::dir("p"),
+        Some("ssh"),
+    )
+    .unwrap();
+    assert_eq!(c.routing.on_timeout.as_deref(), Some("ssh"));
+    let e = build(&["1".into()], &["a:noop".into()], &PluginSource::dir("p"), Some("b")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "command line: --on-timeout names `b`, which is not a backend"
+    );
+}
+
+#[test]
+fn finds_the_plugins_of_a_build_or_of_the_package() {
+    let root = tempfile::tempdir().unwrap();
+    let (cwd, bin, lib) = (
+        root.path().join("work"),
+        root.path().join("usr/bin"),
+        root.path().join("usr/lib/pmmux/plugins"),
+    );
+    for d in [&cwd, &bin, &lib] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let exe = bin.join("pmmux");
+    let tried = find_plugins(&cwd, Some(&exe)).unwrap_err();
+    assert_eq!(
+        tried,
+        [cwd.join("plugins"), bin.clone(), bin.join("../lib/pmmux/plugins")]
+    );
+    // The package's folder.
+    std::fs::write(lib.join("libpmmux_echo.so"), b"").unwrap();
+    assert_eq!(
+        find_plugins(&cwd, Some(&exe)).unwrap(),
+        PluginSource::dir(bin.join("../lib/pmmux/plugins"))
+    );
+    // A cargo build: libraries beside the executable, test fixtures among them left out.
+    std::fs::write(bin.join("libfixture_panic.so"), b"").unwrap();
+    assert!(find_plugins(&cwd, Some(&exe)).unwrap().prefix.is_none());
+    std::fs::write(bin.join("libpmmux_http.so"), b"").unwrap();
+    let found = find_plugins(&cwd, Some(&exe)).unwrap();
+    assert_eq!((found.dir, found.prefix.as_deref()), (bin.clone(), Some("libpmmux_")));
+    // A plugins/ folder with a library in the working folder wins; an empty one does not.
+    std::fs::create_dir(cwd.join("plugins")).unwrap();
+    assert_eq!(find_plugins(&cwd, Some(&exe)).unwrap().dir, bin);
+    std::fs::write(cwd.join("plugins/libmine.so"), b"").unwrap();
+    assert_eq!(
+        find_plugins(&cwd, Some(&exe)).unwrap(),
+        PluginSource::dir(cwd.join("plugins"))
+    );
 }

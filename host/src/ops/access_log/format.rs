@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{push_addr, push_u64, write_ms, write_time, Record, Transport};
+use super::{push_addr, push_u64, write_ms, write_time, Outcome, Record, Transport};
 
 /// One JSON object and a newline.
 pub fn json(w: &mut String, r: &Record) -> fmt::Result {
@@ -43,6 +43,10 @@ pub fn json(w: &mut String, r: &Record) -> fmt::Result {
     w.push_str(",\"outcome\":\"");
     w.push_str(r.outcome.name());
     w.push('"');
+    if let Outcome::Failed { side, .. } = &r.outcome {
+        w.push_str(",\"side\":");
+        json_str(w, side);
+    }
     if let Some(e) = r.outcome.error() {
         w.push_str(",\"error\":");
         json_str(w, e);
@@ -78,6 +82,10 @@ pub fn text(w: &mut String, r: &Record) -> fmt::Result {
     write_ms(w, r.duration)?;
     w.push_str(" outcome=");
     w.push_str(r.outcome.name());
+    if let Outcome::Failed { side, .. } = &r.outcome {
+        w.push_str(" side=");
+        w.push_str(side);
+    }
     if let Some(e) = r.outcome.error() {
         w.push_str(" error=");
         text_value(w, e);
@@ -101,7 +109,8 @@ pub fn text(w: &mut String, r: &Record) -> fmt::Result {
 
 /// The process log's line for a closed TCP connection, as `tracing-subscriber` printed it when
 /// the connection's span carried these fields:
-/// `<time>  INFO conn{peer=… listener=… backend="…" plugin="…"}: pmmux::tcp::connection: connection closed bytes_up=… bytes_down=… ms=…`
+/// `<time>  INFO conn{peer=… listener=… backend="…" plugin="…"}: pmmux::tcp::connection: connection closed bytes_up=… bytes_down=… ms=…`,
+/// or `connection closed by pmmux … reason="idle timeout"` when pmmux cut it.
 pub fn closed_line(w: &mut String, r: &Record) -> fmt::Result {
     write_time(w, r.ended)?;
     w.push_str("  INFO conn{peer=");
@@ -126,12 +135,21 @@ pub fn closed_line(w: &mut String, r: &Record) -> fmt::Result {
             None => w.push_str(" plugin=\"builtin\""),
         }
     }
-    w.push_str("}: pmmux::tcp::connection: connection closed bytes_up=");
+    w.push_str("}: pmmux::tcp::connection: connection closed");
+    if let Outcome::Cut(_) = r.outcome {
+        w.push_str(" by pmmux");
+    }
+    w.push_str(" bytes_up=");
     push_u64(w, r.bytes_up);
     w.push_str(" bytes_down=");
     push_u64(w, r.bytes_down);
     w.push_str(" ms=");
     write_ms(w, r.duration)?;
+    if let Outcome::Cut(cut) = r.outcome {
+        w.push_str(" reason=\"");
+        w.push_str(cut.reason());
+        w.push('"');
+    }
     w.push('\n');
     Ok(())
 }

@@ -41,7 +41,10 @@ fn json_records_parse_and_carry_every_field() {
     let mut s = String::new();
     format::json(
         &mut s,
-        &sample(Outcome::Failed("upstream 127.0.0.1:2: connect failed".into())),
+        &sample(Outcome::Failed {
+            side: "upstream",
+            error: "upstream 127.0.0.1:2: connect failed".into(),
+        }),
     )
     .unwrap();
     assert!(s.ends_with("}\n") && s.matches('\n').count() == 1, "{s}");
@@ -59,6 +62,7 @@ fn json_records_parse_and_carry_every_field() {
     assert_eq!(v["bytes_down"], 1_234_567);
     assert_eq!(v["duration_ms"], 12.345);
     assert_eq!(v["outcome"], "failed");
+    assert_eq!(v["side"], "upstream");
     assert_eq!(v["error"], "upstream 127.0.0.1:2: connect failed");
 }
 
@@ -86,6 +90,23 @@ fn the_closed_line_reads_as_the_tracing_line_did() {
         "2000-02-29T12:34:56.789012Z  INFO conn{peer=192.0.2.7:5555 listener=named backend=\"fwd\" \
          plugin=\"builtin\"}: pmmux::tcp::connection: connection closed bytes_up=54 bytes_down=1234567 ms=12.345\n"
     );
+}
+
+/// A connection pmmux cut for inactivity says so, with the reason, as `tracing` printed it.
+#[test]
+fn a_cut_connection_line_names_the_reason() {
+    let mut r = sample(Outcome::Cut(crate::tcp::relay::Cut::HalfClosed));
+    r.via = None;
+    let mut s = String::new();
+    format::closed_line(&mut s, &r).unwrap();
+    assert!(
+        s.ends_with(
+            ": pmmux::tcp::connection: connection closed by pmmux bytes_up=54 bytes_down=1234567 ms=12.345 \
+             reason=\"half-closed timeout\"\n"
+        ),
+        "{s}"
+    );
+    assert_eq!(r.outcome.name(), "half_closed_timeout");
 }
 
 #[test]

@@ -243,22 +243,3 @@ async fn a_waiting_accept_loop_wakes_when_a_slot_frees() {
     drop(slot);
     assert_eq!(l.global().connections.count(), 0);
 }
-
-#[test]
-fn accept_backoff_grows_caps_and_logs_once_per_episode() {
-    let mut b = AcceptBackoff::default();
-    let t0 = Instant::now();
-    assert_eq!(b.success(t0), None, "no episode yet");
-    let steps: Vec<_> = (0..12).map(|_| b.error(t0)).collect();
-    assert!(steps[0].first && steps[1..].iter().all(|s| !s.first));
-    assert_eq!(steps[0].delay, ACCEPT_BACKOFF_MIN);
-    assert_eq!(steps[1].delay, ACCEPT_BACKOFF_MIN * 2);
-    assert!(steps.windows(2).all(|w| w[1].delay >= w[0].delay));
-    assert_eq!(steps[11].delay, ACCEPT_BACKOFF_MAX);
-    let (errors, _) = b.success(t0 + Duration::from_secs(3)).unwrap();
-    assert_eq!(errors, 12);
-    assert_eq!(b.success(t0), None);
-    let again = b.error(t0);
-    assert!(again.first, "a new episode logs again");
-    assert_eq!(again.delay, ACCEPT_BACKOFF_MIN, "and starts short again");
-}

@@ -10,7 +10,7 @@ use crate::ops::limits::LimitKind;
 use crate::ops::status::StatusSource;
 
 /// The `Content-Type` of the rendering.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The text format under construction.
 #[derive(Default)]
@@ -39,7 +39,7 @@ impl Out {
 }
 
 /// Escapes a label value: backslash, double quote and line feed.
-pub fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -64,7 +64,7 @@ fn float(v: f64) -> String {
 }
 
 /// Every metric of the process, read from `src`.
-pub fn render(src: &StatusSource) -> String {
+pub(crate) fn render(src: &StatusSource) -> String {
     let m = &src.metrics;
     let registry = src.registry.load_full();
     let (tcp, udp) = {
@@ -199,7 +199,7 @@ pub fn render(src: &StatusSource) -> String {
     o.family(
         "pmmux_plugin_versions_mapped",
         "gauge",
-        "Library versions of each plugin mapped into the process (the current one and old ones kept for their connections; never unmapped).",
+        "Library versions of each plugin mapped into the process (the current one and old ones still used by connections or flows; unmapped once drained).",
     );
     for (plugin, n) in m.versions_mapped() {
         o.sample("pmmux_plugin_versions_mapped", &[("plugin", &plugin)], n);
@@ -207,9 +207,33 @@ pub fn render(src: &StatusSource) -> String {
     o.family(
         "pmmux_plugin_libraries_mapped",
         "gauge",
-        "Plugin libraries mapped into the process since start, of every plugin (including files refused after mapping).",
+        "Plugin libraries mapped into the process now, of every plugin.",
     );
-    o.sample("pmmux_plugin_libraries_mapped", &[], src.mapped.load(Ordering::Relaxed));
+    o.sample(
+        "pmmux_plugin_libraries_mapped",
+        &[],
+        src.plugins.mapped.load(Ordering::Relaxed),
+    );
+    o.family(
+        "pmmux_plugin_libraries_unmapped_total",
+        "counter",
+        "Plugin libraries closed and unmapped since start (old versions drained, files refused after mapping).",
+    );
+    o.sample(
+        "pmmux_plugin_libraries_unmapped_total",
+        &[],
+        src.plugins.unmapped.load(Ordering::Relaxed),
+    );
+    o.family(
+        "pmmux_plugin_libraries_kept_mapped",
+        "gauge",
+        "Plugin libraries closed but kept mapped by glibc because they registered thread-local destructors.",
+    );
+    o.sample(
+        "pmmux_plugin_libraries_kept_mapped",
+        &[],
+        src.plugins.kept_mapped.load(Ordering::Relaxed),
+    );
 
     o.family("pmmux_udp_flows_active", "gauge", "UDP flows alive now, by listener.");
     for (name, _, st) in &udp {
@@ -311,6 +335,9 @@ pub fn render(src: &StatusSource) -> String {
     ] {
         o.family(name, "counter", help);
         o.sample(name, &[], v.load(Ordering::Relaxed));
+    }
+    if let Some(p) = &src.portmap {
+        crate::portmap::render::metrics(&p.status(), &mut o.0);
     }
     o.0
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::render::escape;
 use super::*;
 use crate::routing::router::Decision;
+use crate::tcp::error::Blame;
 
 #[test]
 fn histogram_buckets_are_cumulative_and_end_with_the_count() {
@@ -39,12 +40,12 @@ fn by_name_makes_counters_once_and_shares_them() {
     let m: ByName<Outcomes> = ByName::default();
     m.get("ssh").add(ConnOutcome::Closed);
     m.get("ssh").add(ConnOutcome::Closed);
-    m.get("web").add(ConnOutcome::Failed);
+    m.get("web").add(ConnOutcome::UpstreamError);
     let all = m.sorted();
     assert_eq!(all.len(), 2);
     assert_eq!(&*all[0].0, "ssh");
     assert_eq!(all[0].1.get(ConnOutcome::Closed), 2);
-    assert_eq!(all[1].1.get(ConnOutcome::Failed), 1);
+    assert_eq!(all[1].1.get(ConnOutcome::UpstreamError), 1);
     assert_eq!(all[1].1.get(ConnOutcome::Closed), 0);
 }
 
@@ -103,10 +104,21 @@ fn preview_ends_are_counted_by_outcome() {
     assert_eq!(none.get(ConnOutcome::Aborted), 1);
     assert_eq!(l.global.preview_timeouts.load(Ordering::Relaxed), 2);
     assert_eq!(l.global.detection.snapshot().2, 2, "decisions only");
-    l.finished("web", Some(&Transferred { up: 10, down: 20 }));
-    l.finished("web", None);
-    assert_eq!(l.outcomes.get("web").get(ConnOutcome::Closed), 1);
-    assert_eq!(l.outcomes.get("web").get(ConnOutcome::Failed), 1);
+    l.finished(
+        "web",
+        Ok(&Transferred {
+            up: 10,
+            down: 20,
+            cut: None,
+        }),
+    );
+    l.finished("web", Err(Blame::Client));
+    l.finished("web", Err(Blame::Plugin));
+    let web = l.outcomes.get("web");
+    assert_eq!(web.get(ConnOutcome::Closed), 1);
+    assert_eq!(web.get(ConnOutcome::ClientError), 1);
+    assert_eq!(web.get(ConnOutcome::PluginError), 1);
+    assert_eq!(web.get(ConnOutcome::UpstreamError), 0);
     let bytes = l.global.bytes.get("web");
     assert_eq!(
         (bytes.up.load(Ordering::Relaxed), bytes.down.load(Ordering::Relaxed)),

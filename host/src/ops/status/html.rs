@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::Status;
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -42,7 +42,7 @@ fn opt(v: Option<usize>) -> String {
 }
 
 /// The page.
-pub fn render(s: &Status) -> String {
+pub(crate) fn render(s: &Status) -> String {
     let mut out = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pmmux status</title>\n\
          <style>body{font-family:sans-serif;margin:1em 2em}table{border-collapse:collapse}\
@@ -173,6 +173,52 @@ pub fn render(s: &Status) -> String {
             })
             .collect(),
     );
+    let pm = &s.port_mapping;
+    if pm.enabled && !pm.mappings.is_empty() {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        table(
+            &mut out,
+            "Port mapping",
+            &["protocol", "gateway", "external address", "last error"],
+            vec![vec![
+                dash(&pm.protocol),
+                dash(&pm.gateway),
+                dash(&pm.external_address),
+                dash(&pm.last_error),
+            ]],
+        );
+        table(
+            &mut out,
+            "Mappings",
+            &[
+                "listener",
+                "transport",
+                "local port",
+                "public port",
+                "asked",
+                "state",
+                "lifetime left (s)",
+                "renewals",
+                "last error",
+            ],
+            pm.mappings
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.listener.clone(),
+                        m.transport.clone(),
+                        m.internal_port.to_string(),
+                        m.public_port.map_or("-".into(), |p| p.to_string()),
+                        m.requested_public_port.clone(),
+                        m.state.clone(),
+                        m.lifetime_left_s.map_or("-".into(), |l| l.to_string()),
+                        m.renewals.to_string(),
+                        dash(&m.last_error),
+                    ]
+                })
+                .collect(),
+        );
+    }
     out.push_str("</body></html>\n");
     out
 }
@@ -190,8 +236,11 @@ mod tests {
             plugins: vec![],
             mapped_versions: 0,
             old_versions_mapped: 0,
+            unmapped_versions: 0,
+            kept_mapped_versions: 0,
             listeners: vec![],
             udp: vec![],
+            upgrade: Default::default(),
             backends: vec![BackendStatus {
                 name: "<script>alert('x')</script>".into(),
                 protocol: "a&b".into(),
@@ -209,6 +258,7 @@ mod tests {
                 },
             }],
             limits: LimitsStatus::default(),
+            port_mapping: Default::default(),
         };
         let page = render(&status);
         assert!(!page.contains("<script>"));

@@ -113,10 +113,21 @@ target = "127.0.0.1:3"
             addr,
         )
     };
+    let udp_router = || {
+        Router::for_datagrams(
+            Arc::clone(&registry),
+            Strategy::FirstAvailable,
+            Arc::from("l"),
+            addr,
+            addr,
+        )
+    };
     let index = |d: Decision| match d {
         Decision::Route { index, .. } => index,
         other => panic!("{other:?}"),
     };
-    assert_eq!(index(router().decide_datagram(b"x")), 1);
+    assert_eq!(index(udp_router().step_datagrams(&[b"x"], true)), 1);
+    // Nor across several datagrams (a client whose detection needed more than one).
+    assert_eq!(index(udp_router().step_datagrams(&[b"x", b"y"], true)), 1);
     assert_eq!(index(router().step(b"x", false)), 0);
 }

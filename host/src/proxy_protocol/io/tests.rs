@@ -7,7 +7,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{read_header, InboundError};
-use crate::proxy_protocol::{encode_v2, Command, Transport};
+use crate::proxy_protocol::encode::encode_v2;
+use crate::proxy_protocol::{Command, Transport};
 
 /// A connected pair: (what the front writes to, what pmmux reads from).
 async fn pair() -> (TcpStream, TcpStream) {

@@ -14,10 +14,10 @@ use super::probe;
 use crate::routing::registry::{Backend, Registry};
 
 /// How often the supervisor looks for a new registry snapshot (a pointer comparison).
-pub const SYNC_POLL: Duration = Duration::from_millis(100);
+pub(crate) const SYNC_POLL: Duration = Duration::from_millis(100);
 
 /// Runs until aborted (the server aborts it at shutdown, which stops every checker).
-pub async fn supervise(registry: Arc<ArcSwap<Registry>>) {
+pub(crate) async fn supervise(registry: Arc<ArcSwap<Registry>>) {
     let mut checkers = Checkers::default();
     let mut seen: Option<Arc<Registry>> = None;
     loop {
@@ -37,7 +37,7 @@ struct Running {
 
 /// Running checkers by backend name; dropping it stops them all.
 #[derive(Default)]
-pub struct Checkers {
+pub(crate) struct Checkers {
     running: HashMap<String, Running>,
 }
 
@@ -51,7 +51,7 @@ impl Drop for Checkers {
 
 impl Checkers {
     /// Brings the running checkers in line with `registry` (call inside the runtime).
-    pub fn sync(&mut self, registry: &Registry) {
+    pub(crate) fn sync(&mut self, registry: &Registry) {
         let mut keep = HashMap::new();
         for b in &registry.backends {
             let name = b.name().to_owned();

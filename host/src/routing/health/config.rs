@@ -9,23 +9,23 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// Default time between two checks of one backend.
-pub const DEFAULT_INTERVAL_MS: u64 = 2000;
+pub(crate) const DEFAULT_INTERVAL_MS: u64 = 2000;
 /// Default bound on one check (connect, probe bytes and verdict).
-pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 1000;
 /// Default consecutive failures that take a healthy backend out of routing.
-pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+pub(crate) const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
 /// Default consecutive successes that bring an unhealthy backend back.
-pub const DEFAULT_RECOVERY_THRESHOLD: u32 = 2;
+pub(crate) const DEFAULT_RECOVERY_THRESHOLD: u32 = 2;
 /// Default wait before the first check after a checker starts.
-pub const DEFAULT_INITIAL_DELAY_MS: u64 = 0;
+pub(crate) const DEFAULT_INITIAL_DELAY_MS: u64 = 0;
 /// Shortest interval accepted (checks are real connections to the target).
-pub const MIN_INTERVAL_MS: u64 = 50;
+pub(crate) const MIN_INTERVAL_MS: u64 = 50;
 
 /// A health table as written (`[backend.health]` or `[health.<protocol>]`); unset keys take the
 /// defaults above.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHealth {
+pub(crate) struct RawHealth {
     interval_ms: Option<u64>,
     timeout_ms: Option<u64>,
     failure_threshold: Option<u32>,
@@ -34,7 +34,7 @@ pub struct RawHealth {
 }
 
 /// The top-level `[health.<protocol>]` tables, by protocol name.
-pub type RawProtocolHealth = BTreeMap<String, Spanned<RawHealth>>;
+pub(crate) type RawProtocolHealth = BTreeMap<String, Spanned<RawHealth>>;
 
 /// Validated health-check settings of one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl Default for HealthSettings {
 type SpannedError = (Option<Range<usize>>, String);
 
 /// Validates one table; `what` names it in errors (`[backend.health]`, `[health.http]`).
-pub fn settings(raw: &Spanned<RawHealth>, what: &str) -> Result<HealthSettings, SpannedError> {
+pub(crate) fn settings(raw: &Spanned<RawHealth>, what: &str) -> Result<HealthSettings, SpannedError> {
     let r = raw.get_ref();
     let d = HealthSettings::default();
     let err = |m: String| (Some(raw.span()), format!("{what}: {m}"));
@@ -94,7 +94,7 @@ pub fn settings(raw: &Spanned<RawHealth>, what: &str) -> Result<HealthSettings, 
 }
 
 /// Validates every `[health.<protocol>]` table, reporting each bad one.
-pub fn per_protocol(
+pub(crate) fn per_protocol(
     raw: &RawProtocolHealth,
     report: &mut dyn FnMut(Option<Range<usize>>, String),
 ) -> BTreeMap<String, HealthSettings> {
@@ -113,7 +113,7 @@ pub fn per_protocol(
 /// The settings a backend is checked with: its own table, else its protocol's, else none (not
 /// checked). A backend without a target has nothing to check: its own table is an error, its
 /// protocol's is skipped.
-pub fn for_backend(
+pub(crate) fn for_backend(
     name: &str,
     own: Option<&Spanned<RawHealth>>,
     protocol: Option<&HealthSettings>,

@@ -14,10 +14,10 @@ use crate::routing::registry::{Backend, BackendKind};
 use crate::tcp::relay;
 
 /// Most answer bytes a check reads before giving up on a verdict.
-pub const MAX_ANSWER: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER: usize = 64 * 1024;
 
 /// Runs one check of `backend` (which has a target), bounded by `timeout`.
-pub async fn check(backend: &Backend, target: &str, timeout: Duration) -> Outcome {
+pub(crate) async fn check(backend: &Backend, target: &str, timeout: Duration) -> Outcome {
     let probe = match &backend.kind {
         BackendKind::Plugin(object) => match object.health_probe() {
             RResult::ROk(ROption::RSome(p)) => Some(p),

@@ -11,7 +11,7 @@ use super::config::HealthSettings;
 
 /// Whether a backend is in routing as far as health goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Status {
+pub(crate) enum Status {
     /// Healthy (or not failed enough yet): in routing.
     #[default]
     Up,
@@ -21,7 +21,7 @@ pub enum Status {
 
 /// A change of [`Status`], to log once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// Went down; the last failure's reason.
     Down {
         /// Why the last check failed.
@@ -33,7 +33,7 @@ pub enum Transition {
 
 /// Counters of one backend's checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Machine {
+pub(crate) struct Machine {
     status: Status,
     /// Failures in a row while up.
     failures: u32,
@@ -46,26 +46,26 @@ pub struct Machine {
 }
 
 /// What one check (or one client connection's connect attempt) found.
-pub type Outcome = Result<(), String>;
+pub(crate) type Outcome = Result<(), String>;
 
 impl Machine {
     /// The status now.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         self.status
     }
 
     /// The last failure's reason, if any since the start.
-    pub fn last_failure(&self) -> Option<&str> {
+    pub(crate) fn last_failure(&self) -> Option<&str> {
         self.last_failure.as_deref()
     }
 
     /// Failures in a row (while up) and successes in a row (while down).
-    pub fn streaks(&self) -> (u32, u32) {
+    pub(crate) fn streaks(&self) -> (u32, u32) {
         (self.failures, self.successes)
     }
 
     /// How long the checker waits before its next check.
-    pub fn next_delay(&self, s: &HealthSettings) -> Duration {
+    pub(crate) fn next_delay(&self, s: &HealthSettings) -> Duration {
         if self.checks == 0 {
             s.initial_delay
         } else {
@@ -75,19 +75,19 @@ impl Machine {
 
     /// A checker (re)started: its schedule begins again with the initial delay; the status and
     /// streaks carry over.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.checks = 0;
     }
 
     /// Records an active check's result.
-    pub fn check(&mut self, outcome: Outcome, s: &HealthSettings) -> Option<Transition> {
+    pub(crate) fn check(&mut self, outcome: Outcome, s: &HealthSettings) -> Option<Transition> {
         self.checks += 1;
         self.record(outcome, s)
     }
 
     /// Records a client connection's failure to connect to the target (passive health): it
     /// counts toward the failure threshold like a failed check, but does not move the schedule.
-    pub fn passive_failure(&mut self, reason: String, s: &HealthSettings) -> Option<Transition> {
+    pub(crate) fn passive_failure(&mut self, reason: String, s: &HealthSettings) -> Option<Transition> {
         self.record(Err(reason), s)
     }
 

@@ -14,11 +14,11 @@ use toml::Spanned;
 use super::{OneOrMany, Set, SpannedError};
 
 /// `property = { "tls.sni" = "^a\\.", "http.host" = ["x", "!^internal\\."] }` as written.
-pub type PropertyConfig = Spanned<BTreeMap<String, Spanned<OneOrMany<String>>>>;
+pub(super) type PropertyConfig = Spanned<BTreeMap<String, Spanned<OneOrMany<String>>>>;
 
 /// A compiled regex that remembers its text (compared by text).
 #[derive(Debug, Clone)]
-pub struct Pattern {
+pub(super) struct Pattern {
     text: String,
     regex: Regex,
 }
@@ -33,14 +33,14 @@ impl Eq for Pattern {}
 
 /// The regexes for one property key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PropertyMatcher {
+pub(super) struct PropertyMatcher {
     key: String,
     set: Set<Pattern>,
 }
 
 impl PropertyMatcher {
     /// Whether `properties` pass this matcher (see the module documentation for absent keys).
-    pub fn matches(&self, properties: &[Property]) -> bool {
+    pub(super) fn matches(&self, properties: &[Property]) -> bool {
         match properties.iter().find(|p| p.key.as_str() == self.key) {
             Some(p) => self.set.matches(|pat| pat.regex.is_match(p.value.as_str())),
             None => self.set.include.is_empty(),
@@ -49,7 +49,7 @@ impl PropertyMatcher {
 }
 
 /// Compiles every entry; a bad regex is reported at its entry with the regex engine's message.
-pub fn compile(field: &Option<PropertyConfig>) -> Result<Vec<PropertyMatcher>, SpannedError> {
+pub(super) fn compile(field: &Option<PropertyConfig>) -> Result<Vec<PropertyMatcher>, SpannedError> {
     let Some(field) = field else { return Ok(Vec::new()) };
     if field.get_ref().is_empty() {
         return Err((Some(field.span()), "match.property is an empty table".into()));

@@ -1,15 +1,15 @@
 //! UDP detection over several datagrams of one client: the first alone through `can_handle_message`,
 //! then all of them so far through `detect_datagrams` (plugin-api 1.1; a plugin built against 1.0 gets
-//! the default body, which judges the newest datagram alone). The datagrams themselves are held by
-//! the UDP driver's pending table ([`crate::udp::pending`]).
+//! the default body, which judges the newest datagram alone). Every answer goes through the router's
+//! one verdict function, as TCP detection does. The datagrams themselves are held by the UDP driver's
+//! pending table ([`crate::udp::pending`]).
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{RResult, RSlice, RString, RVec};
-use pmmux_plugin_api::Detection;
+use abi_stable::std_types::{RResult, RSlice};
 
-use super::{Decision, Hook, Router, State};
-use crate::routing::registry::{Backend, BackendKind};
+use super::{builtin_match, verdict, Decision, Hook, Router, State};
+use crate::routing::registry::BackendKind;
 
 impl Router {
     /// Asks the backends still undecided about a UDP client's datagrams so far, oldest first, and
@@ -39,32 +39,13 @@ impl Router {
             if self.states[i] != State::Pending {
                 continue;
             }
-            let state = match &backend.kind {
-                BackendKind::Pass | BackendKind::Noop => State::Matched(RVec::new()),
-                BackendKind::Plugin(object) => verdict(
-                    backend,
-                    object.detect_datagrams(&self.conn_info(&[]), RSlice::from_slice(&slices)),
-                ),
+            let answer = match &backend.kind {
+                BackendKind::Pass | BackendKind::Noop => RResult::ROk(builtin_match()),
+                BackendKind::Plugin(object) => {
+                    object.detect_datagrams(&self.conn_info(&[]), RSlice::from_slice(&slices))
+                }
             };
-            self.states[i] = state;
-        }
-    }
-}
-
-/// A backend's answer to `detect_datagrams` as a router state; an error counts as `NoMatch`.
-fn verdict(backend: &Backend, answer: RResult<Detection, RString>) -> State {
-    match answer {
-        RResult::ROk(verdict) => {
-            backend.plugin_ok();
-            match verdict {
-                Detection::Match(props) => State::Matched(props),
-                Detection::NoMatch => State::Out,
-                Detection::NeedMore => State::Pending,
-            }
-        }
-        RResult::RErr(e) => {
-            backend.plugin_error("detect_datagrams", e.as_str());
-            State::Out
+            self.states[i] = verdict(backend, Hook::Datagrams, self.peer, answer);
         }
     }
 }
@@ -93,7 +74,7 @@ mod tests {
         let (registry, issues) = Registry::build(&config, Vec::new(), None);
         assert!(issues.is_empty());
         let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
-        let mut r = Router::new(Arc::new(registry), Strategy::FirstAvailable, Arc::from("l"), addr, addr);
+        let mut r = Router::for_datagrams(Arc::new(registry), Strategy::FirstAvailable, Arc::from("l"), addr, addr);
         r.states = states.to_vec();
         r
     }

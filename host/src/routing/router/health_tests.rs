@@ -133,3 +133,80 @@ fn property_matchers_apply_to_built_in_backends_with_no_properties() {
     // `pass` reports no properties: an include fails, an exclude passes.
     assert_eq!(route(&reg, Strategy::FirstAvailable).1, Some(1));
 }
+
+/// Routes `n` connections (one router each, sharing the listener's turns) from `peer`.
+fn spread(reg: &Arc<Registry>, strategy: Strategy, peer: &str, n: usize) -> Vec<Option<usize>> {
+    let turns = Arc::default();
+    let addr: SocketAddr = peer.parse().expect("addr");
+    (0..n)
+        .map(|_| {
+            let mut r =
+                Router::new(Arc::clone(reg), strategy, Arc::from("l"), addr, addr).with_turns(Arc::clone(&turns));
+            index(r.step(b"x", false))
+        })
+        .collect()
+}
+
+const BALANCING: [Strategy; 4] = [
+    Strategy::RoundRobin,
+    Strategy::Weighted,
+    Strategy::Random,
+    Strategy::SourceHash,
+];
+
+#[test]
+fn balancing_strategies_stay_in_the_best_healthy_tier() {
+    let reg = tiers(&["standby", "normal", "normal", "vip"]);
+    for s in BALANCING {
+        // The vip serves alone while it is up.
+        assert!(
+            spread(&reg, s, "127.0.0.1:9", 20).iter().all(|&i| i == Some(3)),
+            "{s:?}"
+        );
+    }
+    down(&reg, 3);
+    for s in BALANCING {
+        let got = spread(&reg, s, "127.0.0.1:9", 40);
+        assert!(got.iter().all(|&i| i == Some(1) || i == Some(2)), "{s:?}: {got:?}");
+    }
+    assert_eq!(
+        spread(&reg, Strategy::RoundRobin, "127.0.0.1:9", 4),
+        [Some(1), Some(2), Some(1), Some(2)]
+    );
+    down(&reg, 1);
+    down(&reg, 2);
+    for s in BALANCING {
+        assert!(spread(&reg, s, "127.0.0.1:9", 5).iter().all(|&i| i == Some(0)), "{s:?}");
+    }
+}
+
+#[test]
+fn weighted_reads_backend_weights_and_source_hash_skips_an_unhealthy_backend() {
+    let reg = registry(&[("normal", "weight = 3"), ("normal", ""), ("normal", "")]);
+    let got = spread(&reg, Strategy::Weighted, "127.0.0.1:9", 10);
+    let count = |i| got.iter().filter(|&&g| g == Some(i)).count();
+    assert_eq!((count(0), count(1), count(2)), (6, 2, 2), "{got:?}");
+
+    let reg = tiers(&["normal", "normal", "normal"]);
+    let peers: Vec<String> = (1..=60).map(|i| format!("10.0.0.{i}:5000")).collect();
+    let before: Vec<Option<usize>> = peers
+        .iter()
+        .map(|p| spread(&reg, Strategy::SourceHash, p, 1)[0])
+        .collect();
+    down(&reg, 1);
+    for (p, was) in peers.iter().zip(&before) {
+        let now = spread(&reg, Strategy::SourceHash, p, 3);
+        assert!(now.iter().all(|n| n == &now[0]), "{p}: {now:?}");
+        if *was != Some(1) {
+            assert_eq!(now[0], *was, "{p} moved off a backend that is still up");
+        } else {
+            assert_ne!(now[0], Some(1));
+        }
+    }
+    up(&reg, 1);
+    let after: Vec<Option<usize>> = peers
+        .iter()
+        .map(|p| spread(&reg, Strategy::SourceHash, p, 1)[0])
+        .collect();
+    assert_eq!(before, after, "clients did not return when the backend came back");
+}

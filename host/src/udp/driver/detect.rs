@@ -13,7 +13,7 @@ use std::time::Instant;
 use abi_stable::std_types::RVec;
 use pmmux_plugin_api::Property;
 
-use super::{writer, Driver, Flow};
+use super::{writer, Driver, Flow, FlowKey};
 use crate::routing::registry::BackendKind;
 use crate::routing::router::{Decision, Router};
 use crate::udp::flows;
@@ -60,7 +60,8 @@ impl Driver {
     fn router(&self, client: SocketAddr) -> Router {
         let registry = self.ctx.registry.load_full();
         let strategy = self.ctx.strategy.unwrap_or(registry.routing.strategy);
-        Router::new(registry, strategy, Arc::clone(&self.ctx.name), client, self.local)
+        Router::for_datagrams(registry, strategy, Arc::clone(&self.ctx.name), client, self.local)
+            .with_turns(Arc::clone(&self.ctx.turns))
     }
 
     /// Asks the backends about a new client's first datagram; holds it if that is undecided.
@@ -166,7 +167,8 @@ impl Driver {
     }
 
     /// Creates `client`'s flow to `backends[index]` of the router's snapshot (or finds the one a
-    /// racing detection made); `None` when the flow table is full.
+    /// racing detection made, or, for a per-message backend, the one an earlier message of this
+    /// client to that backend made); `None` when the flow table is full.
     fn create_flow(
         &mut self,
         client: SocketAddr,
@@ -180,7 +182,7 @@ impl Driver {
         let idle_timeout = backend.config.udp_idle_timeout;
         let is_plugin = matches!(backend.kind, BackendKind::Plugin(_));
         let input = flows::Input::Detected {
-            client,
+            client: FlowKey::of(client, &backend),
             idle_timeout,
             state: Flow::new(backend, properties),
             now,
@@ -188,23 +190,25 @@ impl Driver {
         let flow = match self.apply(input, now) {
             Some(flows::Output::Created { flow }) => {
                 self.ctx.stats.created.fetch_add(1, Ordering::Relaxed);
+                if is_plugin {
+                    writer::remember(client, &self.socket);
+                }
+                if let Some(f) = self.flows.get(flow) {
+                    let properties = f
+                        .properties
+                        .iter()
+                        .map(|p| format!("{}={}", p.key, p.value))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let routing = f.backend.udp_routing;
+                    tracing::debug!(listener = %self.ctx.name, %client, backend = f.backend.name(), plugin = %f.backend.plugin_label(), %properties, datagrams, ?routing, "UDP flow created");
+                }
                 flow
             }
+            // A per-message client's next message to the same backend, or two detections raced.
             Some(flows::Output::AlreadyExists { flow, .. }) => flow,
             _ => return None,
         };
-        if is_plugin {
-            writer::remember(client, &self.socket);
-        }
-        if let Some(f) = self.flows.get(flow) {
-            let properties = f
-                .properties
-                .iter()
-                .map(|p| format!("{}={}", p.key, p.value))
-                .collect::<Vec<_>>()
-                .join(" ");
-            tracing::debug!(listener = %self.ctx.name, %client, backend = f.backend.name(), plugin = %f.backend.plugin_label(), %properties, datagrams, "UDP flow created");
-        }
         Some(flow)
     }
 }

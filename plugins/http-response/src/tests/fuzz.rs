@@ -76,7 +76,7 @@ fn random_request_streams_never_panic_and_stay_bounded() {
             stream(&mut rng)
         };
         let mut session = backend.session();
-        let mut out = RVec::new();
+        let mut out = Vec::new();
         let mut rest = &input[..];
         let mut closed = false;
         while !rest.is_empty() {

@@ -6,8 +6,8 @@ mod h2c;
 mod params;
 mod session;
 
-use abi_stable::std_types::{RNone, RSlice, RStr, RVec};
-use pmmux_plugin_api::{BackendSpec, ConnInfo, FfiAddr, Session, SessionCtl};
+use pmmux_plugin_api::{BackendSpec, ConnInfo, Session, SessionCtl};
+use pmmux_plugin_testkit::conn_port;
 
 use crate::{HttpResponse, ResponseSession};
 
@@ -48,23 +48,11 @@ const OK_CLOSE: &str =
     "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nhello\n";
 
 fn spec(params_toml: &str) -> BackendSpec<'_> {
-    BackendSpec {
-        name: RStr::from("hello"),
-        protocol: RStr::from("http-response"),
-        target: RNone,
-        priority: RStr::from("normal"),
-        params_toml: RStr::from(params_toml),
-    }
+    BackendSpec::new("hello", "http-response", params_toml)
 }
 
 fn conn() -> ConnInfo<'static> {
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 8080).into();
-    ConnInfo {
-        peer: FfiAddr::from(addr),
-        local: FfiAddr::from(addr),
-        listener: RStr::from("test"),
-        properties: RSlice::from_slice(&[]),
-    }
+    conn_port(8080)
 }
 
 /// The backend serving [`BODY`] with status 200.
@@ -78,7 +66,7 @@ fn session() -> ResponseSession {
 
 /// Feeds `input` in pieces of `chunk` bytes; returns everything written and the last verdict.
 fn feed(session: &mut ResponseSession, input: &[u8], chunk: usize) -> (String, SessionCtl) {
-    let mut out = RVec::new();
+    let mut out = Vec::new();
     let mut ctl = SessionCtl::Continue;
     for piece in input.chunks(chunk.max(1)) {
         ctl = session.on_data(piece, &mut out);

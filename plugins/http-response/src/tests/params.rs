@@ -103,7 +103,7 @@ fn open_serves_and_the_preview_is_answered_first() {
     let Handling::Serve(mut session) = backend.open(&conn(), WRK_GET) else {
         panic!("http-response must serve");
     };
-    let mut out = RVec::new();
+    let mut out = Vec::new();
     assert_eq!(session.on_data(WRK_GET, &mut out), SessionCtl::Continue);
     assert_eq!(String::from_utf8_lossy(&out), OK);
     // UDP is not this backend's business.

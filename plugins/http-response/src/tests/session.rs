@@ -226,7 +226,7 @@ fn empty_lines_between_requests_are_ignored() {
 #[test]
 fn eof_closes_without_answering_a_partial_request() {
     let mut s = session();
-    let mut out = RVec::new();
+    let mut out = Vec::new();
     assert_eq!(s.on_data(&WRK_GET[..10], &mut out), SessionCtl::Continue);
     assert_eq!(s.on_eof(&mut out), SessionCtl::Close);
     assert!(out.is_empty());

@@ -7,7 +7,6 @@
 //! prior-knowledge connection has no host and no path, and `host` / `path_prefix` filters never pass
 //! it (see [`h2c_detect`]).
 
-use pmmux_plugin_api::abi_stable::std_types::RVec;
 use pmmux_plugin_api::{Detection, Property};
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
@@ -30,10 +29,8 @@ pub fn h2_preface(bytes: &[u8]) -> Option<bool> {
 
 /// The properties of a prior-knowledge HTTP/2 match: only `http.version` ([`H2_VERSION`]); no
 /// method, host or path is known.
-pub fn h2_properties() -> RVec<Property> {
-    let mut props = RVec::with_capacity(1);
-    props.push(Property::new("http.version", H2_VERSION));
-    props
+pub fn h2_properties() -> Vec<Property> {
+    vec![Property::new("http.version", H2_VERSION)]
 }
 
 /// Detection of the prior-knowledge preface alone: `Match` with [`h2_properties`] on the whole

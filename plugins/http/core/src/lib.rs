@@ -19,7 +19,6 @@ mod filter;
 pub mod h2;
 mod request;
 
-use pmmux_plugin_api::abi_stable::std_types::RVec;
 use pmmux_plugin_api::{Detection, Property};
 
 pub use filter::{HostPattern, RequestFilter, StringOrList};
@@ -40,8 +39,8 @@ pub fn detect(preview: &[u8], filter: &RequestFilter) -> Detection {
 /// The properties a match attaches: `http.method`, `http.host` (as sent; absent when the request
 /// names no host), `http.path` (see [`RequestInfo::path`]) and `http.version` (`HTTP/1.0` or
 /// `HTTP/1.1`).
-pub fn properties(request: &RequestInfo) -> RVec<Property> {
-    let mut props = RVec::with_capacity(4);
+pub fn properties(request: &RequestInfo) -> Vec<Property> {
+    let mut props = Vec::with_capacity(4);
     props.push(Property::new("http.method", request.method.as_str()));
     if let Some(host) = &request.host {
         props.push(Property::new("http.host", host.as_str()));

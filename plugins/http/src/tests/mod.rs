@@ -7,8 +7,7 @@ mod fuzz;
 mod h2c;
 mod health;
 
-use abi_stable::std_types::{RNone, RSlice, RStr};
-use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection, FfiAddr, Property};
+use pmmux_plugin_api::{BackendSpec, ConnInfo, Detection};
 
 /// curl 7.88.1 (OpenSSL 3.0.22): `curl -H 'Host: A.Example:8080' http://127.0.0.1:P/api/v1/items?x=1`.
 pub(super) const CURL_GET: &[u8] = include_bytes!("../../tests/data/curl_get.bin");
@@ -57,34 +56,23 @@ pub(super) const HTTP_SAMPLES: &[(&str, &[u8])] = &[
 
 /// A backend spec as the host would pass it, with these params.
 pub(super) fn spec(params_toml: &str) -> BackendSpec<'_> {
-    BackendSpec {
-        name: RStr::from("web"),
-        protocol: RStr::from("http"),
-        target: RNone,
-        priority: RStr::from("normal"),
-        params_toml: RStr::from(params_toml),
-    }
+    BackendSpec::new("web", "http", params_toml)
 }
 
 /// Loopback connection facts.
 pub(super) fn conn() -> ConnInfo<'static> {
-    let peer: std::net::SocketAddr = ([127, 0, 0, 1], 40000).into();
-    let local: std::net::SocketAddr = ([127, 0, 0, 1], 8080).into();
-    ConnInfo {
-        peer: FfiAddr::from(peer),
-        local: FfiAddr::from(local),
-        listener: RStr::from("test"),
-        properties: RSlice::from_slice(&[]),
-    }
+    ConnInfo::new(
+        ([127, 0, 0, 1], 40000).into(),
+        ([127, 0, 0, 1], 8080).into(),
+        "test",
+        &[],
+    )
 }
 
 /// The value of property `key` in a match, panicking (test failure) on anything else.
 pub(super) fn prop(detection: &Detection, key: &str) -> Option<String> {
     match detection {
-        Detection::Match(props) => props
-            .iter()
-            .find(|p: &&Property| p.key.as_str() == key)
-            .map(|p| p.value.to_string()),
+        Detection::Match(props) => props.iter().find(|p| p.key() == key).map(|p| p.value().to_owned()),
         other => panic!("expected a match, got {other:?}"),
     }
 }

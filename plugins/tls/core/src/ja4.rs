@@ -194,8 +194,9 @@ fn hash12(text: &str) -> String {
 }
 
 /// Whether `text` has the shape of a JA4 fingerprint: `JA4_a` (a transport `t`/`q`/`d`, two version
-/// characters, `d`/`i`, four digits, two ALPN characters: ten lowercase letters or digits), then two
-/// parts of 12 lowercase hex digits, all joined by `_`.
+/// characters and `d`/`i` in lowercase, four digits, then the two ALPN characters, which are the
+/// first protocol's own when alphanumeric and so may be uppercase), then two parts of 12 lowercase
+/// hex digits, all joined by `_`.
 pub fn is_ja4_shaped(text: &str) -> bool {
     let mut parts = text.split('_');
     let (Some(a), Some(b), Some(c), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
@@ -209,7 +210,7 @@ pub fn is_ja4_shaped(text: &str) -> bool {
         && a[1..3].iter().all(|&x| lower_alnum(x))
         && matches!(a[3], b'd' | b'i')
         && a[4..8].iter().all(u8::is_ascii_digit)
-        && a[8..].iter().all(|&x| lower_alnum(x))
+        && a[8..].iter().all(u8::is_ascii_alphanumeric)
         && hex(b)
         && hex(c)
 }
@@ -314,6 +315,21 @@ mod tests {
         assert_eq!(alpn_code(Some(b"\xab\xcd")), "ad");
         assert_eq!(alpn_code(Some(b"h2/")), "6f");
         assert_eq!(alpn_code(Some(b"")), "00");
+        assert_eq!(alpn_code(Some(b"H1")), "H1");
+    }
+
+    /// Found by the `tls_client_hello` fuzz target: a ClientHello offering ALPN `H1` fingerprints as
+    /// `..H1_..`, which the shape check (and so a `ja4` param) refused: every fingerprint the
+    /// plugin computes must be one an operator can configure.
+    #[test]
+    fn an_uppercase_alpn_fingerprint_is_ja4_shaped() {
+        let mut hello = spec_example();
+        hello.alpn = vec![b"H1".to_vec()];
+        let fingerprint = ja4(&hello);
+        assert_eq!(&fingerprint[8..10], "H1", "{fingerprint}");
+        assert!(is_ja4_shaped(&fingerprint), "{fingerprint}");
+        assert!(is_ja4_shaped("t12d2808H1_d943125447b4_f2705b0a323f"));
+        assert!(!is_ja4_shaped("t12d2808H/_d943125447b4_f2705b0a323f"));
     }
 
     #[test]

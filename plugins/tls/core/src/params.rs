@@ -2,17 +2,6 @@
 //! property: reading a string-or-list, validating it, and writing the offered protocols as text.
 
 use pmmux_plugin_api::names::{normalize_host, NamePattern};
-use serde::de::Deserializer;
-
-/// Serde `deserialize_with` for `sni`: a host name or a list of them.
-pub fn sni_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "sni", "`sni`: a host name or a list of host names").map(Some)
-}
-
-/// Serde `deserialize_with` for `alpn`: a protocol name or a list of them.
-pub fn alpn_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    pmmux_plugin_api::params::string_or_list(d, "alpn", "`alpn`: a protocol name or a list of protocol names").map(Some)
-}
 
 /// Compiles `params.sni` (absent: no filter); an empty list or a bad pattern is refused by name.
 pub fn sni_patterns(list: Option<Vec<String>>) -> Result<Option<Vec<NamePattern>>, String> {

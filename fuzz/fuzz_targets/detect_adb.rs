@@ -1,0 +1,5 @@
+//! `adb`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("adb", "", pmmux_adb::Adb::new, pmmux_fuzz::Datagrams::Whole);

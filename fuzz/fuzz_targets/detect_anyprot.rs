@@ -1,0 +1,5 @@
+//! `anyprot`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("anyprot", "", pmmux_anyprot::AnyProt::new, pmmux_fuzz::Datagrams::Whole);

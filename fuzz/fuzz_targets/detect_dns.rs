@@ -1,0 +1,5 @@
+//! `dns`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("dns", "", pmmux_dns::Dns::new, pmmux_fuzz::Datagrams::Whole);

@@ -1,0 +1,5 @@
+//! `dtls`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("dtls", "", pmmux_dtls::Dtls::new, pmmux_fuzz::Datagrams::Whole);

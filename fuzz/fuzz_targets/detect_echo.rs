@@ -1,0 +1,5 @@
+//! `echo`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("echo", "", pmmux_echo::Echo::new, pmmux_fuzz::Datagrams::Whole);

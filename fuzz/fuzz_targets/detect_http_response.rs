@@ -1,0 +1,11 @@
+//! `http-response`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!(
+    "http-response",
+    "",
+    pmmux_http_response::HttpResponse::new,
+    pmmux_fuzz::Datagrams::Whole,
+    pmmux_fuzz::Segments::NoMatchFinal,
+);

@@ -1,0 +1,5 @@
+//! `mqtt`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("mqtt", "", pmmux_mqtt::Mqtt::new, pmmux_fuzz::Datagrams::Whole);

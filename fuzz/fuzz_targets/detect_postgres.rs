@@ -1,0 +1,10 @@
+//! `postgres`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!(
+    "postgres",
+    "",
+    pmmux_postgres::Postgres::new,
+    pmmux_fuzz::Datagrams::Whole
+);

@@ -1,0 +1,5 @@
+//! `quic`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("quic", "", pmmux_quic::Quic::new, pmmux_fuzz::Datagrams::MaySpan);

@@ -1,0 +1,5 @@
+//! `rdp`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("rdp", "", pmmux_rdp::Rdp::new, pmmux_fuzz::Datagrams::Whole);

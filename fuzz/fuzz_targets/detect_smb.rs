@@ -1,0 +1,5 @@
+//! `smb`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("smb", "", pmmux_smb::Smb::new, pmmux_fuzz::Datagrams::Whole);

@@ -1,0 +1,5 @@
+//! `stun`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("stun", "", pmmux_stun::Stun::new, pmmux_fuzz::Datagrams::Whole);

@@ -1,0 +1,5 @@
+//! `syslog`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("syslog", "", pmmux_syslog::Syslog::new, pmmux_fuzz::Datagrams::Whole);

@@ -1,0 +1,5 @@
+//! `tls`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("tls", "", pmmux_tls::Tls::new, pmmux_fuzz::Datagrams::Whole);

@@ -1,0 +1,10 @@
+//! `wireguard`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!(
+    "wireguard",
+    "",
+    pmmux_wireguard::WireGuard::new,
+    pmmux_fuzz::Datagrams::Whole
+);

@@ -1,0 +1,5 @@
+//! `xmpp`: its TCP and UDP detection, serving, and health verdict over the input (see
+//! [`pmmux_fuzz::plugin_target`]).
+#![no_main]
+
+pmmux_fuzz::plugin_target!("xmpp", "", pmmux_xmpp::Xmpp::new, pmmux_fuzz::Datagrams::Whole);

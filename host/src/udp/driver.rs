@@ -4,6 +4,11 @@
 //! decides — forward on the flow's own upstream socket (whose replies go back to the client from the
 //! listening socket), reply, or drop. One task owns both tables; each forwarded flow has one small
 //! task reading its upstream's replies. Expiry runs on the tables' timer, not on the next packet.
+//!
+//! Both directions are batched ([`super::batch`]): the listener takes up to a batch of datagrams
+//! per receive and routes each on its own; the datagrams one batch forwards to a flow's upstream
+//! leave in one send (GSO) before the driver waits again. A reply reader does the same with what
+//! its upstream sends back.
 
 use std::cell::RefCell;
 use std::io;
@@ -25,6 +30,7 @@ use tokio::net::{lookup_host, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::batch::{Batcher, RecvBatch, SendBatch, Sent};
 use super::flows::{FlowId, FlowTable, Input, Output};
 use super::pending::{PendingLimits, PendingTable, MAX_HELD_DATAGRAMS};
 use super::writer;
@@ -41,8 +47,8 @@ const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 thread_local! {
-    /// Reply buffer shared by the reply readers of one worker thread: flows hold no buffer.
-    static REPLY_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; MAX_DATAGRAM + 1]);
+    /// Reply buffers shared by the reply readers of one worker thread: flows hold no buffer.
+    static REPLY_BUF: RefCell<(RecvBatch, SendBatch)> = RefCell::new((RecvBatch::new(), SendBatch::new()));
 }
 
 /// Counters of one UDP listener.
@@ -178,6 +184,8 @@ impl Drop for Flow {
 
 struct Upstream {
     socket: Arc<UdpSocket>,
+    /// The target it is connected to (batched sends name it).
+    peer: SocketAddr,
     reader: JoinHandle<()>,
 }
 
@@ -203,6 +211,10 @@ impl Every {
 /// The driver's state.
 struct Driver {
     socket: Arc<UdpSocket>,
+    /// What the kernel supports for batching, shared with the reply readers.
+    batcher: Arc<Batcher>,
+    /// Datagrams this batch forwards, sent before the driver waits again.
+    tx: SendBatch,
     local: SocketAddr,
     ctx: Arc<UdpContext>,
     flows: FlowTable<Flow, FlowKey>,
@@ -238,8 +250,12 @@ pub(crate) async fn serve(
         (routing.max_udp_flows, limits)
     };
     let (activity, mut activity_rx) = mpsc::channel(4096);
+    let batcher = Arc::new(Batcher::new(&socket));
+    tracing::debug!(listener = %ctx.name, gso = batcher.gso(), gro = batcher.gro(), "UDP batching");
     let mut d = Driver {
         socket: Arc::clone(&socket),
+        batcher: Arc::clone(&batcher),
+        tx: SendBatch::new(),
         local,
         ctx,
         flows: FlowTable::new(max_flows),
@@ -250,7 +266,7 @@ pub(crate) async fn serve(
         pending: PendingTable::new(limits),
         pending_log: Every(None),
     };
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut rx = RecvBatch::new();
     let mut link = handover::Link::new(handover);
     let timer = tokio::time::sleep_until(far_future());
     tokio::pin!(timer);
@@ -286,16 +302,20 @@ pub(crate) async fn serve(
                     break;
                 }
             }
-            received = socket.recv_from(&mut buf), if link.reads_listening_socket() => match received {
-                Ok((n, client)) => {
-                    if !link.pass_to_old(client, &buf[..n]) {
-                        d.datagram(&buf[..n], client).await;
+            received = batcher.recv(&socket, &mut rx), if link.reads_listening_socket() => match received {
+                Ok(()) => {
+                    for (client, datagram) in rx.iter() {
+                        if !link.pass_to_old(client, datagram) {
+                            d.datagram(datagram, client).await;
+                        }
                     }
                 }
                 // ICMP errors and the like: nothing a listening socket must act on.
                 Err(e) => tracing::debug!(listener = %d.ctx.name, error = %e, "UDP receive error"),
             },
         }
+        // What this round forwarded leaves now, before the driver waits again.
+        d.flush();
         if link.drained(&d) {
             break;
         }
@@ -385,17 +405,15 @@ impl Driver {
         };
         match action {
             UdpAction::Forward(target) => {
-                let target = target
-                    .into_option()
-                    .map(String::from)
-                    .or_else(|| backend.config.target.clone());
-                let Some(target) = target else {
+                // Borrowed: a datagram allocates nothing on its way.
+                let chosen = target.into_option();
+                let Some(target) = chosen.as_deref().or(backend.config.target.as_deref()) else {
                     return tracing::warn!(
                         backend = backend.name(),
                         "UDP backend has no target to forward to; dropped"
                     );
                 };
-                if let Err(e) = self.forward(id, &target, message, client).await {
+                if let Err(e) = self.forward(id, target, message, client).await {
                     tracing::debug!(backend = backend.name(), %target, error = %e, "UDP forward failed");
                 }
             }
@@ -406,15 +424,18 @@ impl Driver {
         }
     }
 
-    /// Sends on the flow's upstream socket, opening it (and its reply reader) on first use.
+    /// Queues the datagram on the flow's upstream socket (sent with the batch's others to it),
+    /// opening the socket (and its reply reader) on first use.
     async fn forward(&mut self, id: FlowId, target: &str, message: &[u8], client: SocketAddr) -> io::Result<()> {
         let has_upstream = self.flows.get(id).is_some_and(|f| f.upstream.is_some());
         if !has_upstream {
-            let upstream = open_upstream(target).await?;
+            let (upstream, peer) = open_upstream(target).await?;
+            self.batcher.enable_gro(&upstream);
             let down = self.flows.get(id).map(|f| Arc::clone(&f.down)).unwrap_or_default();
             let reader = tokio::spawn(relay_replies(
                 Arc::clone(&upstream),
                 Arc::clone(&self.socket),
+                Arc::clone(&self.batcher),
                 client,
                 id,
                 self.activity.clone(),
@@ -423,25 +444,31 @@ impl Driver {
             if let Some(flow) = self.flows.get_mut(id) {
                 flow.upstream = Some(Upstream {
                     socket: upstream,
+                    peer,
                     reader,
                 });
             }
         }
-        let Some(socket) = self
-            .flows
-            .get(id)
-            .and_then(|f| f.upstream.as_ref())
-            .map(|u| Arc::clone(&u.socket))
-        else {
+        let Some(upstream) = self.flows.get(id).and_then(|f| f.upstream.as_ref()) else {
             return Ok(());
         };
-        // Non-blocking, as UDP: a full socket buffer drops the datagram rather than stall the listener.
-        socket2::SockRef::from(&*socket).send(message).map(drop)
+        // Non-blocking, as UDP: a full socket buffer drops the datagrams rather than stall the listener.
+        self.tx
+            .push(&self.batcher, &upstream.socket, upstream.peer, message)
+            .map(drop)
+    }
+
+    /// Sends the datagrams queued for upstreams.
+    fn flush(&mut self) {
+        if let Err(e) = self.tx.flush(&self.batcher) {
+            tracing::debug!(listener = %self.ctx.name, error = %e, "UDP forward failed");
+        }
     }
 }
 
-/// A connected socket towards `target`, bound to an ephemeral port of the same address family.
-async fn open_upstream(target: &str) -> io::Result<Arc<UdpSocket>> {
+/// A connected socket towards `target`, bound to an ephemeral port of the same address family,
+/// and the address it is connected to.
+async fn open_upstream(target: &str) -> io::Result<(Arc<UdpSocket>, SocketAddr)> {
     let addr = match target.parse::<SocketAddr>() {
         Ok(a) => a,
         Err(_) => lookup_host(target)
@@ -454,14 +481,16 @@ async fn open_upstream(target: &str) -> io::Result<Arc<UdpSocket>> {
         .map_err(io::Error::other)?;
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(addr).await?;
-    Ok(Arc::new(socket))
+    Ok((Arc::new(socket), addr))
 }
 
-/// Sends every datagram the upstream sends back to `client` from the listening socket, and tells
-/// the table (at most every [`ACTIVITY_REPORT`]) that the flow is alive. Holds no buffer of its own.
+/// Sends every datagram the upstream sends back to `client` from the listening socket, a batch
+/// at a time, and tells the table (at most every [`ACTIVITY_REPORT`]) that the flow is alive.
+/// Holds no buffer of its own.
 async fn relay_replies(
     upstream: Arc<UdpSocket>,
     listening: Arc<UdpSocket>,
+    batcher: Arc<Batcher>,
     client: SocketAddr,
     flow: FlowId,
     activity: mpsc::Sender<FlowId>,
@@ -472,20 +501,22 @@ async fn relay_replies(
         if upstream.readable().await.is_err() {
             return;
         }
-        let got = REPLY_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            match upstream.try_recv(&mut buf) {
-                // A full send buffer drops the datagram, as the network would.
-                Ok(n) => {
-                    if writer::send_now(&listening, &buf[..n], client) {
-                        down[0].fetch_add(n as u64, Ordering::Relaxed);
-                        down[1].fetch_add(1, Ordering::Relaxed);
-                    }
-                    true
-                }
-                // Spurious wake-up, or an ICMP error from the upstream (port unreachable): go on.
-                Err(_) => false,
+        let got = REPLY_BUF.with(|bufs| {
+            let (rx, tx) = &mut *bufs.borrow_mut();
+            // Spurious wake-up, or an ICMP error from the upstream (port unreachable): go on.
+            if batcher.try_recv(&upstream, rx).is_err() {
+                return false;
             }
+            // Sends that fail (a full send buffer) drop their datagrams, as the network would;
+            // the flow counts what was sent.
+            let mut sent = Sent::default();
+            for (_, datagram) in rx.iter() {
+                sent += tx.push(&batcher, &listening, client, datagram).unwrap_or_default();
+            }
+            sent += tx.flush(&batcher).unwrap_or_default();
+            down[0].fetch_add(sent.bytes, Ordering::Relaxed);
+            down[1].fetch_add(sent.datagrams, Ordering::Relaxed);
+            true
         });
         if got && reported.elapsed() >= ACTIVITY_REPORT {
             reported = Instant::now();

@@ -222,6 +222,34 @@ fn check_config_lists_four_different_mistakes_at_once_and_exits_1() {
         err.contains("no [[backend]]: every connection would be closed"),
         "{err}"
     );
+
+    // A forwarding backend without a target is named (echo serves clients itself: no target needed).
+    fs::write(
+        &file,
+        "plugin_dir = \"plugins\"\n[[listener]]\naddress = \"127.0.0.1:1\"\n\
+         [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n\
+         [[backend]]\nname = \"tls-a\"\nprotocol = \"tls\"\n",
+    )
+    .expect("write config");
+    let out = run(
+        pmmux_bin().to_str().expect("utf-8"),
+        &["check-config", file.to_str().expect("utf-8")],
+        CLIENT_TIMEOUT,
+    );
+    let err = out.stderr_str();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "{f}:7:1: backend `tls-a` is not in routing: protocol `tls` forwards clients to a \
+                 target and the backend has none; fix: add target = \"host:port\" to its [[backend]] at {f}:7:1"
+            ),
+            format!("{f}: 1 problem"),
+        ],
+        "{err}"
+    );
 }
 
 #[test]

@@ -228,6 +228,9 @@ pub struct BackendConfig {
     /// The PROXY header sent to the target before the client's bytes (`proxy_protocol`); such a
     /// backend takes TCP connections only.
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// `transparent`: the upstream TCP connection and UDP flow leave from the client's own
+    /// address and port (IP_TRANSPARENT; see [`crate::ops::transparent`]).
+    pub transparent: bool,
     /// Health checks (its `[backend.health]`, else its protocol's `[health.<protocol>]`); `None`:
     /// not checked.
     pub health: Option<crate::routing::health::config::HealthSettings>,
@@ -565,6 +568,13 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             .as_ref()
             .map(|p| toml::to_string(p.get_ref()).unwrap_or_default())
             .unwrap_or_default();
+        let transparent = b.transparent.as_ref().is_some_and(|t| *t.get_ref());
+        if let Some(why) = b.transparent.as_ref().and_then(|t| {
+            let why = transparent_refused(transparent, &protocol, b.target.as_ref().map(|t| t.get_ref().as_str()))?;
+            Some((t.span(), why))
+        }) {
+            report(Some(why.0), format!("backend `{name}`: transparent = true {}", why.1));
+        }
         let health = crate::routing::health::config::for_backend(
             &name,
             b.health.as_ref(),
@@ -589,6 +599,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
                 raw::UdpRoutingKey::PerMessage => pmmux_plugin_api::UdpRouting::PerMessage,
             }),
             proxy_protocol: b.proxy_protocol,
+            transparent,
             health,
         });
     }
@@ -688,6 +699,20 @@ pub fn check_target(target: &str) -> Result<(), &'static str> {
         Ok(())
     } else {
         Err("is not host:port (IPv6 as [::1]:PORT)")
+    }
+}
+
+/// Why `transparent = true` cannot apply to a backend of `protocol` forwarding to `target`, if it
+/// cannot: the client's address is an IP address and port, so the upstream must be reached over IP.
+fn transparent_refused(transparent: bool, protocol: &str, target: Option<&str>) -> Option<&'static str> {
+    if !transparent {
+        None
+    } else if protocol == "noop" {
+        Some("has no effect: protocol `noop` opens no upstream connection")
+    } else if target.is_some_and(|t| t.starts_with("unix:")) {
+        Some("cannot apply to a Unix-socket target: a client's IP address and port cannot be the source of a Unix-socket connection")
+    } else {
+        None
     }
 }
 

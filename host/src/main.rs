@@ -79,6 +79,11 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Check what transparent backends (`transparent = true`) need on this host: the capability to
+    /// set IP_TRANSPARENT, the nftables mark and the policy routing that hand replies for client
+    /// addresses to pmmux. Prints each item ok or MISSING with the command that fixes it; exits 1
+    /// when something is missing.
+    CheckTransparent,
     /// Load one plugin file and print its ABI version, name, version and protocols, or exactly why
     /// it cannot be loaded.
     InspectPlugin {
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
             timeout_secs,
         }) => upgrade(&cli.config, *pid, *admin, *timeout_secs),
         Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::CheckTransparent) => check_transparent(),
         Some(Command::InspectPlugin { file }) => inspect_plugin(file),
         Some(Command::NewPlugin { name, dir, plugin_api }) => new_plugin(name, dir.as_deref(), plugin_api.as_deref()),
         Some(Command::Status { admin, json }) => status(&cli.config, *admin, *json),
@@ -215,6 +221,7 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         Some(user) => Some(pmmux::ops::privdrop::resolve(user, args.group.as_deref())?),
         None => None,
     };
+    check_transparent_at_start(&config, run_as.as_ref())?;
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -239,6 +246,39 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Connections past the drain timeout are cut here, with the runtime.
     runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Transparent backends need IP_TRANSPARENT on the upstream sockets of every worker thread: the
+/// process must hold CAP_NET_ADMIN (root, or a granted capability), and `--user` would drop it
+/// (capabilities kept across setuid are per thread; the workers would lose it).
+fn check_transparent_at_start(
+    config: &config::Config,
+    run_as: Option<&pmmux::ops::privdrop::RunAs>,
+) -> anyhow::Result<()> {
+    let transparent = pmmux::ops::transparent::transparent_backends(config);
+    if let (Some(run_as), Some(first)) = (run_as, transparent.first()) {
+        anyhow::bail!(
+            "backend `{first}` has transparent = true, which needs CAP_NET_ADMIN in every thread, and --user {} \
+             would drop it: run without --user as root, or as that user with the capability granted \
+             (systemd: User={} and AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE)",
+            run_as.user,
+            run_as.user
+        );
+    }
+    pmmux::ops::transparent::check(config)?;
+    if !transparent.is_empty() {
+        tracing::info!(backends = %transparent.join(", "), "transparent backends: IP_TRANSPARENT can be set; `pmmux check-transparent` checks the routing");
+    }
+    Ok(())
+}
+
+/// `pmmux check-transparent`: what transparent backends need on this host, ok or missing with the
+/// command that fixes it. Exits 1 when something needed is missing.
+fn check_transparent() -> anyhow::Result<ExitCode> {
+    use pmmux::ops::transparent::setup;
+    let (text, ok) = setup::render(&setup::judge(&setup::observe()));
+    print!("{text}");
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Installs the SIGHUP and SIGUSR2 handlers before anything else runs: their default action ends
@@ -395,6 +435,9 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
                 r.file.display(),
                 r.reason
             ));
+        }
+        if let Err(e) = pmmux::ops::transparent::check(config) {
+            problems.push(format!("{}: {e}", path.display()));
         }
         let (registry, build_issues) = Registry::build(config, plugins, None);
         problems.extend(build_issues.iter().map(ToString::to_string));

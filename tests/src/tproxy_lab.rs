@@ -44,6 +44,20 @@ pub const README_NFT: &str = "table inet pmmux {\n\
     \t}\n\
     }\n";
 
+/// The README's extra rule for an upstream on the same host as pmmux, for a server on `port`: its
+/// replies are local output, marked by their source port so they are routed to pmmux too.
+pub fn readme_nft_same_host(port: u16) -> String {
+    format!(
+        "table inet pmmux {{\n\
+         \tchain output {{\n\
+         \t\ttype route hook output priority mangle; policy accept;\n\
+         \t\ttcp sport {port} meta mark set 1\n\
+         \t\tudp sport {port} meta mark set 1\n\
+         \t}}\n\
+         }}\n"
+    )
+}
+
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -120,14 +134,19 @@ impl TproxyLab {
             all.extend_from_slice(args);
             ip(&all)?;
         }
+        self.nft(README_NFT)
+    }
+
+    /// Loads `ruleset` with `nft -f -` in the router namespace.
+    pub fn nft(&self, ruleset: &str) -> Result<(), String> {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.router, "nft", "-f", "-"]);
-        let out = run_cmd(c, Some(README_NFT.as_bytes()), STEP_TIMEOUT);
+        let out = run_cmd(c, Some(ruleset.as_bytes()), STEP_TIMEOUT);
         if out.status.success() {
             Ok(())
         } else {
             Err(format!(
-                "nft -f (the README's ruleset): {}",
+                "nft -f (the README's rules): {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         }

@@ -3,7 +3,8 @@
 //! which forwards to a server in a third namespace whose default route goes back through the
 //! router. With the README's routing and nftables rules applied, the server sees the client's own
 //! address and port (a backend without `transparent` beside it shows the router's address), and
-//! its replies reach the client, over TCP and over UDP; `pmmux check-transparent` reports the
+//! its replies reach the client, over TCP and over UDP; so does an upstream on the router itself
+//! with the README's extra rule for that case; `pmmux check-transparent` reports the
 //! rules missing before and present after. Without CAP_NET_ADMIN (dropped with `setpriv`), start-up
 //! and a reload that adds a transparent backend fail with a clear error while the rest serves.
 //! Skips, saying why, where namespaces, veth or nftables are not available.
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use pmmux_e2e::tproxy_lab::{self, TproxyLab, UdpPeerReporter, CLIENT, ROUTER_CLIENT_SIDE, SERVER};
+use pmmux_e2e::tproxy_lab::{self, TproxyLab, UdpPeerReporter, CLIENT, ROUTER_CLIENT_SIDE, ROUTER_SERVER_SIDE, SERVER};
 use pmmux_e2e::*;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,6 +23,9 @@ const SERVER_PORT: u16 = 7001;
 /// pmmux's listener whose backend is transparent, and the one whose backend is not.
 const TRANSPARENT_PORT: u16 = 20001;
 const PLAIN_PORT: u16 = 20002;
+/// pmmux's listener whose transparent backend is a server on the router itself.
+const SAME_HOST_PORT: u16 = 20003;
+const SAME_HOST_SERVER_PORT: u16 = 7002;
 
 fn lab_config() -> String {
     format!(
@@ -29,10 +33,13 @@ fn lab_config() -> String {
          [reload]\nwatch_config = false\n\
          [[listener]]\naddress = \"{ROUTER_CLIENT_SIDE}:{TRANSPARENT_PORT}\"\ntransport = [\"tcp\", \"udp\"]\n\
          [[listener]]\naddress = \"{ROUTER_CLIENT_SIDE}:{PLAIN_PORT}\"\ntransport = [\"tcp\", \"udp\"]\n\
+         [[listener]]\naddress = \"{ROUTER_CLIENT_SIDE}:{SAME_HOST_PORT}\"\ntransport = [\"tcp\", \"udp\"]\n\
          [[backend]]\nname = \"as-client\"\nprotocol = \"pass\"\ntarget = \"{SERVER}:{SERVER_PORT}\"\ntransparent = true\n\
          [backend.match]\nlocal_port = {TRANSPARENT_PORT}\n\
          [[backend]]\nname = \"as-pmmux\"\nprotocol = \"pass\"\ntarget = \"{SERVER}:{SERVER_PORT}\"\n\
-         [backend.match]\nlocal_port = {PLAIN_PORT}\n"
+         [backend.match]\nlocal_port = {PLAIN_PORT}\n\
+         [[backend]]\nname = \"same-host\"\nprotocol = \"pass\"\ntarget = \"{ROUTER_SERVER_SIDE}:{SAME_HOST_SERVER_PORT}\"\n\
+         transparent = true\n[backend.match]\nlocal_port = {SAME_HOST_PORT}\n"
     )
 }
 
@@ -123,6 +130,16 @@ fn the_upstream_sees_the_client_address_and_replies_get_back_over_tcp_and_udp() 
     .expect("server thread");
     let (tcp_server, udp_server) = (tcp_server.expect("TCP server"), udp_server.expect("UDP server"));
 
+    // An upstream on the router itself, with the README's extra rule for that case.
+    let bind = format!("{ROUTER_SERVER_SIDE}:{SAME_HOST_SERVER_PORT}");
+    let (local_tcp, local_udp) = TproxyLab::run_in(&lab.router, move || {
+        (tproxy_lab::tcp_peer_reporter(&bind), UdpPeerReporter::start(&bind))
+    })
+    .expect("router thread");
+    let (local_tcp, local_udp) = (local_tcp.expect("TCP server"), local_udp.expect("UDP server"));
+    lab.nft(&tproxy_lab::readme_nft_same_host(SAME_HOST_SERVER_PORT))
+        .expect("the README's rule for an upstream on the same host");
+
     let text = lab_config();
     let pm = Pmmux::start_opts(&StartOptions {
         config: Some(&text),
@@ -153,8 +170,14 @@ fn the_upstream_sees_the_client_address_and_replies_get_back_over_tcp_and_udp() 
         "{answer}"
     );
 
+    // The upstream on pmmux's own host: the same, with its replies marked by source port.
+    let (me, answer) = tcp_from_client(&lab, SAME_HOST_PORT);
+    assert_eq!(answer, format!("{me} hello over tcp"), "{}", pm.log());
+    let (me, answer) = udp_from_client(&lab, SAME_HOST_PORT);
+    assert_eq!(answer, format!("{me} hello over udp"), "{}", pm.log());
+
     // The servers hold their side of the relayed connections open until they stop.
-    drop((tcp_server, udp_server));
+    drop((tcp_server, udp_server, local_tcp, local_udp));
     assert!(pm.stop().is_some_and(|s| s.success()), "{}", pm.log());
 }
 

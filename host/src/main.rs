@@ -221,7 +221,7 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         Some(user) => Some(pmmux::ops::privdrop::resolve(user, args.group.as_deref())?),
         None => None,
     };
-    check_transparent_at_start(&config, run_as.as_ref())?;
+    let keeper = check_transparent_at_start(&config, run_as.as_ref())?;
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -234,6 +234,9 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         let server = Server::bind(config).await?;
         if let Some(run_as) = &run_as {
             pmmux::ops::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
+            if let Some(backends) = &keeper {
+                keep_net_admin(backends)?;
+            }
         }
         let serving = format!("serving {} listening socket(s)", server.local_addrs().len());
         match tokio::task::spawn_blocking(pmmux::control::upgrade::report_ready).await {
@@ -248,27 +251,38 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Transparent backends need IP_TRANSPARENT on the upstream sockets of every worker thread: the
-/// process must hold CAP_NET_ADMIN (root, or a granted capability), and `--user` would drop it
-/// (capabilities kept across setuid are per thread; the workers would lose it).
+/// Transparent backends need IP_TRANSPARENT on their upstream sockets: the process must be able
+/// to set it (root, or a granted capability). With `--user`, one thread keeps CAP_NET_ADMIN across
+/// the drop and makes those sockets ([`pmmux::ops::transparent::keeper`]): returns the transparent
+/// backends then, for [`keep_net_admin`] after the drop.
 fn check_transparent_at_start(
     config: &config::Config,
     run_as: Option<&pmmux::ops::privdrop::RunAs>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Vec<String>>> {
     let transparent = pmmux::ops::transparent::transparent_backends(config);
-    if let (Some(run_as), Some(first)) = (run_as, transparent.first()) {
-        anyhow::bail!(
-            "backend `{first}` has transparent = true, which needs CAP_NET_ADMIN in every thread, and --user {} \
-             would drop it: run without --user as root, or as that user with the capability granted \
-             (systemd: User={} and AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE)",
-            run_as.user,
-            run_as.user
-        );
+    if transparent.is_empty() {
+        return Ok(None);
     }
     pmmux::ops::transparent::check(config)?;
-    if !transparent.is_empty() {
-        tracing::info!(backends = %transparent.join(", "), "transparent backends: IP_TRANSPARENT can be set; `pmmux check-transparent` checks the routing");
+    tracing::info!(backends = %transparent.join(", "), "transparent backends: IP_TRANSPARENT can be set; `pmmux check-transparent` checks the routing");
+    if run_as.is_none() {
+        return Ok(None);
     }
+    pmmux::ops::transparent::keeper::start()
+        .context("starting the thread that keeps CAP_NET_ADMIN for transparent backends")?;
+    Ok(Some(transparent))
+}
+
+/// After `--user`: the keeper thread narrows its capabilities to CAP_NET_ADMIN, and can still set
+/// IP_TRANSPARENT.
+fn keep_net_admin(backends: &[String]) -> anyhow::Result<()> {
+    use pmmux::ops::transparent::{keeper, probe, CapabilityError};
+    keeper::narrow().context("keeping CAP_NET_ADMIN for transparent backends after --user")?;
+    probe().map_err(|source| CapabilityError {
+        backends: backends.to_vec(),
+        source,
+    })?;
+    tracing::info!("kept CAP_NET_ADMIN in one thread, which makes the transparent backends' upstream sockets");
     Ok(())
 }
 

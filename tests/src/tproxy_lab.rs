@@ -174,11 +174,13 @@ pub fn tcp_peer_reporter(bind: &str) -> io::Result<TcpServer> {
         let Ok(peer) = stream.peer_addr() else { return };
         let Ok(mut writer) = stream.try_clone() else { return };
         for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { return };
+            let Ok(line) = line else { break };
             if writer.write_all(format!("{peer} {line}\n").as_bytes()).is_err() {
-                return;
+                break;
             }
         }
+        // The server keeps a clone of each stream: close this one for good once the client is done.
+        let _ = writer.shutdown(std::net::Shutdown::Both);
     })
 }
 

@@ -1,8 +1,9 @@
 //! Transparent proxying (`transparent = true` on a backend): upstream sockets bound to the client's
 //! own address and port with IP_TRANSPARENT / IPV6_TRANSPARENT, so the upstream server sees the
 //! client; whether this process may set that option (CAP_NET_ADMIN), checked at start-up and on
-//! reload; and, in [`setup`], what `pmmux check-transparent` inspects on the host (routing and
-//! nftables rules for the reply path).
+//! reload; with `--user`, the [`keeper`] thread that alone keeps the capability; and, in [`setup`],
+//! what `pmmux check-transparent` inspects on the host (routing and nftables rules for the reply
+//! path).
 //!
 //! The kernel lets a socket with IP_TRANSPARENT bind an address that is not local; replies to it
 //! reach the socket only when the host routes them to itself (README, "Transparent proxying").
@@ -14,13 +15,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 
+pub mod keeper;
 pub mod setup;
 
 /// Why transparent backends cannot run here.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "backend{} {} ha{} transparent = true, but pmmux cannot set IP_TRANSPARENT on a socket: {source}; \
-     it needs CAP_NET_ADMIN (newer kernels also accept CAP_NET_RAW): run it as root without --user, or grant \
+     it needs CAP_NET_ADMIN (newer kernels also accept CAP_NET_RAW): run it as root (also with --user: one thread keeps CAP_NET_ADMIN for this), or grant \
      the capability (systemd: AmbientCapabilities=CAP_NET_ADMIN; a plain binary: setcap cap_net_admin+ep), \
      or set transparent = false; `pmmux check-transparent` lists what else the host needs",
     if backends.len() == 1 { "" } else { "s" },
@@ -44,8 +46,17 @@ pub fn transparent_backends(config: &Config) -> Vec<String> {
         .collect()
 }
 
-/// Whether this process may set IP_TRANSPARENT: sets it on a throwaway socket.
+/// Whether this process may set IP_TRANSPARENT: sets it on a throwaway socket (in the thread that
+/// makes transparent sockets: the [`keeper`] after `--user`).
 pub fn probe() -> io::Result<()> {
+    if keeper::running() {
+        keeper::probe()
+    } else {
+        probe_here()
+    }
+}
+
+fn probe_here() -> io::Result<()> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_ip_transparent_v4(true)
 }
@@ -73,7 +84,7 @@ pub(crate) fn same_family(source: SocketAddr, addr: SocketAddr) -> bool {
 /// A socket of `kind` with IP_TRANSPARENT (IPV6_TRANSPARENT) and SO_REUSEADDR set, bound to
 /// `source` (non-blocking). SO_REUSEADDR: a client may use one source port towards two listeners,
 /// and a UDP client may have several flows (one per backend, `udp_routing = "per-message"`).
-fn bound(source: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+fn bound_here(source: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(source), kind, Some(protocol))?;
     if source.is_ipv4() {
         socket.set_ip_transparent_v4(true)?;
@@ -87,15 +98,24 @@ fn bound(source: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socke
     Ok(socket)
 }
 
+/// [`bound_here`], or by the [`keeper`] when it holds the capability.
+async fn bound(source: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    if keeper::running() {
+        keeper::bound(source, kind, protocol).await
+    } else {
+        bound_here(source, kind, protocol)
+    }
+}
+
 /// An unconnected TCP socket bound to `source` for a transparent upstream connection.
-pub(crate) fn tcp_socket(source: SocketAddr) -> io::Result<tokio::net::TcpSocket> {
-    let socket = bound(source, Type::STREAM, Protocol::TCP)?;
+pub(crate) async fn tcp_socket(source: SocketAddr) -> io::Result<tokio::net::TcpSocket> {
+    let socket = bound(source, Type::STREAM, Protocol::TCP).await?;
     Ok(tokio::net::TcpSocket::from_std_stream(socket.into()))
 }
 
 /// A UDP socket bound to `source` and connected to `target`, for a transparent flow.
-pub(crate) fn udp_socket(source: SocketAddr, target: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
-    let socket = bound(source, Type::DGRAM, Protocol::UDP)?;
+pub(crate) async fn udp_socket(source: SocketAddr, target: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    let socket = bound(source, Type::DGRAM, Protocol::UDP).await?;
     socket.connect(&target.into())?;
     tokio::net::UdpSocket::from_std(socket.into())
 }
@@ -144,12 +164,12 @@ mod tests {
         let source: SocketAddr = "192.0.2.77:40001".parse().unwrap();
         match probe() {
             Ok(()) => {
-                let s = bound(source, Type::DGRAM, Protocol::UDP).expect("transparent bind");
+                let s = bound_here(source, Type::DGRAM, Protocol::UDP).expect("transparent bind");
                 assert_eq!(s.local_addr().unwrap().as_socket(), Some(source));
             }
             Err(e) => {
                 assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
-                assert!(bound(source, Type::DGRAM, Protocol::UDP).is_err());
+                assert!(bound_here(source, Type::DGRAM, Protocol::UDP).is_err());
             }
         }
     }

@@ -175,7 +175,7 @@ pub(crate) async fn connect_from(
             let connected = match source {
                 None => TcpStream::connect(addr).await,
                 Some(from) if !transparent::same_family(from, addr) => continue,
-                Some(from) => match transparent::tcp_socket(from) {
+                Some(from) => match transparent::tcp_socket(from).await {
                     Ok(socket) => socket.connect(addr).await,
                     Err(e) => Err(io::Error::new(
                         e.kind(),

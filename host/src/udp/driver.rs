@@ -425,7 +425,7 @@ async fn open_upstream(target: &str, source: Option<SocketAddr>) -> io::Result<A
             let msg = format!("transparent: {target} has no address of the client's family ({from})");
             return Err(io::Error::new(io::ErrorKind::NotFound, msg));
         }
-        return transparent::udp_socket(from, addr).map(Arc::new);
+        return transparent::udp_socket(from, addr).await.map(Arc::new);
     }
     let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
         .parse()

@@ -96,7 +96,7 @@ pub fn judge(o: &Observed) -> Vec<Item> {
             Ok(()) => "this process can set it".into(),
             Err(e) => e.clone(),
         },
-        fix: "run pmmux as root without --user, or as its user with systemd: AmbientCapabilities=CAP_NET_ADMIN, or: setcap cap_net_admin+ep $(command -v pmmux)"
+        fix: "run pmmux as root (also with --user: one thread keeps CAP_NET_ADMIN), or as its user with systemd: AmbientCapabilities=CAP_NET_ADMIN, or: setcap cap_net_admin+ep $(command -v pmmux)"
             .into(),
     }];
     let nft_marks = o.nft.as_deref().map(nft_transparent_marks);

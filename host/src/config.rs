@@ -570,7 +570,11 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             .unwrap_or_default();
         let transparent = b.transparent.as_ref().is_some_and(|t| *t.get_ref());
         if let Some(why) = b.transparent.as_ref().and_then(|t| {
-            let why = transparent_refused(transparent, &protocol, b.target.as_ref().map(|t| t.get_ref().as_str()))?;
+            let why = crate::ops::transparent::refused(
+                transparent,
+                &protocol,
+                b.target.as_ref().map(|t| t.get_ref().as_str()),
+            )?;
             Some((t.span(), why))
         }) {
             report(Some(why.0), format!("backend `{name}`: transparent = true {}", why.1));
@@ -699,20 +703,6 @@ pub fn check_target(target: &str) -> Result<(), &'static str> {
         Ok(())
     } else {
         Err("is not host:port (IPv6 as [::1]:PORT)")
-    }
-}
-
-/// Why `transparent = true` cannot apply to a backend of `protocol` forwarding to `target`, if it
-/// cannot: the client's address is an IP address and port, so the upstream must be reached over IP.
-fn transparent_refused(transparent: bool, protocol: &str, target: Option<&str>) -> Option<&'static str> {
-    if !transparent {
-        None
-    } else if protocol == "noop" {
-        Some("has no effect: protocol `noop` opens no upstream connection")
-    } else if target.is_some_and(|t| t.starts_with("unix:")) {
-        Some("cannot apply to a Unix-socket target: a client's IP address and port cannot be the source of a Unix-socket connection")
-    } else {
-        None
     }
 }
 

@@ -46,6 +46,20 @@ pub fn transparent_backends(config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// Why `transparent = true` cannot apply to a backend of `protocol` forwarding to `target`, if it
+/// cannot: the client's address is an IP address and port, so the upstream must be reached over IP.
+pub(crate) fn refused(transparent: bool, protocol: &str, target: Option<&str>) -> Option<&'static str> {
+    if !transparent {
+        None
+    } else if protocol == "noop" {
+        Some("has no effect: protocol `noop` opens no upstream connection")
+    } else if target.is_some_and(|t| t.starts_with("unix:")) {
+        Some("cannot apply to a Unix-socket target: a client's IP address and port cannot be the source of a Unix-socket connection")
+    } else {
+        None
+    }
+}
+
 /// Whether this process may set IP_TRANSPARENT: sets it on a throwaway socket (in the thread that
 /// makes transparent sockets: the [`keeper`] after `--user`).
 pub fn probe() -> io::Result<()> {

@@ -228,6 +228,9 @@ pub struct BackendConfig {
     /// The PROXY header sent to the target before the client's bytes (`proxy_protocol`); such a
     /// backend takes TCP connections only.
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// `transparent`: the upstream TCP connection and UDP flow leave from the client's own
+    /// address and port (IP_TRANSPARENT; see [`crate::ops::transparent`]).
+    pub transparent: bool,
     /// Health checks (its `[backend.health]`, else its protocol's `[health.<protocol>]`); `None`:
     /// not checked.
     pub health: Option<crate::routing::health::config::HealthSettings>,
@@ -565,6 +568,17 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             .as_ref()
             .map(|p| toml::to_string(p.get_ref()).unwrap_or_default())
             .unwrap_or_default();
+        let transparent = b.transparent.as_ref().is_some_and(|t| *t.get_ref());
+        if let Some(why) = b.transparent.as_ref().and_then(|t| {
+            let why = crate::ops::transparent::refused(
+                transparent,
+                &protocol,
+                b.target.as_ref().map(|t| t.get_ref().as_str()),
+            )?;
+            Some((t.span(), why))
+        }) {
+            report(Some(why.0), format!("backend `{name}`: transparent = true {}", why.1));
+        }
         let health = crate::routing::health::config::for_backend(
             &name,
             b.health.as_ref(),
@@ -589,6 +603,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
                 raw::UdpRoutingKey::PerMessage => pmmux_plugin_api::UdpRouting::PerMessage,
             }),
             proxy_protocol: b.proxy_protocol,
+            transparent,
             health,
         });
     }

@@ -146,6 +146,7 @@ pub(super) struct RawBackend {
     pub(super) idle_timeout_ms: Option<u64>,
     pub(super) udp_routing: Option<UdpRoutingKey>,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
+    pub(super) transparent: Option<Spanned<bool>>,
     pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
 }
 

@@ -193,3 +193,50 @@ fn an_unset_env_placeholder_does_not_hide_the_other_problems() {
     assert!(config.is_none());
     assert_eq!(issues.len(), 2, "{issues:?}");
 }
+
+#[test]
+fn transparent_is_read_and_refused_where_it_cannot_apply() {
+    let base = "[[listener]]\naddress = \"127.0.0.1:1\"\ntransport = [\"tcp\", \"udp\"]\n[[backend]]\nname = \"a\"\n";
+    let ok = parse(
+        Path::new("c.toml"),
+        &format!("{base}protocol = \"pass\"\ntarget = \"10.0.0.1:22\"\ntransparent = true\n"),
+    )
+    .unwrap();
+    assert!(ok.backends[0].transparent);
+    let default = parse(
+        Path::new("c.toml"),
+        &format!("{base}protocol = \"pass\"\ntarget = \"10.0.0.1:22\"\n"),
+    )
+    .unwrap();
+    assert!(!default.backends[0].transparent, "off unless asked for");
+    let off = parse(
+        Path::new("c.toml"),
+        &format!("{base}protocol = \"noop\"\ntransparent = false\n"),
+    )
+    .unwrap();
+    assert!(!off.backends[0].transparent);
+
+    let messages = |text: String| -> Vec<(usize, String)> {
+        let (_, issues) = parse_all(Path::new("c.toml"), &text);
+        issues.into_iter().map(|i| (i.line, i.message)).collect()
+    };
+    let noop = messages(format!("{base}protocol = \"noop\"\ntransparent = true\n"));
+    assert_eq!(noop.len(), 1, "{noop:?}");
+    assert_eq!(noop[0].0, 7, "at the transparent key: {noop:?}");
+    assert!(
+        noop[0].1.contains("backend `a`: transparent = true has no effect"),
+        "{noop:?}"
+    );
+    let unix = messages(format!(
+        "{base}protocol = \"pass\"\ntarget = \"unix:/run/app.sock\"\ntransparent = true\n"
+    ));
+    assert!(
+        unix.iter()
+            .any(|(line, m)| *line == 8 && m.contains("transparent = true cannot apply to a Unix-socket target")),
+        "{unix:?}"
+    );
+    let not_bool = messages(format!(
+        "{base}protocol = \"pass\"\ntarget = \"10.0.0.1:22\"\ntransparent = 1\n"
+    ));
+    assert!(not_bool.iter().any(|(line, _)| *line == 8), "{not_bool:?}");
+}

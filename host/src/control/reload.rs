@@ -167,6 +167,11 @@ impl Reloader {
                 return false;
             }
         };
+        if let Err(e) = crate::ops::transparent::check(&new) {
+            tracing::error!(file = %self.config.path.display(), "{e}; configuration refused; the running configuration stays");
+            crate::ops::metrics::Metrics::inc(&self.listeners().metrics().config_reload_failures);
+            return false;
+        }
         let d = diff(&self.config, &new);
         if d.is_empty() {
             tracing::debug!(file = %new.path.display(), "configuration unchanged");

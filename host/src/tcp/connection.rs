@@ -319,7 +319,11 @@ async fn dispatch(
     };
     let target = target.ok_or(ConnError::NoTarget)?;
     let timeout = router.registry().routing.connect_timeout;
-    let mut upstream = relay::connect(&target, timeout).await?;
+    let source = backend
+        .config
+        .transparent
+        .then(|| crate::ops::transparent::source_of(router.peer()));
+    let mut upstream = relay::connect_from(&target, timeout, source).await?;
     if let Some(version) = backend.config.proxy_protocol {
         proxy_protocol::io::send_header(&mut upstream, version, &router.conn_info(properties))
             .await

@@ -12,6 +12,7 @@
 //! size after a handful of reads. Buffers are never zero-filled (reads go into spare capacity).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ impl Cut {
     }
 }
 
+use crate::ops::transparent;
 use crate::tcp::error::{Op, Peer, SideError};
 
 /// First buffer size per direction.
@@ -151,6 +153,16 @@ impl Activity {
 
 /// Connects to `target` (`host:port`), trying each resolved address until the timeout.
 pub(crate) async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
+    connect_from(target, connect_timeout, None).await
+}
+
+/// [`connect`], from `source` when given: the client's address and port, for a transparent
+/// backend (only the target's addresses of the client's family are tried).
+pub(crate) async fn connect_from(
+    target: &str,
+    connect_timeout: Duration,
+    source: Option<SocketAddr>,
+) -> Result<TcpStream, RelayError> {
     let attempt = async {
         let addrs = lookup_host(target).await.map_err(|source| RelayError::Resolve {
             target: target.to_owned(),
@@ -160,14 +172,31 @@ pub(crate) async fn connect(target: &str, connect_timeout: Duration) -> Result<T
         // three allocations, which every connection would pay).
         let mut last = None;
         for addr in addrs {
-            match TcpStream::connect(addr).await {
+            let connected = match source {
+                None => TcpStream::connect(addr).await,
+                Some(from) if !transparent::same_family(from, addr) => continue,
+                Some(from) => match transparent::tcp_socket(from).await {
+                    Ok(socket) => socket.connect(addr).await,
+                    Err(e) => Err(io::Error::new(
+                        e.kind(),
+                        format!("transparent: cannot bind the client's address {from}: {e}"),
+                    )),
+                },
+            };
+            match connected {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
         }
         Err(RelayError::Connect {
             target: target.to_owned(),
-            source: last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")),
+            source: last.unwrap_or_else(|| match source {
+                Some(from) => io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("transparent: no address of the client's family ({from})"),
+                ),
+                None => io::Error::new(io::ErrorKind::NotFound, "no address"),
+            }),
         })
     };
     match timeout(connect_timeout, attempt).await {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::netns::NatLab;
+use crate::netns::{ip, Namespaces, NatLab};
 use crate::process::run_cmd;
 use crate::tcp::TcpServer;
 
@@ -69,22 +69,7 @@ pub struct TproxyLab {
     pub router: String,
     /// Server namespace.
     pub server: String,
-    created: Vec<String>,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let mut c = Command::new("ip");
-    c.args(args);
-    let out = run_cmd(c, None, STEP_TIMEOUT);
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    created: Namespaces,
 }
 
 impl TproxyLab {
@@ -97,12 +82,10 @@ impl TproxyLab {
             client: format!("{base}-cl"),
             router: format!("{base}-rt"),
             server: format!("{base}-sv"),
-            created: Vec::new(),
+            created: Namespaces::default(),
         };
         for ns in [lab.client.clone(), lab.router.clone(), lab.server.clone()] {
-            ip(&["netns", "add", &ns]).map_err(|e| format!("cannot create a network namespace: {e}"))?;
-            lab.created.push(ns.clone());
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            lab.created.add(&ns)?;
         }
         let (c, r, s) = (lab.client.clone(), lab.router.clone(), lab.server.clone());
         ip(&[
@@ -155,14 +138,6 @@ impl TproxyLab {
     /// Runs `f` on a thread inside namespace `ns` (see [`NatLab::run_in`]).
     pub fn run_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
         NatLab::run_in(ns, f)
-    }
-}
-
-impl Drop for TproxyLab {
-    fn drop(&mut self) {
-        for ns in self.created.drain(..) {
-            let _ = ip(&["netns", "del", &ns]);
-        }
     }
 }
 

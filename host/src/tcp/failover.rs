@@ -9,7 +9,7 @@
 
 use abi_stable::std_types::RVec;
 use pmmux_plugin_api::Property;
-use tokio::net::TcpStream;
+use crate::tcp::stream::Stream;
 
 use crate::routing::registry::Backend;
 use crate::routing::router::{Decision, Router};
@@ -38,7 +38,7 @@ pub(crate) fn connect_failure(result: &Result<Transferred, ConnError>) -> Option
 /// reached `routing.max_failovers`). `silent` connections (routed by the probe timeout) never fail
 /// over.
 pub(crate) async fn next(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     router: &mut Router,
     backend: &Backend,
     e: &RelayError,

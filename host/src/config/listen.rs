@@ -186,7 +186,9 @@ pub(super) fn options(
             if let Some(v) = value {
                 report(
                     Some(v.span()),
-                    format!("listener `{name}`: {key} applies to unix: listeners only (it sets the socket file's {key})"),
+                    format!(
+                        "listener `{name}`: {key} applies to unix: listeners only (it sets the socket file's {key})"
+                    ),
                 );
             }
         }
@@ -200,16 +202,25 @@ pub(super) fn options(
         );
     }
     if let Some(p) = &l.public_port {
-        refuse(p.span(), "public_port needs an IP listener (a Unix socket has no port to map)");
+        refuse(
+            p.span(),
+            "public_port needs an IP listener (a Unix socket has no port to map)",
+        );
     }
     if !*l.listen.get_ref() {
-        refuse(l.listen.span(), "listen = false needs an IP listener with a public_port");
+        refuse(
+            l.listen.span(),
+            "listen = false needs an IP listener with a public_port",
+        );
     }
     if l.reuse_port {
         refuse(l.address.span(), "reuse_port applies to IP listeners only");
     }
     if let Some(m) = &l.max_connections_per_ip {
-        refuse(m.span(), "max_connections_per_ip applies to IP listeners only (Unix clients have no IP address)");
+        refuse(
+            m.span(),
+            "max_connections_per_ip applies to IP listeners only (Unix clients have no IP address)",
+        );
     }
     let mut field = |value: &Option<Spanned<String>>, parse: &dyn Fn(&str) -> Result<u32, String>| {
         value.as_ref().and_then(|v| {
@@ -231,7 +242,10 @@ pub(super) fn options(
     let trusted = match &l.accept_proxy_protocol {
         None => Vec::new(),
         Some(list) => parse_trust(list.get_ref()).unwrap_or_else(|why| {
-            report(Some(list.span()), format!("listener `{name}`: accept_proxy_protocol {why}"));
+            report(
+                Some(list.span()),
+                format!("listener `{name}`: accept_proxy_protocol {why}"),
+            );
             Vec::new()
         }),
     };
@@ -286,11 +300,21 @@ mod tests {
     #[test]
     fn trust_entries_name_peers_by_credentials() {
         let t = parse_trust(&["any".into(), "user:root".into(), "group:0".into(), "user:4242".into()]).unwrap();
-        assert_eq!(t, [PeerTrust::Any, PeerTrust::Uid(0), PeerTrust::Gid(0), PeerTrust::Uid(4242)]);
+        assert_eq!(
+            t,
+            [
+                PeerTrust::Any,
+                PeerTrust::Uid(0),
+                PeerTrust::Gid(0),
+                PeerTrust::Uid(4242)
+            ]
+        );
         assert!(PeerTrust::Uid(5).admits(5, 9) && !PeerTrust::Uid(5).admits(6, 5));
         assert!(PeerTrust::Gid(9).admits(5, 9) && !PeerTrust::Gid(9).admits(9, 5));
         assert!(parse_trust(&[]).unwrap_err().contains("empty"));
-        assert!(parse_trust(&["10.0.0.0/8".into()]).unwrap_err().contains("not an IP network"));
+        assert!(parse_trust(&["10.0.0.0/8".into()])
+            .unwrap_err()
+            .contains("not an IP network"));
         assert!(parse_trust(&["user:no-such-user-pmmux".into()])
             .unwrap_err()
             .contains("no user `no-such-user-pmmux`"));

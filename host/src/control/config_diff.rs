@@ -1,7 +1,6 @@
 //! The difference between the running configuration and a newly validated one: a pure function, so
 //! what a reload will do can be tested (and logged) before anything is touched.
 
-
 use crate::config::{BackendConfig, Config, ListenerConfig};
 
 /// What changes when `new` replaces `old`.

@@ -326,7 +326,13 @@ fn log_summary(
     configured: &[String],
     plugin_dir: &Path,
 ) {
-    let listening: Vec<String> = bound.iter().map(|(_, a, t)| format!("{a}/{t}")).collect();
+    let listening: Vec<String> = bound
+        .iter()
+        .map(|(_, a, t)| match a {
+            crate::config::listen::ListenAddr::Unix(_) => a.to_string(),
+            crate::config::listen::ListenAddr::Ip(_) => format!("{a}/{t}"),
+        })
+        .collect();
     let routed: Vec<&str> = registry.backends.iter().map(|b| b.name()).collect();
     let missing: Vec<&str> = configured
         .iter()

@@ -236,7 +236,10 @@ mod tests {
             sockets: HashMap::from([
                 ((Kind::Tcp, ListenAddr::Ip("127.0.0.1:0".parse().unwrap())), (8, None)),
                 ((Kind::Udp, ListenAddr::Ip("[::1]:53".parse().unwrap())), (9, Some(10))),
-                ((Kind::Admin, ListenAddr::Ip("127.0.0.1:9000".parse().unwrap())), (11, None)),
+                (
+                    (Kind::Admin, ListenAddr::Ip("127.0.0.1:9000".parse().unwrap())),
+                    (11, None),
+                ),
                 ((Kind::Tcp, ListenAddr::Unix("/run/p=mux/a.sock".into())), (12, None)),
             ]),
         };

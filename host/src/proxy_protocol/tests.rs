@@ -350,5 +350,8 @@ fn a_unix_client_is_sent_as_unknown_or_local() {
     let v2 = super::encode::header_for_unix_client(super::Version::V2);
     assert_eq!(v2.len(), 16);
     let h = complete(&v2);
-    assert_eq!((h.command, h.transport, h.source, h.tlvs.len()), (Command::Local, Transport::Unspec, None, 0));
+    assert_eq!(
+        (h.command, h.transport, h.source, h.tlvs.len()),
+        (Command::Local, Transport::Unspec, None, 0)
+    );
 }

@@ -107,9 +107,15 @@ async fn handle_inner(
         tracing::debug!("client refused for a while after repeated plugin errors; closed");
         return close_gracefully(stream).await;
     }
-    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer.routing_addr(), local)
-        .with_turns(Arc::clone(&ctx.turns))
-        .with_unix_client(peer.is_unix());
+    let mut router = Router::new(
+        Arc::clone(&registry),
+        strategy,
+        Arc::clone(&ctx.name),
+        peer.routing_addr(),
+        local,
+    )
+    .with_turns(Arc::clone(&ctx.turns))
+    .with_unix_client(peer.is_unix());
     let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
     admitted.preview_done();
     ctx.metrics

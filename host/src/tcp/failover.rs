@@ -7,9 +7,9 @@
 //! `routing.max_failovers` further backends are tried. Each failure also counts toward the failed
 //! backend's health failure threshold when it is health-checked (passive health).
 
+use crate::tcp::stream::Stream;
 use abi_stable::std_types::RVec;
 use pmmux_plugin_api::Property;
-use crate::tcp::stream::Stream;
 
 use crate::routing::registry::Backend;
 use crate::routing::router::{Decision, Router};

@@ -88,10 +88,7 @@ impl Acceptor {
     async fn accept(&self) -> io::Result<(Stream, Client)> {
         match self {
             Acceptor::Tcp(l) => l.accept().await.map(|(s, peer)| (Stream::Tcp(s), Client::Ip(peer))),
-            Acceptor::Unix(l) => l
-                .accept()
-                .await
-                .map(|(s, peer)| (Stream::Unix(s), Client::unix(&peer))),
+            Acceptor::Unix(l) => l.accept().await.map(|(s, peer)| (Stream::Unix(s), Client::unix(&peer))),
         }
     }
 }
@@ -345,7 +342,9 @@ impl ListenerSet {
     pub fn bound_by_config(&self) -> Vec<(ListenAddr, &'static str, ListenAddr)> {
         self.running
             .iter()
-            .filter_map(|((configured, transport), r)| Some((configured.clone(), *transport, r.socket.local_addr().ok()?)))
+            .filter_map(|((configured, transport), r)| {
+                Some((configured.clone(), *transport, r.socket.local_addr().ok()?))
+            })
             .collect()
     }
 

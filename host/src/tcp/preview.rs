@@ -4,9 +4,9 @@
 
 use std::io;
 
+use crate::tcp::stream::Stream;
 use bytes::BufMut;
 use tokio::io::AsyncReadExt;
-use crate::tcp::stream::Stream;
 use tokio::time::{sleep_until, Instant};
 
 use crate::routing::router::{Decision, Router};

@@ -1,11 +1,11 @@
 //! Serving: drives a plugin's sans-I/O session. The host feeds it client bytes (the preview first)
 //! and writes back whatever it puts in the output buffer, until it asks to close or the client leaves.
 
+use crate::tcp::stream::Stream;
 use abi_stable::std_types::{RResult, RSlice, RVec};
 use pmmux_plugin_api::ffi::SessionBox;
 use pmmux_plugin_api::SessionCtl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::tcp::stream::Stream;
 
 use crate::tcp::error::{ConnError, Op, Peer, SideError};
 use crate::tcp::relay::{Cut, Transferred};

@@ -11,8 +11,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use tokio::net::{tcp, unix, TcpStream, UnixStream};
 
@@ -51,7 +51,9 @@ impl Stream {
                 target: target.to_owned(),
                 source: io::Error::new(io::ErrorKind::InvalidInput, why),
             }),
-            None => crate::tcp::relay::connect(target, connect_timeout).await.map(Stream::Tcp),
+            None => crate::tcp::relay::connect(target, connect_timeout)
+                .await
+                .map(Stream::Tcp),
         }
     }
 

@@ -55,7 +55,11 @@ impl SocketFile {
 
 /// Binds a listening Unix stream socket at `path` with `opts` applied. The file's mode, owner and
 /// group are set between `bind` and `listen`, so nobody connects while it has the umask's mode.
-pub(crate) fn bind(path: &Path, opts: &UnixOptions, backlog: i32) -> io::Result<(std::os::unix::net::UnixListener, SocketFile)> {
+pub(crate) fn bind(
+    path: &Path,
+    opts: &UnixOptions,
+    backlog: i32,
+) -> io::Result<(std::os::unix::net::UnixListener, SocketFile)> {
     clear_stale(path)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&SockAddr::unix(path)?)?;
@@ -122,7 +126,10 @@ pub(crate) fn clear_stale(path: &Path) -> io::Result<()> {
                     Ok(())
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io::Error::new(e.kind(), format!("cannot remove the stale socket file {shown}: {e}"))),
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot remove the stale socket file {shown}: {e}"),
+                )),
             }
         }
         Err(e) => Err(io::Error::new(

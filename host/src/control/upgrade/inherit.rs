@@ -234,7 +234,9 @@ fn describe(fd: &OwnedFd) -> Result<(Kind, ListenAddr), String> {
     };
     let unix = matches!(address, ListenAddr::Unix(_));
     let kind = match sock.r#type().map_err(|e| e.to_string())? {
-        socket2::Type::DGRAM if unix => return Err("a Unix datagram socket (pmmux serves Unix stream sockets only)".into()),
+        socket2::Type::DGRAM if unix => {
+            return Err("a Unix datagram socket (pmmux serves Unix stream sockets only)".into())
+        }
         socket2::Type::STREAM if sock.is_listener().unwrap_or(false) => Kind::Tcp,
         socket2::Type::STREAM => return Err("a stream socket that is not listening".into()),
         socket2::Type::DGRAM => Kind::Udp,
@@ -252,10 +254,16 @@ mod tests {
     fn describes_listening_tcp_and_udp_and_refuses_a_connected_stream() {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = tcp.local_addr().unwrap();
-        assert_eq!(describe(&OwnedFd::from(tcp)).unwrap(), (Kind::Tcp, ListenAddr::Ip(addr)));
+        assert_eq!(
+            describe(&OwnedFd::from(tcp)).unwrap(),
+            (Kind::Tcp, ListenAddr::Ip(addr))
+        );
         let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
         let addr = udp.local_addr().unwrap();
-        assert_eq!(describe(&OwnedFd::from(udp)).unwrap(), (Kind::Udp, ListenAddr::Ip(addr)));
+        assert_eq!(
+            describe(&OwnedFd::from(udp)).unwrap(),
+            (Kind::Udp, ListenAddr::Ip(addr))
+        );
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         assert!(describe(&OwnedFd::from(c)).unwrap_err().contains("not listening"));

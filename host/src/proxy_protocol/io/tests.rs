@@ -7,9 +7,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{read_header, InboundError};
-use crate::tcp::stream::{Client, Stream};
 use crate::proxy_protocol::encode::encode_v2;
 use crate::proxy_protocol::{Command, Transport};
+use crate::tcp::stream::{Client, Stream};
 
 /// A connected pair: (what the front writes to, what pmmux reads from).
 async fn pair() -> (TcpStream, Stream) {
@@ -118,7 +118,13 @@ async fn over_a_unix_socket_the_unix_family_names_the_client_and_local_keeps_the
     assert_eq!(&rest, b"GET /");
     // An unnamed client (empty path), then LOCAL (addresses ignored: the real peer).
     front.write_all(&v2_unix(1, b"", b"/run/pmmux.sock")).await.unwrap();
-    assert_eq!(read_header(&conn, LIMIT).await.unwrap().client(Client::Ip("127.0.0.1:1".parse().unwrap())), real);
+    assert_eq!(
+        read_header(&conn, LIMIT)
+            .await
+            .unwrap()
+            .client(Client::Ip("127.0.0.1:1".parse().unwrap())),
+        real
+    );
     front.write_all(&v2_unix(0, b"/x", b"/y")).await.unwrap();
     let local = read_header(&conn, LIMIT).await.unwrap();
     assert_eq!(local.header.unix, None);

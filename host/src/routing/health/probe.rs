@@ -90,7 +90,9 @@ async fn tcp(backend: &Backend, target: &str, timeout: Duration, probe: &HealthP
 
 async fn udp(backend: &Backend, target: &str, probe: &HealthProbe) -> Outcome {
     if crate::config::listen::is_unix_target(target) {
-        return Err(format!("upstream {target}: a UDP probe cannot reach a Unix stream socket"));
+        return Err(format!(
+            "upstream {target}: a UDP probe cannot reach a Unix stream socket"
+        ));
     }
     let addr = lookup_host(target)
         .await

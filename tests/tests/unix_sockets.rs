@@ -398,3 +398,50 @@ fn reload_adds_and_removes_a_unix_listener_and_an_upgrade_hands_it_over() {
     drop(new_guard);
     assert!(!path.exists(), "{}", pm.log());
 }
+
+#[test]
+fn a_socket_activated_unix_listener_is_matched_by_path_and_its_file_left_to_systemd() {
+    let activate = find_tool("systemd-socket-activate", "systemd");
+    let web = HttpServer::start("web-a");
+    let dir = temp_dir("unix-activation");
+    let path = dir.path().join("act.sock");
+    let config = dir.path().join("pmmux.toml");
+    std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin folder");
+    std::fs::write(
+        &config,
+        pass_at(&path, &web.addr().to_string()).replace("[[backend]]", "mode = \"0600\"\n[[backend]]"),
+    )
+    .expect("write the config");
+    let mut cmd = std::process::Command::new(activate);
+    cmd.arg(format!("--listen={}", path.display()))
+        .arg(pmmux_bin())
+        .args(["--config", &config.to_string_lossy(), "--log-level", "debug"])
+        .current_dir(dir.path());
+    let mut guard = ChildGuard::spawn_logged("systemd-socket-activate", cmd, &dir.path().join("pmmux.log"))
+        .expect("start systemd-socket-activate");
+    assert!(
+        eventually(SERVER_START_TIMEOUT, || path.exists()),
+        "systemd-socket-activate did not bind {}",
+        path.display()
+    );
+    // The first connection starts pmmux, which serves it on the inherited socket.
+    assert_eq!(curl_unix(&path, "x", IDENT_FILE).expect_success("curl"), "web-a");
+    let log = guard.log();
+    assert!(
+        log.contains(&format!(
+            "using an inherited socket instead of binding address=unix:{}",
+            path.display()
+        )) && log.contains("from=\"systemd\""),
+        "{log}"
+    );
+    let mode = std::fs::symlink_metadata(&path).expect("stat").mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the configured mode applies to the inherited socket's file"
+    );
+    assert_eq!(curl_unix(&path, "x", IDENT_FILE).expect_success("curl again"), "web-a");
+    let status = guard.terminate(Duration::from_secs(10)).expect("pmmux stops");
+    assert!(status.success(), "{status}\n{}", guard.log());
+    assert!(path.exists(), "pmmux removed a socket file systemd made");
+    assert!(!guard.log().contains("socket file removed"), "{}", guard.log());
+}

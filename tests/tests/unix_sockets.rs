@@ -67,9 +67,11 @@ fn curl_over_a_unix_listener_reaches_nginx_on_a_unix_socket_by_host_and_the_file
     if !root {
         eprintln!("unix_sockets: not root, so the socket file's owner and group are not set or checked");
     }
+    let admin = loopback(free_port());
     let pm = Pmmux::start(
         &format!(
-            "plugin_dir = \"plugins\"\n[[listener]]\naddress = \"unix:{{DIR}}/in.sock\"\nmode = \"0660\"\n{owner}\
+            "plugin_dir = \"plugins\"\n[admin]\naddress = \"{admin}\"\n\
+             [[listener]]\nname = \"sock\"\naddress = \"unix:{{DIR}}/in.sock\"\nmode = \"0660\"\n{owner}\
              [[backend]]\nname = \"host-a\"\nprotocol = \"http\"\ntarget = \"unix:{a}\"\n[backend.params]\nhost = \"a.example\"\n\
              [[backend]]\nname = \"rest\"\nprotocol = \"pass\"\ntarget = \"{b}\"\n",
             a = a.unix_path().display(),
@@ -103,6 +105,20 @@ fn curl_over_a_unix_listener_reaches_nginx_on_a_unix_socket_by_host_and_the_file
     // The client of a Unix socket is named as such in the connection's log span.
     wait_log_line(&pm, &["peer=unix:(unnamed)", "backend=\"host-a\"", "connection closed"]);
     wait_log_line(&pm, &["peer=unix:(unnamed)", "backend=\"rest\"", "connection closed"]);
+    // Counted per listener and backend as for TCP.
+    let url = format!("http://{admin}/metrics");
+    let counted = eventually(LOG_TIMEOUT, || {
+        let text = client("curl", &args(&["-sS", "--max-time", "10", &url])).stdout_str();
+        let m = Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let closed = |backend| {
+            m.value(
+                "pmmux_connections_total",
+                &[("listener", "sock"), ("backend", backend), ("outcome", "closed")],
+            )
+        };
+        closed("host-a") == 2.0 && closed("rest") == 1.0
+    });
+    assert!(counted, "{}", client("curl", &args(&["-sS", &url])).stdout_str());
 
     // A clean stop removes the file.
     assert!(pm.stop().is_some_and(|s| s.success()), "{}", pm.log());

@@ -43,12 +43,12 @@ pub(crate) struct Reloader {
 }
 
 /// Logs backend build problems, one line each: a missing protocol is a warning (a plugin may be
-/// dropped in later), a refused configuration an error.
+/// dropped in later), a refused or target-less configuration an error.
 pub(crate) fn log_build_issues(issues: &[BuildIssue]) {
     for issue in issues {
         match issue {
             BuildIssue::MissingProtocol { .. } => tracing::warn!("{issue}"),
-            BuildIssue::Refused { .. } => tracing::error!("{issue}"),
+            BuildIssue::Refused { .. } | BuildIssue::NoTarget { .. } => tracing::error!("{issue}"),
         }
     }
 }

@@ -8,7 +8,8 @@
 #
 #   bash bench/unix-throughput.sh                      release build, 3 rounds of 2 GiB per path
 #   ROUNDS=5 BYTES=4294967296 bash bench/unix-throughput.sh
-#   PMMUX=/tmp/other/pmmux bash bench/unix-throughput.sh   another binary (e.g. main's, for TCP->TCP)
+#   PMMUX=/tmp/other/pmmux ONLY="direct_tcp pmmux_tcp_tcp" bash bench/unix-throughput.sh
+#                                                      another binary (one without Unix sockets), TCP only
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,12 +60,13 @@ start_pmmux() {
         "$2" "$3" > "$DIR/$1/pmmux.toml"
     "$PMMUX" --config "$DIR/$1/pmmux.toml" --log-level warn > "$DIR/$1/log" 2>&1 & PIDS+=($!)
 }
+ORDER=(${ONLY:-direct_tcp direct_unix pmmux_tcp_tcp pmmux_unix_unix pmmux_unix_tcp pmmux_tcp_unix})
+wants() { [[ " ${ORDER[*]} " == *" $1 "* ]]; }
 P_TT=$(free_port); P_TU=$(free_port)
-start_pmmux tt "127.0.0.1:$P_TT" "127.0.0.1:$SINK_TCP"
-start_pmmux uu "unix:$DIR/uu.sock" "unix:$SINK_UNIX"
-start_pmmux ut "unix:$DIR/ut.sock" "127.0.0.1:$SINK_TCP"
-start_pmmux tu "127.0.0.1:$P_TU" "unix:$SINK_UNIX"
-wait_for "$P_TT"; wait_for "$DIR/uu.sock"; wait_for "$DIR/ut.sock"; wait_for "$P_TU"
+if wants pmmux_tcp_tcp; then start_pmmux tt "127.0.0.1:$P_TT" "127.0.0.1:$SINK_TCP"; wait_for "$P_TT"; fi
+if wants pmmux_unix_unix; then start_pmmux uu "unix:$DIR/uu.sock" "unix:$SINK_UNIX"; wait_for "$DIR/uu.sock"; fi
+if wants pmmux_unix_tcp; then start_pmmux ut "unix:$DIR/ut.sock" "127.0.0.1:$SINK_TCP"; wait_for "$DIR/ut.sock"; fi
+if wants pmmux_tcp_unix; then start_pmmux tu "127.0.0.1:$P_TU" "unix:$SINK_UNIX"; wait_for "$P_TU"; fi
 
 declare -A PATHS=(
     [direct_tcp]="TCP:127.0.0.1:$SINK_TCP"
@@ -74,7 +76,6 @@ declare -A PATHS=(
     [pmmux_unix_tcp]="UNIX-CONNECT:$DIR/ut.sock"
     [pmmux_tcp_unix]="TCP:127.0.0.1:$P_TU"
 )
-ORDER=(direct_tcp direct_unix pmmux_tcp_tcp pmmux_unix_unix pmmux_unix_tcp pmmux_tcp_unix)
 declare -A RESULTS
 for round in $(seq "$ROUNDS"); do
     for name in "${ORDER[@]}"; do
@@ -91,7 +92,7 @@ printf '%-18s %10s %10s\n' path Gbit/s ratio
 for name in "${ORDER[@]}"; do
     m=$(median "${RESULTS[$name]}")
     base=$(median "${RESULTS[direct_tcp]}")
-    [[ $name == *unix_unix || $name == direct_unix ]] && base=$(median "${RESULTS[direct_unix]}")
+    if [[ $name == *unix_unix || $name == direct_unix ]] && wants direct_unix; then base=$(median "${RESULTS[direct_unix]}"); fi
     printf '%-18s %10s %10s\n' "$name" "$m" "$(python3 -c "print(f'{$m/$base:.2f}')")"
 done
 echo "ratio: against direct_tcp (direct_unix for direct_unix and pmmux_unix_unix); medians of $ROUNDS rounds of $BYTES bytes; pmmux = $PMMUX"

@@ -84,6 +84,9 @@ pub(super) struct RawListener {
     pub(super) public_port: Option<Spanned<crate::portmap::config::RawPublicPort>>,
     #[serde(default = "default_listen")]
     pub(super) listen: Spanned<bool>,
+    pub(super) mode: Option<Spanned<String>>,
+    pub(super) owner: Option<Spanned<String>>,
+    pub(super) group: Option<Spanned<String>>,
 }
 
 pub(super) fn default_listen() -> Spanned<bool> {

@@ -180,7 +180,7 @@ impl Reloader {
         {
             let mut listeners = self.listeners();
             for l in &d.listeners_removed {
-                listeners.remove(l.address);
+                listeners.remove(&l.address);
                 tracing::info!(listener = %l.name, address = %l.address, "listener closed; its connections go on");
             }
             for l in d.listeners_added.iter().filter(|l| l.listen) {

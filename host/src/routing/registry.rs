@@ -148,7 +148,8 @@ impl Backend {
         let now = Instant::now();
         self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
         let client_ip = client.map(|c| c.ip());
-        if let Some(ip) = client_ip {
+        // 0.0.0.0 stands for every client of a Unix socket (no address to charge).
+        if let Some(ip) = client_ip.filter(|ip| !ip.is_unspecified()) {
             if let Some(refused) = offenders::charge(ip, now) {
                 tracing::warn!(client = %ip, backend = self.name(), plugin = %self.plugin_label(), refused_s = refused.as_secs(), errors = offenders::MAX_CLIENT_ERRORS, "client refused after repeated plugin errors");
             }

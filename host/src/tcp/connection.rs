@@ -11,7 +11,6 @@ use arc_swap::ArcSwap;
 use pmmux_plugin_api::ffi::TcpAction;
 use pmmux_plugin_api::Property;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tracing::{field::Empty, Instrument};
 
 use crate::config::Strategy;
@@ -24,6 +23,7 @@ use crate::tcp::error::{ConnError, Op, Peer, SideError};
 use crate::tcp::preview::{self, Outcome};
 use crate::tcp::relay::{self, Transferred};
 use crate::tcp::session;
+use crate::tcp::stream::{Client, Stream, UNIX_PLACEHOLDER};
 
 /// What every connection of one listener shares.
 pub(crate) struct ListenerContext {
@@ -36,17 +36,24 @@ pub(crate) struct ListenerContext {
     /// The listener's turn counter for `round-robin`, `weighted` and `random`.
     pub turns: Arc<std::sync::atomic::AtomicU64>,
     /// The local address of every connection, when the listener is bound to one IP address (saves
-    /// a `getsockname` per connection); `None` for wildcard listeners.
+    /// a `getsockname` per connection); `None` for wildcard listeners. A Unix listener's is
+    /// [`UNIX_PLACEHOLDER`].
     pub local: Option<SocketAddr>,
     /// Sources whose connections start with a PROXY header (`accept_proxy_protocol`).
     pub accept_proxy_protocol: Arc<[ipnet::IpNet]>,
+    /// On a Unix listener, the peers whose connections start with a PROXY header.
+    pub trusted_peers: Arc<[crate::config::listen::PeerTrust]>,
     /// The listener's counters.
     pub metrics: Arc<ListenerMetrics>,
 }
 
 /// Handles one accepted connection to the end; `admitted` (its limit slots) is held until then.
-pub(crate) async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
-    let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
+pub(crate) async fn handle(stream: Stream, peer: Client, ctx: Arc<ListenerContext>, admitted: Admitted) {
+    let trusted = match (&peer, &stream) {
+        (Client::Ip(a), _) => proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, *a),
+        (Client::Unix(_), Stream::Unix(s)) => proxy_protocol::io::is_trusted_peer(&ctx.trusted_peers, s),
+        (Client::Unix(_), Stream::Tcp(_)) => false,
+    };
     let span = if trusted {
         // `peer` becomes the client the PROXY header names; `via` is the front that sent it.
         tracing::info_span!("conn", peer = Empty, via = %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
@@ -59,14 +66,18 @@ pub(crate) async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Listene
 }
 
 async fn handle_inner(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: Stream,
+    peer: Client,
     trusted: bool,
     ctx: Arc<ListenerContext>,
     mut admitted: Admitted,
 ) {
     let started = Instant::now();
-    let local = match ctx.local.map_or_else(|| stream.local_addr(), Ok) {
+    let real_local = match &stream {
+        Stream::Tcp(s) => ctx.local.map_or_else(|| s.local_addr(), Ok),
+        Stream::Unix(_) => Ok(UNIX_PLACEHOLDER),
+    };
+    let mut local = match real_local {
         Ok(a) => a,
         Err(e) => {
             ctx.metrics.unrouted(crate::ops::metrics::ConnOutcome::Aborted);
@@ -78,8 +89,12 @@ async fn handle_inner(
     let mut preview = Vec::new();
     let peer = if trusted {
         match accept_proxy_header(&stream, peer, &registry).await {
-            Ok((client, rest)) => {
+            Ok((client, dest, rest)) => {
                 preview = rest;
+                // A Unix listener has no IP address of its own: the one the front names stands in.
+                if let (Some(dest), Stream::Unix(_)) = (dest, &stream) {
+                    local = dest;
+                }
                 client
             }
             Err(()) => return close_gracefully(stream).await,
@@ -87,13 +102,20 @@ async fn handle_inner(
     } else {
         peer
     };
-    if crate::routing::offenders::is_refused(peer.ip()) {
+    if !peer.is_unix() && crate::routing::offenders::is_refused(peer.routing_addr().ip()) {
         ctx.metrics.unrouted(crate::ops::metrics::ConnOutcome::RefusedLimit);
         tracing::debug!("client refused for a while after repeated plugin errors; closed");
         return close_gracefully(stream).await;
     }
-    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local)
-        .with_turns(Arc::clone(&ctx.turns));
+    let mut router = Router::new(
+        Arc::clone(&registry),
+        strategy,
+        Arc::clone(&ctx.name),
+        peer.routing_addr(),
+        local,
+    )
+    .with_turns(Arc::clone(&ctx.turns))
+    .with_unix_client(peer.is_unix());
     let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
     admitted.preview_done();
     ctx.metrics
@@ -124,24 +146,26 @@ async fn handle_inner(
     }
 }
 
-/// Reads the PROXY header a trusted front sends first: the client it names and the bytes after it,
-/// or `Err` (logged) when the header is refused.
+/// Reads the PROXY header a trusted front sends first: the client it names, the IP address that
+/// client reached if named, and the bytes after the header, or `Err` (logged) when the header is
+/// refused.
 async fn accept_proxy_header(
-    stream: &TcpStream,
-    front: SocketAddr,
+    stream: &Stream,
+    front: Client,
     registry: &Registry,
-) -> Result<(SocketAddr, Vec<u8>), ()> {
+) -> Result<(Client, Option<SocketAddr>, Vec<u8>), ()> {
     // Boxed: the header read's state stays out of every connection's task.
     let read = Box::pin(proxy_protocol::io::read_header(stream, registry.routing.probe_timeout)).await;
     let span = tracing::Span::current();
     match read {
         Ok(accepted) => {
             let client = accepted.client(front);
-            span.record("peer", tracing::field::display(client));
-            Ok((client, accepted.rest))
+            span.record("peer", tracing::field::display(&client));
+            let dest = accepted.header.dest.filter(|_| matches!(client, Client::Ip(_)));
+            Ok((client, dest, accepted.rest))
         }
         Err(e) => {
-            span.record("peer", tracing::field::display(front));
+            span.record("peer", tracing::field::display(&front));
             tracing::info!(error = %e, "PROXY header refused; closed");
             Err(())
         }
@@ -202,7 +226,7 @@ fn choose(
 /// Dispatches to the routed backend; when connecting to its target fails, to the next one the
 /// router ranks (up to `max_failovers`). Counts the outcome on the backend that ended it.
 async fn relay_with_failover(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     router: &mut Router,
     preview: &mut Vec<u8>,
     routed: Routed,
@@ -265,7 +289,7 @@ const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 /// Closes a connection pmmux refuses with a FIN rather than a reset: closing a socket with unread
 /// bytes makes the kernel send RST, so read and drop what the client still sends, bounded in bytes
 /// and time.
-async fn close_gracefully(mut stream: TcpStream) {
+async fn close_gracefully(mut stream: Stream) {
     use tokio::io::AsyncWriteExt;
     let _ = stream.shutdown().await;
     let drain = async {
@@ -283,7 +307,7 @@ async fn close_gracefully(mut stream: TcpStream) {
 }
 
 async fn dispatch(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     router: &Router,
     backend: &Backend,
     properties: &[Property],
@@ -319,13 +343,13 @@ async fn dispatch(
     };
     let target = target.ok_or(ConnError::NoTarget)?;
     let timeout = router.registry().routing.connect_timeout;
-    let source = backend
-        .config
-        .transparent
+    // A client that came over a Unix socket has no address to send from: a plain connection.
+    let source = (backend.config.transparent && !router.unix_client())
         .then(|| crate::ops::transparent::source_of(router.peer()));
-    let mut upstream = relay::connect_from(&target, timeout, source).await?;
+    let mut upstream = Stream::connect_from(&target, timeout, source).await?;
     if let Some(version) = backend.config.proxy_protocol {
-        proxy_protocol::io::send_header(&mut upstream, version, &router.conn_info(properties))
+        let conn = router.conn_info(properties);
+        proxy_protocol::io::send_header(&mut upstream, version, &conn, router.unix_client())
             .await
             .map_err(|source| ConnError::ProxyHeader {
                 target: target.clone(),
@@ -345,7 +369,7 @@ fn timeouts(router: &Router, backend: &Backend) -> relay::Timeouts {
 }
 
 /// The built-in `noop`: read and drop everything until the client closes or is idle for `idle`.
-async fn discard(stream: &mut TcpStream, already: u64, idle: std::time::Duration) -> Result<Transferred, ConnError> {
+async fn discard(stream: &mut Stream, already: u64, idle: std::time::Duration) -> Result<Transferred, ConnError> {
     let mut buf = [0u8; 4096];
     let mut up = already;
     loop {
@@ -408,6 +432,7 @@ mod tests {
             turns: Arc::default(),
             local: None,
             accept_proxy_protocol: Arc::from(Vec::new()),
+            trusted_peers: Arc::from(Vec::new()),
             metrics: Arc::new(crate::ops::metrics::ListenerMetrics::new(Arc::default())),
         });
         let limits = Arc::new(crate::ops::limits::ListenerLimits::new(
@@ -415,7 +440,7 @@ mod tests {
             &Default::default(),
         ));
         let admitted = limits.admit(limits.reserve().unwrap(), addr.ip()).unwrap();
-        let task = super::handle(client, addr, ctx, admitted);
+        let task = super::handle(super::Stream::Tcp(client), super::Client::Ip(addr), ctx, admitted);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "the per-connection future grew to {size} bytes");
     }

@@ -72,6 +72,7 @@ impl Cut {
 
 use crate::ops::transparent;
 use crate::tcp::error::{Op, Peer, SideError};
+use crate::tcp::stream::Stream;
 
 /// First buffer size per direction.
 pub(crate) const MIN_RELAY_BUFFER: usize = 4 * 1024;
@@ -151,13 +152,9 @@ impl Activity {
     }
 }
 
-/// Connects to `target` (`host:port`), trying each resolved address until the timeout.
-pub(crate) async fn connect(target: &str, connect_timeout: Duration) -> Result<TcpStream, RelayError> {
-    connect_from(target, connect_timeout, None).await
-}
-
-/// [`connect`], from `source` when given: the client's address and port, for a transparent
-/// backend (only the target's addresses of the client's family are tried).
+/// Connects to `target` (`host:port`), trying each resolved address until the timeout; from
+/// `source` when given: the client's address and port, for a transparent backend (only the
+/// target's addresses of the client's family are tried).
 pub(crate) async fn connect_from(
     target: &str,
     connect_timeout: Duration,
@@ -211,15 +208,14 @@ pub(crate) async fn connect_from(
 /// Replays `preview` to `upstream`, then relays until both directions are closed, or until the
 /// connection has been quiet for longer than `timeouts` allow (then `cut` says which).
 pub(crate) async fn relay(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    client: &mut Stream,
+    upstream: &mut Stream,
     preview: &[u8],
     target: &str,
     timeouts: Timeouts,
 ) -> Result<Transferred, RelayError> {
     // The client socket inherited TCP_NODELAY and keepalive from its listener.
-    let _ = upstream.set_nodelay(true);
-    let _ = socket2::SockRef::from(&*upstream).set_tcp_keepalive(&keepalive());
+    upstream.tune_upstream();
     upstream.write_all(preview).await.map_err(|source| RelayError::Replay {
         target: target.to_owned(),
         source,

@@ -41,7 +41,7 @@ pub(crate) enum WriteHalf<'a> {
 
 impl Stream {
     /// Connects to a backend target within `connect_timeout`: `unix:/path` over a Unix socket,
-    /// anything else as `host:port` over TCP ([`crate::tcp::relay::connect`]).
+    /// anything else as `host:port` over TCP ([`crate::tcp::relay::connect_from`]).
     pub(crate) async fn connect(target: &str, connect_timeout: Duration) -> Result<Stream, RelayError> {
         Stream::connect_from(target, connect_timeout, None).await
     }

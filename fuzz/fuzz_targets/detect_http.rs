@@ -7,5 +7,5 @@ pmmux_fuzz::plugin_target!(
     "",
     pmmux_http::Http::new,
     pmmux_fuzz::Datagrams::Whole,
-    pmmux_fuzz::Segments::NoMatchFinal,
+    pmmux_fuzz::Segments::Agree,
 );

@@ -23,10 +23,6 @@ pub enum Segments {
     /// A decided half (`Match` or `NoMatch`) agrees in kind with the whole: the verdict does not
     /// depend on how the client's bytes were cut into segments.
     Agree,
-    /// Only a `NoMatch` is final: the backend matches as soon as what routing needs has arrived
-    /// (`http`: the request line and the `Host` field), and a malformed line after it, which would
-    /// make the whole head `NoMatch`, cannot undo a connection already routed.
-    NoMatchFinal,
     /// No promise: `regex` tries its patterns on what has arrived (documented in the plugin).
     Unordered,
 }
@@ -71,7 +67,6 @@ pub fn exercise<B: Backend + ?Sized>(backend: &B, data: &[u8], datagrams: Datagr
             let early = backend.detect(&conn, half);
             let agrees = match segments {
                 Segments::Agree => early == Detection::NeedMore || same_kind(&early, &whole),
-                Segments::NoMatchFinal => early != Detection::NoMatch || whole == Detection::NoMatch,
                 Segments::Unordered => true,
             };
             assert!(

@@ -14,6 +14,7 @@ use toml::Spanned;
 use crate::routing::matchers::Matchers;
 
 mod env;
+pub mod listen;
 pub mod quick_start;
 mod raw;
 
@@ -69,8 +70,11 @@ pub struct Reload {
 pub struct ListenerConfig {
     /// Name used in logs and handed to plugins (its address when not set).
     pub name: String,
-    /// Where to listen.
-    pub address: SocketAddr,
+    /// Where to listen: an IP address and port, or a Unix socket path.
+    pub address: listen::ListenAddr,
+    /// A Unix listener's socket file mode, owner and group, and the peers it trusts to send a
+    /// PROXY header (default for an IP listener).
+    pub unix: listen::UnixOptions,
     /// Whether to listen on TCP.
     pub tcp: bool,
     /// Whether to listen on UDP.
@@ -230,9 +234,19 @@ pub struct BackendConfig {
     /// The PROXY header sent to the target before the client's bytes (`proxy_protocol`); such a
     /// backend takes TCP connections only.
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// `transparent`: the upstream TCP connection and UDP flow leave from the client's own
+    /// address and port (IP_TRANSPARENT; see [`crate::ops::transparent`]).
+    pub transparent: bool,
     /// Health checks (its `[backend.health]`, else its protocol's `[health.<protocol>]`); `None`:
     /// not checked.
     pub health: Option<crate::routing::health::config::HealthSettings>,
+}
+
+impl BackendConfig {
+    /// Whether its target is a Unix socket (a stream: such a backend takes TCP connections only).
+    pub fn target_is_unix(&self) -> bool {
+        self.target.as_deref().is_some_and(listen::is_unix_target)
+    }
 }
 
 /// Every problem found in one configuration file.
@@ -418,16 +432,10 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
     let mut seen_addr = HashSet::new();
     for l in raw.listeners {
         let span = Some(l.address.span());
-        let address = match l.address.get_ref().parse::<SocketAddr>() {
+        let address = match listen::ListenAddr::parse(l.address.get_ref()) {
             Ok(a) => a,
-            Err(_) => {
-                report(
-                    span,
-                    format!(
-                        "listener address `{}` is not IP:PORT (IPv6 as [::1]:PORT)",
-                        l.address.get_ref()
-                    ),
-                );
+            Err(why) => {
+                report(span, format!("listener address `{}` {why}", l.address.get_ref()));
                 continue;
             }
         };
@@ -452,13 +460,15 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             );
         }
         for (proto, on) in [("tcp", tcp), ("udp", udp)] {
-            if on && !seen_addr.insert((address, proto)) {
+            if on && !seen_addr.insert((address.clone(), proto)) {
                 report(span.clone(), format!("two listeners on {address}/{proto}"));
             }
         }
-        let name = l.name.unwrap_or_else(|| address.to_string());
+        let name = l.name.clone().unwrap_or_else(|| address.to_string());
+        let unix = listen::options(&l, &name, &address, udp, report);
         let accept_proxy_protocol = match &l.accept_proxy_protocol {
             None => Vec::new(),
+            Some(_) if address.unix().is_some() => Vec::new(),
             Some(list) => crate::proxy_protocol::config::trusted_sources(list.get_ref(), tcp).unwrap_or_else(|e| {
                 report(
                     Some(list.span()),
@@ -483,7 +493,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
                 format!("listener `{name}`: listen = false needs a public_port (it only maps the port)"),
             );
         }
-        if !listen && address.port() == 0 {
+        if !listen && address.ip().is_some_and(|a| a.port() == 0) {
             report(
                 span.clone(),
                 format!("listener `{name}`: listen = false needs the local port the mapping forwards to (not 0)"),
@@ -492,6 +502,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
         listeners.push(ListenerConfig {
             name,
             address,
+            unix,
             tcp,
             udp,
             strategy: l.strategy,
@@ -567,6 +578,17 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
             .as_ref()
             .map(|p| toml::to_string(p.get_ref()).unwrap_or_default())
             .unwrap_or_default();
+        let transparent = b.transparent.as_ref().is_some_and(|t| *t.get_ref());
+        if let Some(why) = b.transparent.as_ref().and_then(|t| {
+            let why = crate::ops::transparent::refused(
+                transparent,
+                &protocol,
+                b.target.as_ref().map(|t| t.get_ref().as_str()),
+            )?;
+            Some((t.span(), why))
+        }) {
+            report(Some(why.0), format!("backend `{name}`: transparent = true {}", why.1));
+        }
         let health = crate::routing::health::config::for_backend(
             &name,
             b.health.as_ref(),
@@ -591,6 +613,7 @@ fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, locate: &Locat
                 raw::UdpRoutingKey::PerMessage => pmmux_plugin_api::UdpRouting::PerMessage,
             }),
             proxy_protocol: b.proxy_protocol,
+            transparent,
             health,
         });
     }
@@ -680,12 +703,16 @@ fn positive(value: Option<Spanned<usize>>, key: &str, report: &mut Report<'_>) -
     Some(v.into_inner())
 }
 
-/// Checks a `host:port` target (host a name, an IPv4 address or a bracketed IPv6 address).
-pub fn check_target(target: &str) -> Result<(), &'static str> {
+/// Checks a `host:port` target (host a name, an IPv4 address or a bracketed IPv6 address) or a
+/// `unix:/path` one.
+pub fn check_target(target: &str) -> Result<(), String> {
+    if let Some(path) = listen::unix_path(target) {
+        return path.map(drop);
+    }
     if target.parse::<SocketAddr>().is_ok() {
         return Ok(());
     }
-    let (host, port) = target.rsplit_once(':').ok_or("is not host:port")?;
+    let (host, port) = target.rsplit_once(':').ok_or("is not host:port or unix:/PATH")?;
     port.parse::<u16>().map_err(|_| "has no valid port")?;
     let name_ok = !host.is_empty()
         && host.len() <= 253
@@ -695,7 +722,7 @@ pub fn check_target(target: &str) -> Result<(), &'static str> {
     if name_ok {
         Ok(())
     } else {
-        Err("is not host:port (IPv6 as [::1]:PORT)")
+        Err("is not host:port (IPv6 as [::1]:PORT) or unix:/PATH".into())
     }
 }
 

@@ -77,6 +77,11 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Check what transparent backends (`transparent = true`) need on this host: the capability to
+    /// set IP_TRANSPARENT, the nftables mark and the policy routing that hand replies for client
+    /// addresses to pmmux. Prints each item ok or MISSING with the command that fixes it; exits 1
+    /// when something is missing.
+    CheckTransparent,
     /// Load one plugin file and print its ABI version, name, version and protocols, or exactly why
     /// it cannot be loaded.
     InspectPlugin {
@@ -138,12 +143,13 @@ fn main() -> ExitCode {
             timeout_secs,
         }) => upgrade(&cli.config, *pid, *admin, *timeout_secs),
         Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::CheckTransparent) => check_transparent(),
         Some(Command::InspectPlugin { file }) => inspect_plugin(file),
         Some(Command::NewPlugin { name, dir, plugin_api }) => new_plugin(name, dir.as_deref(), plugin_api.as_deref()),
         Some(Command::Status { admin, json }) => status(&cli.config, *admin, *json),
     };
     // The last records and log lines are written before the error below.
-    pmmux::ops::access_log::close();
+    pmmux::ops::logging::close_access_log();
     log.finish();
     match result {
         Ok(code) => code,
@@ -205,6 +211,7 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         Some(user) => Some(pmmux::ops::privdrop::resolve(user, args.group.as_deref())?),
         None => None,
     };
+    let keeper = check_transparent_at_start(&config, run_as.as_ref())?;
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -217,6 +224,9 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         let server = Server::bind(config).await?;
         if let Some(run_as) = &run_as {
             pmmux::ops::privdrop::drop_to(run_as, &[server.shadow_dir()])?;
+            if let Some(backends) = &keeper {
+                keep_net_admin(backends)?;
+            }
         }
         let serving = format!("serving {} listening socket(s)", server.local_addrs().len());
         match tokio::task::spawn_blocking(pmmux::control::upgrade::report_ready).await {
@@ -229,6 +239,50 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Connections past the drain timeout are cut here, with the runtime.
     runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Transparent backends need IP_TRANSPARENT on their upstream sockets: the process must be able
+/// to set it (root, or a granted capability). With `--user`, one thread keeps CAP_NET_ADMIN across
+/// the drop and makes those sockets ([`pmmux::ops::transparent::keeper`]): returns the transparent
+/// backends then, for [`keep_net_admin`] after the drop.
+fn check_transparent_at_start(
+    config: &config::Config,
+    run_as: Option<&pmmux::ops::privdrop::RunAs>,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let transparent = pmmux::ops::transparent::transparent_backends(config);
+    if transparent.is_empty() {
+        return Ok(None);
+    }
+    pmmux::ops::transparent::check(config)?;
+    tracing::info!(backends = %transparent.join(", "), "transparent backends: IP_TRANSPARENT can be set; `pmmux check-transparent` checks the routing");
+    if run_as.is_none() {
+        return Ok(None);
+    }
+    pmmux::ops::transparent::keeper::start()
+        .context("starting the thread that keeps CAP_NET_ADMIN for transparent backends")?;
+    Ok(Some(transparent))
+}
+
+/// After `--user`: the keeper thread narrows its capabilities to CAP_NET_ADMIN, and can still set
+/// IP_TRANSPARENT.
+fn keep_net_admin(backends: &[String]) -> anyhow::Result<()> {
+    use pmmux::ops::transparent::{keeper, probe, CapabilityError};
+    keeper::narrow().context("keeping CAP_NET_ADMIN for transparent backends after --user")?;
+    probe().map_err(|source| CapabilityError {
+        backends: backends.to_vec(),
+        source,
+    })?;
+    tracing::info!("kept CAP_NET_ADMIN in one thread, which makes the transparent backends' upstream sockets");
+    Ok(())
+}
+
+/// `pmmux check-transparent`: what transparent backends need on this host, ok or missing with the
+/// command that fixes it. Exits 1 when something needed is missing.
+fn check_transparent() -> anyhow::Result<ExitCode> {
+    use pmmux::ops::transparent::setup;
+    let (text, ok) = setup::render(&setup::judge(&setup::observe()));
+    print!("{text}");
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Installs the SIGHUP, SIGUSR1 and SIGUSR2 handlers before anything else runs: their default action ends
@@ -389,6 +443,9 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
                 r.file.display(),
                 r.reason
             ));
+        }
+        if let Err(e) = pmmux::ops::transparent::check(config) {
+            problems.push(format!("{}: {e}", path.display()));
         }
         let (registry, build_issues) = Registry::build(config, plugins, None);
         problems.extend(build_issues.iter().map(ToString::to_string));

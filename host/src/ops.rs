@@ -1,9 +1,10 @@
 //! Operations: what an operator sees and the process's bounds. [`admin`] serves [`status`] and
 //! [`metrics`] over HTTP, [`limits`] bounds connections, [`systemd`] talks to the service manager and
-//! [`privdrop`] leaves root after binding; [`logging`] writes the process log through a
-//! [`batch_writer`], off the connections' path, as the [`access_log`] does.
+//! [`privdrop`] leaves root after binding, [`transparent`] checks what transparent backends need;
+//! [`logging`] writes the process log through a [`batch_writer`], off the connections' path, as
+//! the [`access_log`] does.
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod batch_writer;
 pub(crate) mod limits;
@@ -12,3 +13,4 @@ pub(crate) mod metrics;
 pub mod privdrop;
 pub mod status;
 pub mod systemd;
+pub mod transparent;

@@ -16,6 +16,8 @@ pub use decode::{decode, Decoded};
 pub(crate) use encode::header_for;
 pub use encode::{encode_v1, encode_v2};
 
+/// Bytes of each address of the v2 UNIX family (`sun_path`), source and destination.
+pub(crate) const V2_UNIX_PATH_LEN: usize = 108;
 /// The 12 bytes every version 2 header starts with.
 pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// What every version 1 header starts with.
@@ -89,6 +91,10 @@ pub struct Header {
     pub source: Option<SocketAddr>,
     /// The address the client reached, with `source`.
     pub dest: Option<SocketAddr>,
+    /// For a v2 `Proxy` command of family UNIX: the client's socket path (the bytes of the
+    /// 108-byte field before its first NUL; empty for an unnamed or abstract client), and the path
+    /// it reached.
+    pub unix: Option<(Vec<u8>, Vec<u8>)>,
     /// Version 2 TLVs, in order (empty for version 1).
     pub tlvs: Vec<Tlv>,
 }

@@ -64,6 +64,15 @@ pub trait Backend: Send + Sync + 'static {
     fn udp_routing(&self) -> UdpRouting {
         UdpRouting::Flow
     }
+
+    /// Whether this backend sends clients to its `target`, so that a backend configured without
+    /// one is a configuration error (`pmmux check-config` and start-up report it, and keep the
+    /// backend out of routing). Default: `true`, as the default [`Backend::open`] and
+    /// [`Backend::handle_message`] forward. Return `false` when the backend serves clients itself
+    /// ([`Handling::Serve`], [`UdpAction::Reply`]) and a target is optional or unused.
+    fn needs_target(&self) -> bool {
+        true
+    }
 }
 
 /// What [`Backend::open`] decides.

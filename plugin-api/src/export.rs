@@ -157,6 +157,10 @@ impl<B: Backend> FfiBackend for Guarded<B> {
     fn udp_routing(&self) -> RResult<UdpRouting, RString> {
         guard("udp_routing", || self.0.udp_routing())
     }
+
+    fn needs_target(&self) -> RResult<bool, RString> {
+        guard("needs_target", || self.0.needs_target())
+    }
 }
 
 fn into_ffi_session(session: Box<dyn Session>) -> SessionBox {

@@ -25,11 +25,12 @@ use abi_stable::{
 /// * 1 — plugin-api 1.0.0.
 /// * 2 — plugin-api 1.1.0: `FfiBackend::detect_datagrams`, `health_probe`, `health_verdict`.
 /// * 3 — `FfiBackend::udp_routing`.
+/// * 4 — `FfiBackend::needs_target`.
 #[cfg(not(feature = "test-abi-appended"))]
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 /// Revision of the plugin ABI (test build that appends a field, as a later 1.x minor would).
 #[cfg(feature = "test-abi-appended")]
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// A socket address in a fixed layout: IPv4 addresses use the first four bytes of `ip`.
 #[repr(C)]
@@ -303,6 +304,15 @@ pub trait FfiBackend: Send + Sync {
     /// the backend is built. Default (and for plugins built before revision 3): a flow.
     fn udp_routing(&self) -> RResult<UdpRouting, RString> {
         RResult::ROk(UdpRouting::Flow)
+    }
+
+    // ---- ABI revision 4: appended. ----
+
+    /// Whether the backend forwards to its `target` (so a configuration without one cannot work);
+    /// asked once when the backend is built. Default (and for plugins built before revision 4):
+    /// `false`, as the host cannot know; such a backend without a target fails per connection.
+    fn needs_target(&self) -> RResult<bool, RString> {
+        RResult::ROk(false)
     }
 }
 

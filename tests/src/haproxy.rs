@@ -80,6 +80,13 @@ impl Haproxy {
     /// A TCP front relaying to `target` and opening each upstream connection with a PROXY header
     /// of `version` 1 (`send-proxy`) or 2 (`send-proxy-v2`).
     pub fn front(target: SocketAddr, version: u8) -> Haproxy {
+        Self::front_to(&target.to_string(), version)
+    }
+
+    /// Like [`Haproxy::front`], to a target as HAProxy writes a server address (`IP:PORT`, or
+    /// `unix@/path` for a Unix socket).
+    pub fn front_to(target: &str, version: u8) -> Haproxy {
+        let target = target.to_owned();
         let send = match version {
             1 => "send-proxy",
             2 => "send-proxy-v2",

@@ -26,6 +26,9 @@ pub const SERVER_NAME_HEADER: &str = "X-Server-Name";
 /// named by the PROXY header the connection began with (`$proxy_protocol_addr:$proxy_protocol_port`).
 pub const PROXY_PROTOCOL_PATH: &str = "/proxy-protocol";
 
+/// The socket file of a server from [`HttpServer::start_unix`], in its folder.
+const UNIX_SOCKET: &str = "nginx.sock";
+
 /// How a test nginx differs from the plain one.
 #[derive(Clone, Copy, Default)]
 struct Variant {
@@ -33,6 +36,8 @@ struct Variant {
     root_status: Option<u16>,
     /// `listen ... proxy_protocol`, with [`PROXY_PROTOCOL_PATH`].
     proxy_protocol: bool,
+    /// Also `listen unix:<dir>/nginx.sock` (see [`HttpServer::unix_path`]).
+    unix: bool,
 }
 
 /// A running nginx; killed on drop.
@@ -60,6 +65,11 @@ fn nginx_config(dir: &Path, port: u16, name: &str, variant: Variant) -> String {
         ("", String::new())
     };
     let d = dir.display();
+    let listen_unix = if variant.unix {
+        format!("        listen unix:{d}/{UNIX_SOCKET}{listen_pp};\n")
+    } else {
+        String::new()
+    };
     format!(
         "# pmmux-e2e test server {name}\n\
          master_process off;\n\
@@ -79,6 +89,7 @@ fn nginx_config(dir: &Path, port: u16, name: &str, variant: Variant) -> String {
          \x20   keepalive_timeout 15s;\n\
          \x20   server {{\n\
          \x20       listen 127.0.0.1:{port}{listen_pp};\n\
+         {listen_unix}\
          \x20       server_name {name};\n\
          \x20       root {d}/www;\n\
          \x20       add_header {SERVER_NAME_HEADER} \"{name}\" always;\n\
@@ -109,6 +120,25 @@ impl HttpServer {
                 ..Variant::default()
             },
         )
+    }
+
+    /// Like [`HttpServer::start`], also listening on a Unix socket ([`HttpServer::unix_path`]);
+    /// with `proxy_protocol`, both listeners expect a PROXY header as for
+    /// [`HttpServer::start_proxy_protocol`].
+    pub fn start_unix(name: &str, proxy_protocol: bool) -> HttpServer {
+        Self::start_inner(
+            name,
+            Variant {
+                unix: true,
+                proxy_protocol,
+                ..Variant::default()
+            },
+        )
+    }
+
+    /// The Unix socket nginx listens on (a server from [`HttpServer::start_unix`]).
+    pub fn unix_path(&self) -> PathBuf {
+        self.dir.path().join(UNIX_SOCKET)
     }
 
     /// Like [`HttpServer::start`], but `/` itself answers `status` (e.g. 503, for health checks);

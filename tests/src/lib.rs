@@ -47,6 +47,7 @@
 //! - [`pmmux`]: the [`Pmmux`] host guard.
 //! - [`sshd`], [`tls`], [`http`], [`dns`], [`haproxy`]: real servers; [`tcp`]: in-process echo / SHA-256 servers;
 //!   [`quic`]: in-process QUIC servers and client (quinn).
+//! - [`tproxy_lab`]: client / router / server namespaces for transparent proxying.
 //! - [`data`]: [`sha256_hex`], random payloads, files in server roots.
 //! - [`upgrade`]: following a binary upgrade: the new PID, stopping and reaping it.
 //! - [`prometheus`]: a strict reader of the Prometheus text format ([`Exposition`]).
@@ -69,6 +70,7 @@ pub mod quic;
 pub mod sshd;
 pub mod tcp;
 pub mod tls;
+pub mod tproxy_lab;
 pub mod upgrade;
 
 pub use data::{random_bytes, sha256_file, sha256_hex, temp_dir, write_file_in};

@@ -57,10 +57,33 @@ pub struct NatLab {
     dir: TempDir,
     miniupnpd: Option<ChildGuard>,
     protocols: GatewayProtocols,
-    created: Vec<String>,
+    created: Namespaces,
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
+/// Network namespaces a test made, each with its loopback up; deleted on drop (also when the test
+/// panics).
+#[derive(Default)]
+pub(crate) struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    /// Makes namespace `name` with its loopback up.
+    pub(crate) fn add(&mut self, name: &str) -> Result<(), String> {
+        ip(&["netns", "add", name]).map_err(|e| format!("cannot create a network namespace: {e}"))?;
+        self.0.push(name.to_owned());
+        ip(&["-n", name, "link", "set", "lo", "up"])
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in self.0.drain(..) {
+            let _ = ip(&["netns", "del", &ns]);
+        }
+    }
+}
+
+/// Runs `ip args`; the error quotes the command and what `ip` said.
+pub(crate) fn ip(args: &[&str]) -> Result<(), String> {
     let mut c = Command::new("ip");
     c.args(args);
     let out = run_cmd(c, None, STEP_TIMEOUT);
@@ -98,12 +121,10 @@ impl NatLab {
             dir: crate::data::temp_dir("natlab"),
             miniupnpd: None,
             protocols,
-            created: Vec::new(),
+            created: Namespaces::default(),
         };
         for ns in [lab.lan.clone(), lab.gateway.clone(), lab.wan.clone()] {
-            ip(&["netns", "add", &ns]).map_err(|e| format!("cannot create a network namespace: {e}"))?;
-            lab.created.push(ns.clone());
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            lab.created.add(&ns)?;
         }
         let (g, l, w) = (lab.gateway.clone(), lab.lan.clone(), lab.wan.clone());
         ip(&[
@@ -286,8 +307,6 @@ impl Drop for NatLab {
             }
             g.kill();
         }
-        for ns in self.created.drain(..) {
-            let _ = ip(&["netns", "del", &ns]);
-        }
+        // The namespaces go when `created` drops, after this.
     }
 }

@@ -8,6 +8,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -138,6 +139,16 @@ fn quick_start_finds_the_built_plugins_and_routes_a_waiting_client_with_on_timeo
     pm.terminate(PMMUX_STOP_GRACE);
 }
 
+/// `pmmux check-config FILE`: its exit code and standard error.
+fn check_config(file: &Path) -> (Option<i32>, String) {
+    let out = run(
+        pmmux_bin().to_str().expect("utf-8"),
+        &["check-config", file.to_str().expect("utf-8")],
+        CLIENT_TIMEOUT,
+    );
+    (out.status.code(), out.stderr_str())
+}
+
 #[test]
 fn check_config_lists_four_different_mistakes_at_once_and_exits_1() {
     let dir = temp_dir("check-config-four");
@@ -157,14 +168,9 @@ fn check_config_lists_four_different_mistakes_at_once_and_exits_1() {
          [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n[routing]\non_timeout = \"sssh\"\n",
     )
     .expect("write config");
-    let out = run(
-        pmmux_bin().to_str().expect("utf-8"),
-        &["check-config", file.to_str().expect("utf-8")],
-        CLIENT_TIMEOUT,
-    );
-    let err = out.stderr_str();
+    let (code, err) = check_config(&file);
     eprintln!("{err}");
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(code, Some(1), "{err}");
     let f = file.display();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 5, "{err}");
@@ -195,13 +201,8 @@ fn check_config_lists_four_different_mistakes_at_once_and_exits_1() {
         "plugin_dir = \"nowhere\"\n[[listener]]\naddress = \"127.0.0.1:1\"\n[[backend]]\nname = \"a\"\nprotocol = \"tls\"\ntarget = \"127.0.0.1:2\"\n",
     )
     .expect("write config");
-    let out = run(
-        pmmux_bin().to_str().expect("utf-8"),
-        &["check-config", file.to_str().expect("utf-8")],
-        CLIENT_TIMEOUT,
-    );
-    let err = out.stderr_str();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = check_config(&file);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("nowhere does not exist, and backends need plugins"),
         "{err}"
@@ -211,15 +212,33 @@ fn check_config_lists_four_different_mistakes_at_once_and_exits_1() {
         "plugin_dir = \"plugins\"\n[[listener]]\naddress = \"127.0.0.1:1\"\n",
     )
     .expect("write config");
-    let out = run(
-        pmmux_bin().to_str().expect("utf-8"),
-        &["check-config", file.to_str().expect("utf-8")],
-        CLIENT_TIMEOUT,
-    );
-    let err = out.stderr_str();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = check_config(&file);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("no [[backend]]: every connection would be closed"),
+        "{err}"
+    );
+
+    // A forwarding backend without a target is named (echo serves clients itself: no target needed).
+    fs::write(
+        &file,
+        "plugin_dir = \"plugins\"\n[[listener]]\naddress = \"127.0.0.1:1\"\n\
+         [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n\
+         [[backend]]\nname = \"tls-a\"\nprotocol = \"tls\"\n",
+    )
+    .expect("write config");
+    let (code, err) = check_config(&file);
+    assert_eq!(code, Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "{f}:7:1: backend `tls-a` is not in routing: protocol `tls` forwards clients to a \
+                 target and the backend has none; fix: add target = \"host:port\" to its [[backend]] at {f}:7:1"
+            ),
+            format!("{f}: 1 problem"),
+        ],
         "{err}"
     );
 }

@@ -93,6 +93,9 @@ pub(super) struct RawListener {
     pub(super) public_port: Option<Spanned<crate::portmap::config::RawPublicPort>>,
     #[serde(default = "default_listen")]
     pub(super) listen: Spanned<bool>,
+    pub(super) mode: Option<Spanned<String>>,
+    pub(super) owner: Option<Spanned<String>>,
+    pub(super) group: Option<Spanned<String>>,
 }
 
 pub(super) fn default_listen() -> Spanned<bool> {
@@ -155,6 +158,7 @@ pub(super) struct RawBackend {
     pub(super) idle_timeout_ms: Option<u64>,
     pub(super) udp_routing: Option<UdpRoutingKey>,
     pub(super) proxy_protocol: Option<crate::proxy_protocol::Version>,
+    pub(super) transparent: Option<Spanned<bool>>,
     pub(super) health: Option<Spanned<crate::routing::health::config::RawHealth>>,
 }
 

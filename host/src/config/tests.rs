@@ -193,3 +193,127 @@ fn an_unset_env_placeholder_does_not_hide_the_other_problems() {
     assert!(config.is_none());
     assert_eq!(issues.len(), 2, "{issues:?}");
 }
+
+#[test]
+fn transparent_is_read_and_refused_where_it_cannot_apply() {
+    let base = "[[listener]]\naddress = \"127.0.0.1:1\"\ntransport = [\"tcp\", \"udp\"]\n[[backend]]\nname = \"a\"\n";
+    let ok = parse(
+        Path::new("c.toml"),
+        &format!("{base}protocol = \"pass\"\ntarget = \"10.0.0.1:22\"\ntransparent = true\n"),
+    )
+    .unwrap();
+    assert!(ok.backends[0].transparent);
+    let default = parse(
+        Path::new("c.toml"),
+        &format!("{base}protocol = \"pass\"\ntarget = \"10.0.0.1:22\"\n"),
+    )
+    .unwrap();
+    assert!(!default.backends[0].transparent, "off unless asked for");
+    let off = parse(
+        Path::new("c.toml"),
+        &format!("{base}protocol = \"noop\"\ntransparent = false\n"),
+    )
+    .unwrap();
+    assert!(!off.backends[0].transparent);
+
+    let messages = |text: String| -> Vec<(usize, String)> {
+        let (_, issues) = parse_all(Path::new("c.toml"), &text);
+        issues.into_iter().map(|i| (i.line, i.message)).collect()
+    };
+    let noop = messages(format!("{base}protocol = \"noop\"\ntransparent = true\n"));
+    assert_eq!(noop.len(), 1, "{noop:?}");
+    assert_eq!(noop[0].0, 7, "at the transparent key: {noop:?}");
+    assert!(
+        noop[0].1.contains("backend `a`: transparent = true has no effect"),
+        "{noop:?}"
+    );
+    let unix = messages(format!(
+        "{base}protocol = \"pass\"\ntarget = \"unix:/run/app.sock\"\ntransparent = true\n"
+    ));
+    assert!(
+        unix.iter()
+            .any(|(line, m)| *line == 8 && m.contains("transparent = true cannot apply to a Unix-socket target")),
+        "{unix:?}"
+    );
+    let not_bool = messages(format!(
+        "{base}protocol = \"pass\"\ntarget = \"10.0.0.1:22\"\ntransparent = 1\n"
+    ));
+    assert!(not_bool.iter().any(|(line, _)| *line == 8), "{not_bool:?}");
+}
+
+/// Issue text of a config that must fail, each with its line:column.
+fn issues(text: &str) -> Vec<String> {
+    parse_str(text)
+        .unwrap_err()
+        .issues
+        .iter()
+        .map(|i| format!("{}:{}: {}", i.line, i.column, i.message))
+        .collect()
+}
+
+#[test]
+fn a_unix_listener_and_target_parse_with_mode_owner_and_trusted_peers() {
+    let text = r#"
+[[listener]]
+address = "unix:/run/pmmux/in.sock"
+mode = "0660"
+owner = "root"
+group = "0"
+accept_proxy_protocol = ["user:root", "any"]
+[[backend]]
+name = "web"
+protocol = "pass"
+target = "unix:/run/nginx.sock"
+"#;
+    let c = parse_str(text).expect("valid");
+    let l = &c.listeners[0];
+    assert_eq!(l.address, listen::ListenAddr::Unix("/run/pmmux/in.sock".into()));
+    assert_eq!(l.name, "unix:/run/pmmux/in.sock");
+    assert!(l.tcp && !l.udp && l.accept_proxy_protocol.is_empty());
+    assert_eq!(
+        l.unix,
+        listen::UnixOptions {
+            mode: Some(0o660),
+            owner: Some(0),
+            group: Some(0),
+            trusted: vec![listen::PeerTrust::Uid(0), listen::PeerTrust::Any],
+        }
+    );
+    assert!(c.backends[0].target_is_unix());
+}
+
+#[test]
+fn unix_listener_mistakes_are_reported_where_they_are() {
+    let text = r#"[[listener]]
+address = "unix:/run/a.sock"
+transport = ["tcp", "udp"]
+mode = "rw-rw----"
+owner = "no-such-user-pmmux"
+accept_proxy_protocol = ["127.0.0.1"]
+max_connections_per_ip = 3
+[[listener]]
+address = "unix:relative.sock"
+[[listener]]
+address = "127.0.0.1:1"
+mode = "0600"
+[[listener]]
+address = "unix:/run/a.sock"
+[[backend]]
+name = "b"
+protocol = "pass"
+target = "unix:/"
+"#;
+    let got = issues(text);
+    let want = [
+        "3:13: listener `unix:/run/a.sock`: a unix: listener is a stream socket and takes \"tcp\" only (UDP over Unix datagram sockets is not supported)",
+        "4:8: listener `unix:/run/a.sock`: mode `rw-rw----` is not octal permission bits such as \"0660\" (at most \"0777\")",
+        "5:9: listener `unix:/run/a.sock`: owner `no-such-user-pmmux` is not a user on this system (a name or a numeric uid)",
+        "6:25: listener `unix:/run/a.sock`: accept_proxy_protocol entry `127.0.0.1` is not \"any\", \"user:NAME\" or \"group:NAME\" (on a unix: listener the peer's credentials decide, not an IP network)",
+        "7:26: listener `unix:/run/a.sock`: max_connections_per_ip applies to IP listeners only (Unix clients have no IP address)",
+        "9:11: listener address `unix:relative.sock` is not unix:/ABSOLUTE/PATH (a Unix socket path must be absolute)",
+        "12:8: listener `127.0.0.1:1`: mode applies to unix: listeners only (it sets the socket file's mode)",
+        "14:11: two listeners on unix:/run/a.sock/tcp",
+        "18:10: backend `b`: target `unix:/` names a folder, not a socket file",
+    ];
+    assert_eq!(got, want, "{got:#?}");
+}

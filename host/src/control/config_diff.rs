@@ -1,8 +1,6 @@
 //! The difference between the running configuration and a newly validated one: a pure function, so
 //! what a reload will do can be tested (and logged) before anything is touched.
 
-use std::net::SocketAddr;
-
 use crate::config::{BackendConfig, Config, ListenerConfig};
 
 /// What changes when `new` replaces `old`.
@@ -93,8 +91,8 @@ impl ConfigDiff {
 
 /// Identity of a listening socket: a listener is the same one when these are equal (turning
 /// `listen` on or off opens or closes the socket).
-fn socket_key(l: &ListenerConfig) -> (SocketAddr, bool, bool, bool) {
-    (l.address, l.tcp, l.udp, l.listen)
+fn socket_key(l: &ListenerConfig) -> (&crate::config::listen::ListenAddr, bool, bool, bool) {
+    (&l.address, l.tcp, l.udp, l.listen)
 }
 
 /// Computes what changes from `old` to `new`.

@@ -43,12 +43,12 @@ pub(crate) struct Reloader {
 }
 
 /// Logs backend build problems, one line each: a missing protocol is a warning (a plugin may be
-/// dropped in later), a refused configuration an error.
+/// dropped in later), a refused or target-less configuration an error.
 pub(crate) fn log_build_issues(issues: &[BuildIssue]) {
     for issue in issues {
         match issue {
             BuildIssue::MissingProtocol { .. } => tracing::warn!("{issue}"),
-            BuildIssue::Refused { .. } => tracing::error!("{issue}"),
+            BuildIssue::Refused { .. } | BuildIssue::NoTarget { .. } => tracing::error!("{issue}"),
         }
     }
 }
@@ -167,6 +167,11 @@ impl Reloader {
                 return false;
             }
         };
+        if let Err(e) = crate::ops::transparent::check(&new) {
+            tracing::error!(file = %self.config.path.display(), "{e}; configuration refused; the running configuration stays");
+            crate::ops::metrics::Metrics::inc(&self.listeners().metrics().config_reload_failures);
+            return false;
+        }
         let d = diff(&self.config, &new);
         if d.is_empty() {
             tracing::debug!(file = %new.path.display(), "configuration unchanged");
@@ -175,7 +180,7 @@ impl Reloader {
         {
             let mut listeners = self.listeners();
             for l in &d.listeners_removed {
-                listeners.remove(l.address);
+                listeners.remove(&l.address);
                 tracing::info!(listener = %l.name, address = %l.address, "listener closed; its connections go on");
             }
             for l in d.listeners_added.iter().filter(|l| l.listen) {

@@ -40,7 +40,7 @@ pub enum StartError {
     #[error("cannot listen on {address}: {error}")]
     Bind {
         /// The address.
-        address: SocketAddr,
+        address: crate::config::listen::ListenAddr,
         /// Why: part of the message, not a `source`, so the binary's `{:#}` does not print it twice.
         error: io::Error,
     },
@@ -82,9 +82,9 @@ pub(crate) fn mapped_sockets(configs: &[ListenerConfig], set: &ListenerSet) -> V
                 bound
                     .iter()
                     .find(|(configured, t, _)| *configured == lc.address && *t == transport.label())
-                    .map(|(_, _, at)| *at)
+                    .and_then(|(_, _, at)| at.ip())
             } else {
-                Some(lc.address)
+                lc.address.ip()
             };
             if let (true, Some(address)) = (on, address) {
                 out.push(Bound {
@@ -136,7 +136,7 @@ impl Server {
             let mut set = lock(&listeners);
             for lc in listener_configs.iter().filter(|l| l.listen) {
                 set.add(lc).map_err(|error| StartError::Bind {
-                    address: lc.address,
+                    address: lc.address.clone(),
                     error,
                 })?;
             }
@@ -144,10 +144,14 @@ impl Server {
         }
         let admin = match admin_addr {
             Some(address) => Some(match crate::control::upgrade::inherit::take_admin(address) {
-                Some(fd) => adopt_admin(fd).map_err(|error| StartError::Bind { address, error })?,
-                None => TcpListener::bind(address)
-                    .await
-                    .map_err(|error| StartError::Bind { address, error })?,
+                Some(fd) => adopt_admin(fd).map_err(|error| StartError::Bind {
+                    address: address.into(),
+                    error,
+                })?,
+                None => TcpListener::bind(address).await.map_err(|error| StartError::Bind {
+                    address: address.into(),
+                    error,
+                })?,
             }),
             None => None,
         };
@@ -181,7 +185,7 @@ impl Server {
     }
 
     /// The addresses actually bound (useful with port 0).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+    pub fn local_addrs(&self) -> Vec<crate::config::listen::ListenAddr> {
         lock(&self.listeners).local_addrs()
     }
 
@@ -323,12 +327,18 @@ fn adopt_admin(fd: std::os::fd::OwnedFd) -> io::Result<TcpListener> {
 /// The one start-up line: where pmmux listens, the plugins it loaded, and how many of the
 /// configured backends are in routing (each one that is not has had its own line saying why).
 fn log_summary(
-    bound: &[(String, SocketAddr, &'static str)],
+    bound: &[(String, crate::config::listen::ListenAddr, &'static str)],
     registry: &Registry,
     configured: &[String],
     plugin_dir: &Path,
 ) {
-    let listening: Vec<String> = bound.iter().map(|(_, a, t)| format!("{a}/{t}")).collect();
+    let listening: Vec<String> = bound
+        .iter()
+        .map(|(_, a, t)| match a {
+            crate::config::listen::ListenAddr::Unix(_) => a.to_string(),
+            crate::config::listen::ListenAddr::Ip(_) => format!("{a}/{t}"),
+        })
+        .collect();
     let routed: Vec<&str> = registry.backends.iter().map(|b| b.name()).collect();
     let missing: Vec<&str> = configured
         .iter()

@@ -40,7 +40,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -52,6 +51,8 @@ pub mod trigger;
 pub mod tunnel;
 
 pub use inherit::InheritError;
+
+use crate::config::listen::ListenAddr;
 
 /// The environment variable describing the handed-over descriptors.
 pub const ENV: &str = "PMMUX_UPGRADE";
@@ -99,7 +100,7 @@ static CHILD: OnceLock<Mutex<Option<Child>>> = OnceLock::new();
 struct Spec {
     parent: u32,
     control: RawFd,
-    sockets: HashMap<(Kind, SocketAddr), (RawFd, Option<RawFd>)>,
+    sockets: HashMap<(Kind, ListenAddr), (RawFd, Option<RawFd>)>,
 }
 
 /// `parent=PID control=FD KIND@ADDRESS=FD[+TUNNEL_FD] ...`
@@ -120,7 +121,8 @@ fn parse_spec(text: &str) -> Result<Spec, String> {
     let (mut parent, mut control, mut sockets) = (None, None, HashMap::new());
     let fd = |s: &str| s.parse::<RawFd>().ok().filter(|&f| f > 2);
     for item in text.split_whitespace() {
-        let (key, value) = item.split_once('=').ok_or(format!("`{item}` is not KEY=VALUE"))?;
+        // The last `=`: a Unix socket path may hold one.
+        let (key, value) = item.rsplit_once('=').ok_or(format!("`{item}` is not KEY=VALUE"))?;
         match key {
             "parent" => parent = value.parse::<u32>().ok(),
             "control" => control = fd(value),
@@ -128,7 +130,7 @@ fn parse_spec(text: &str) -> Result<Spec, String> {
                 let bad = || format!("`{item}` is not KIND@ADDRESS=FD[+FD]");
                 let (kind, addr) = key.split_once('@').ok_or_else(bad)?;
                 let kind = Kind::parse(kind).ok_or_else(bad)?;
-                let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+                let addr = ListenAddr::parse(addr).map_err(|_| bad())?;
                 let (main, tunnel) = match value.split_once('+') {
                     Some((m, t)) => (fd(m).ok_or_else(bad)?, Some(fd(t).ok_or_else(bad)?)),
                     None => (fd(value).ok_or_else(bad)?, None),
@@ -232,15 +234,19 @@ mod tests {
             parent: 42,
             control: 7,
             sockets: HashMap::from([
-                ((Kind::Tcp, "127.0.0.1:0".parse().unwrap()), (8, None)),
-                ((Kind::Udp, "[::1]:53".parse().unwrap()), (9, Some(10))),
-                ((Kind::Admin, "127.0.0.1:9000".parse().unwrap()), (11, None)),
+                ((Kind::Tcp, ListenAddr::Ip("127.0.0.1:0".parse().unwrap())), (8, None)),
+                ((Kind::Udp, ListenAddr::Ip("[::1]:53".parse().unwrap())), (9, Some(10))),
+                (
+                    (Kind::Admin, ListenAddr::Ip("127.0.0.1:9000".parse().unwrap())),
+                    (11, None),
+                ),
+                ((Kind::Tcp, ListenAddr::Unix("/run/p=mux/a.sock".into())), (12, None)),
             ]),
         };
         let text = format_spec(&spec);
         assert_eq!(
             text,
-            "parent=42 control=7 tcp@127.0.0.1:0=8 udp@[::1]:53=9+10 admin@127.0.0.1:9000=11"
+            "parent=42 control=7 tcp@127.0.0.1:0=8 tcp@unix:/run/p=mux/a.sock=12 udp@[::1]:53=9+10 admin@127.0.0.1:9000=11"
         );
         assert_eq!(parse_spec(&text), Ok(spec));
         for bad in [

@@ -16,6 +16,7 @@ use pmmux_plugin_api::Property;
 
 use super::batch_writer::{Batch, BatchWriter, Handle, Sink};
 use crate::routing::registry::Backend;
+pub(crate) use crate::tcp::stream::Client;
 pub(crate) use format::closed_line;
 
 mod format;
@@ -118,9 +119,9 @@ pub struct Record {
     /// TCP or UDP.
     pub transport: Transport,
     /// The client (the one a trusted PROXY header names, when there was one).
-    pub client: SocketAddr,
+    pub client: Client,
     /// The front that sent the PROXY header, if any.
-    pub via: Option<SocketAddr>,
+    pub via: Option<Client>,
     /// The listener's name.
     pub listener: Arc<str>,
     /// The backend it was routed to, if any (its name, plugin and version).
@@ -141,7 +142,7 @@ pub struct Record {
 
 impl Record {
     /// A TCP connection that ended before it was routed.
-    pub fn unrouted(client: SocketAddr, listener: &Arc<str>, outcome: Outcome) -> Record {
+    pub fn unrouted(client: Client, listener: &Arc<str>, outcome: Outcome) -> Record {
         Record {
             ended: SystemTime::now(),
             transport: Transport::Tcp,

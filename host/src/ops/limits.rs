@@ -430,7 +430,7 @@ impl ListenerLimits {
     }
 
     /// Counts a refusal by `kind` of a client from `peer` and logs it at a bounded rate.
-    pub fn refused(&self, kind: LimitKind, listener: &str, peer: std::net::SocketAddr) {
+    pub fn refused(&self, kind: LimitKind, listener: &str, peer: &dyn std::fmt::Display) {
         if let Some(held_back) = self.hit(kind, now_ms()) {
             let max = match kind {
                 LimitKind::PerIp => self.per_ip.max(),

@@ -201,3 +201,8 @@ impl Handle<LogBatch> {
         self.push_with(RECORD_BYTES, false, |b| b.records.push((b.bytes.len(), record)));
     }
 }
+
+/// Writes what the access log holds and closes it (at exit, before [`LogGuard::finish`]).
+pub fn close_access_log() {
+    access_log::close();
+}

@@ -118,7 +118,8 @@ pub fn drop_to(run_as: &RunAs, writable: &[&Path]) -> Result<(), PrivError> {
     Ok(())
 }
 
-fn lookup_user(user: &str) -> Option<(u32, u32)> {
+/// A user's uid and primary gid, by name or number.
+pub(crate) fn lookup_user(user: &str) -> Option<(u32, u32)> {
     let name = CString::new(user).ok()?;
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     // SAFETY: an all-zero passwd is a valid value for getpwnam_r to fill in.
@@ -140,7 +141,8 @@ fn lookup_user(user: &str) -> Option<(u32, u32)> {
     })
 }
 
-fn lookup_group(group: &str) -> Option<u32> {
+/// A group's gid, by name or number.
+pub(crate) fn lookup_group(group: &str) -> Option<u32> {
     let name = CString::new(group).ok()?;
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     // SAFETY: an all-zero group is a valid value for getgrnam_r to fill in.

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{
     Command, Header, Tlv, Transport, Version, MAX_HEADER_LEN, V1_MAX_LEN, V1_PREFIX, V2_FIXED_LEN, V2_MAX_PAYLOAD,
-    V2_SIGNATURE,
+    V2_SIGNATURE, V2_UNIX_PATH_LEN,
 };
 
 /// What the first bytes of a connection hold.
@@ -77,6 +77,7 @@ fn decode_v1(buf: &[u8]) -> Decoded {
             transport,
             source: None,
             dest: None,
+            unix: None,
             tlvs: Vec::new(),
         })
     };
@@ -119,6 +120,7 @@ fn decode_v1(buf: &[u8]) -> Decoded {
         transport: Transport::Stream,
         source: Some(SocketAddr::new(src, sport)),
         dest: Some(SocketAddr::new(dst, dport)),
+        unix: None,
         tlvs: Vec::new(),
     })
 }
@@ -180,7 +182,7 @@ fn decode_v2(buf: &[u8]) -> Decoded {
         0 => 0,
         1 => 12,
         2 => 36,
-        3 => 216,
+        3 => 2 * V2_UNIX_PATH_LEN,
         f => {
             return invalid(format!(
                 "PROXY v2 address family {f} is not UNSPEC, INET, INET6 or UNIX"
@@ -207,9 +209,14 @@ fn decode_v2(buf: &[u8]) -> Decoded {
             };
             Some((ip(0), ip(16), be16(&addrs[32..]), be16(&addrs[34..])))
         }
-        // UNSPEC and UNIX carry nothing pmmux can use as an IP peer.
+        // UNSPEC carries nothing; UNIX carries paths, below.
         _ => None,
     };
+    let unix = (fam >> 4 == 3 && command == Command::Proxy).then(|| {
+        let path = |field: &[u8]| field[..field.iter().position(|&b| b == 0).unwrap_or(field.len())].to_vec();
+        let (src, dst) = addrs.split_at(V2_UNIX_PATH_LEN);
+        (path(src), path(dst))
+    });
     let tlvs = match parse_tlvs(rest) {
         Ok(t) => t,
         Err(why) => return invalid(why),
@@ -226,6 +233,7 @@ fn decode_v2(buf: &[u8]) -> Decoded {
         transport,
         source,
         dest,
+        unix,
         tlvs,
     })
 }

@@ -107,6 +107,17 @@ pub(crate) fn header_for(version: Version, client: SocketAddr, local: SocketAddr
     }
 }
 
+/// The header a backend with `proxy_protocol = version` sends for a client that came in over a
+/// Unix socket, which has no IP address to name: v1 `PROXY UNKNOWN` and v2 `LOCAL` (family
+/// UNSPEC, no TLVs), which the spec has the receiver accept with the connection's real endpoints
+/// (pmmux's own address).
+pub(crate) fn header_for_unix_client(version: Version) -> Vec<u8> {
+    match version {
+        Version::V1 => b"PROXY UNKNOWN\r\n".to_vec(),
+        Version::V2 => encode_v2(Command::Local, Transport::Unspec, None, &[]),
+    }
+}
+
 /// The TLVs the detection's properties allow.
 pub(crate) fn tlvs_from(properties: &[Property]) -> Vec<Tlv> {
     let get = |key: &str| {

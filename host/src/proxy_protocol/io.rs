@@ -9,14 +9,35 @@ use std::time::Duration;
 use ipnet::IpNet;
 use pmmux_plugin_api::ConnInfo;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::UnixStream;
 
+use super::encode::header_for_unix_client;
 use super::{decode, header_for, Command, Decoded, Header, Version, V1_MAX_LEN, V1_PREFIX, V2_FIXED_LEN};
+use crate::config::listen::PeerTrust;
+use crate::tcp::stream::{Client, Stream};
 
 /// Whether `peer` is in one of the trusted networks.
 pub(crate) fn is_trusted(trusted: &[IpNet], peer: SocketAddr) -> bool {
     let ip = peer.ip().to_canonical();
     trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// Whether the peer of a Unix connection is trusted: by `"any"`, or by the uid or gid the kernel
+/// reports for it (SO_PEERCRED: the credentials it had when it connected).
+pub(crate) fn is_trusted_peer(trusted: &[PeerTrust], stream: &UnixStream) -> bool {
+    if trusted.is_empty() {
+        return false;
+    }
+    if trusted.contains(&PeerTrust::Any) {
+        return true;
+    }
+    match stream.peer_cred() {
+        Ok(cred) => trusted.iter().any(|t| t.admits(cred.uid(), cred.gid())),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the peer's credentials; not trusted");
+            false
+        }
+    }
 }
 
 /// Why a trusted source's connection is closed without routing.
@@ -54,18 +75,24 @@ pub(crate) struct Accepted {
 }
 
 impl Accepted {
-    /// The client this connection speaks for: the header's source, or `real` for a LOCAL command
-    /// or a header without IP addresses (v1 UNKNOWN, v2 UNSPEC/UNIX).
-    pub(crate) fn client(&self, real: SocketAddr) -> SocketAddr {
-        match (self.header.command, self.header.source) {
-            (Command::Proxy, Some(s)) => s,
+    /// The client this connection speaks for: the header's source (an IP address, or for the v2
+    /// UNIX family the path it names, unnamed when empty), or `real` for a LOCAL command or a
+    /// header without addresses (v1 UNKNOWN, v2 UNSPEC).
+    pub(crate) fn client(&self, real: Client) -> Client {
+        match (self.header.command, self.header.source, &self.header.unix) {
+            (Command::Proxy, Some(s), _) => Client::Ip(s),
+            (Command::Proxy, None, Some((path, _))) if path.is_empty() => Client::Unix(None),
+            (Command::Proxy, None, Some((path, _))) => {
+                use std::os::unix::ffi::OsStrExt;
+                Client::Unix(Some(std::path::Path::new(std::ffi::OsStr::from_bytes(path)).into()))
+            }
             _ => real,
         }
     }
 }
 
 /// Reads and strips a PROXY header (v1 or v2) from `stream` within `limit`.
-pub(crate) async fn read_header(stream: &TcpStream, limit: Duration) -> Result<Accepted, InboundError> {
+pub(crate) async fn read_header(stream: &Stream, limit: Duration) -> Result<Accepted, InboundError> {
     let mut buf = Vec::new();
     match tokio::time::timeout(limit, read_loop(stream, &mut buf)).await {
         Ok(result) => result,
@@ -76,7 +103,7 @@ pub(crate) async fn read_header(stream: &TcpStream, limit: Duration) -> Result<A
     }
 }
 
-async fn read_loop(stream: &TcpStream, buf: &mut Vec<u8>) -> Result<Accepted, InboundError> {
+async fn read_loop(stream: &Stream, buf: &mut Vec<u8>) -> Result<Accepted, InboundError> {
     loop {
         match decode(buf) {
             Decoded::Complete(header) => {
@@ -119,9 +146,19 @@ fn wanted(buf: &[u8]) -> usize {
 }
 
 /// Writes the header `version` to `upstream` for the connection `conn` (its peer and local
-/// address, and the properties its detection found).
-pub(crate) async fn send_header(upstream: &mut TcpStream, version: Version, conn: &ConnInfo<'_>) -> io::Result<()> {
-    let header = header_for(version, conn.peer_addr(), conn.local.into(), &conn.properties);
+/// address, and the properties its detection found); `unix_client`: the client came in over a
+/// Unix socket and has no address to name.
+pub(crate) async fn send_header(
+    upstream: &mut Stream,
+    version: Version,
+    conn: &ConnInfo<'_>,
+    unix_client: bool,
+) -> io::Result<()> {
+    let header = if unix_client {
+        header_for_unix_client(version)
+    } else {
+        header_for(version, conn.peer_addr(), conn.local.into(), &conn.properties)
+    };
     upstream.write_all(&header).await
 }
 

@@ -310,3 +310,48 @@ fn seeded_fuzz_never_panics() {
         "the fuzz reached too few complete headers: {complete_count}"
     );
 }
+
+/// The spec's UNIX family (0x3): 216 address bytes, two 108-byte `sun_path` fields, each path up
+/// to its first NUL; TLVs may follow; LOCAL ignores the addresses.
+#[test]
+fn v2_unix_family_decodes_both_paths() {
+    let mut h = V2_SIGNATURE.to_vec();
+    let tlv = [super::PP2_TYPE_AUTHORITY, 0, 1, b'a'];
+    h.extend_from_slice(&[0x21, 0x31, 0, 216 + tlv.len() as u8]);
+    let mut src = [0u8; 108];
+    src[..9].copy_from_slice(b"/run/a.so");
+    // A path filling all 108 bytes has no NUL and is taken whole.
+    let dst = [b'd'; 108];
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(&tlv);
+    let header = check_truncations(&h);
+    assert_eq!((header.command, header.transport), (Command::Proxy, Transport::Stream));
+    assert_eq!(header.unix, Some((b"/run/a.so".to_vec(), dst.to_vec())));
+    assert_eq!((header.source, header.dest), (None, None));
+    assert_eq!(header.tlvs.len(), 1);
+    h[12] = 0x20;
+    assert_eq!(complete(&h).unix, None, "LOCAL");
+    // Fewer than 216 address bytes for family UNIX is invalid.
+    let mut short = V2_SIGNATURE.to_vec();
+    short.extend_from_slice(&[0x21, 0x31, 0, 200]);
+    short.extend_from_slice(&[0u8; 200]);
+    assert!(invalid(&short).contains("too few"));
+}
+
+/// For a client that came over a Unix socket pmmux names no address: v1 UNKNOWN and v2 LOCAL,
+/// which decode as the spec says (use the real endpoints).
+#[test]
+fn a_unix_client_is_sent_as_unknown_or_local() {
+    let v1 = super::encode::header_for_unix_client(super::Version::V1);
+    assert_eq!(v1, b"PROXY UNKNOWN\r\n");
+    let h = complete(&v1);
+    assert_eq!((h.transport, h.source), (Transport::Unspec, None));
+    let v2 = super::encode::header_for_unix_client(super::Version::V2);
+    assert_eq!(v2.len(), 16);
+    let h = complete(&v2);
+    assert_eq!(
+        (h.command, h.transport, h.source, h.tlvs.len()),
+        (Command::Local, Transport::Unspec, None, 0)
+    );
+}

@@ -148,7 +148,8 @@ impl Backend {
         let now = Instant::now();
         self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
         let client_ip = client.map(|c| c.ip());
-        if let Some(ip) = client_ip {
+        // 0.0.0.0 stands for every client of a Unix socket (no address to charge).
+        if let Some(ip) = client_ip.filter(|ip| !ip.is_unspecified()) {
             if let Some(refused) = offenders::charge(ip, now) {
                 tracing::warn!(client = %ip, backend = self.name(), plugin = %self.plugin_label(), refused_s = refused.as_secs(), errors = offenders::MAX_CLIENT_ERRORS, "client refused after repeated plugin errors");
             }
@@ -228,6 +229,22 @@ pub enum BuildIssue {
         /// Whether the backend built before this change stays in routing.
         kept_previous: bool,
     },
+    /// The backend forwards to its target (its plugin says so) but has none.
+    #[error(
+        "{at}: backend `{backend}` {}: protocol `{protocol}` forwards clients to a target and the \
+         backend has none; fix: add target = \"host:port\" to its [[backend]] at {at}",
+        if *.kept_previous { "keeps its previous configuration" } else { "is not in routing" }
+    )]
+    NoTarget {
+        /// Where the backend is written.
+        at: String,
+        /// Backend name.
+        backend: String,
+        /// Its protocol.
+        protocol: String,
+        /// Whether the backend built before this change stays in routing.
+        kept_previous: bool,
+    },
 }
 
 impl BuildIssue {
@@ -236,6 +253,9 @@ impl BuildIssue {
         !matches!(
             self,
             BuildIssue::Refused {
+                kept_previous: true,
+                ..
+            } | BuildIssue::NoTarget {
                 kept_previous: true,
                 ..
             }
@@ -334,6 +354,18 @@ impl Registry {
                     continue;
                 }
                 (_, Some(p)) => match new_backend(p, bc) {
+                    Ok(b) if bc.target.is_none() && needs_target(&b, bc) => {
+                        issues.push(BuildIssue::NoTarget {
+                            at: backend_at(config, bc),
+                            backend: bc.name.clone(),
+                            protocol: bc.protocol.clone(),
+                            kept_previous: old.is_some(),
+                        });
+                        if let Some(old) = old {
+                            backends.push(Arc::clone(old));
+                        }
+                        continue;
+                    }
                     Ok(b) => (BackendKind::Plugin(b), Some(Arc::clone(p))),
                     Err(reason) => {
                         issues.push(BuildIssue::Refused {
@@ -402,6 +434,18 @@ fn new_backend(plugin: &LoadedPlugin, bc: &BackendConfig) -> Result<BackendBox, 
     match backend.init_udp(crate::udp::writer::client_writer()) {
         RResult::ROk(()) => Ok(backend),
         RResult::RErr(e) => Err(e.into()),
+    }
+}
+
+/// Whether the plugin says `bc` forwards to its target (asked once; an error means it does not
+/// say, and a backend without a target then fails per connection as before).
+fn needs_target(backend: &BackendBox, bc: &BackendConfig) -> bool {
+    match backend.needs_target() {
+        RResult::ROk(needs) => needs,
+        RResult::RErr(e) => {
+            tracing::warn!(backend = %bc.name, error = %e, "plugin hook needs_target failed");
+            false
+        }
     }
 }
 

@@ -87,6 +87,8 @@ pub struct Router {
     listener: Arc<str>,
     /// The listener's turn counter (`round-robin`, `weighted`, `random`).
     turns: Arc<AtomicU64>,
+    /// The client came over a Unix socket: `peer` and `local` are placeholders, not addresses.
+    unix_client: bool,
 }
 
 impl Router {
@@ -141,7 +143,20 @@ impl Router {
             local,
             listener,
             turns: Arc::default(),
+            unix_client: false,
         }
+    }
+
+    /// Marks the client as one that came over a Unix socket (its `peer` is 0.0.0.0:0, no address):
+    /// a backend sending a PROXY header then names no address.
+    pub fn with_unix_client(mut self, unix: bool) -> Router {
+        self.unix_client = unix;
+        self
+    }
+
+    /// Whether the client came over a Unix socket.
+    pub fn unix_client(&self) -> bool {
+        self.unix_client
     }
 
     /// Shares the listener's turn counter, so that `round-robin` and `weighted` take turns across
@@ -319,7 +334,7 @@ impl Router {
 /// Whether `backend` may be asked at all about a client of this transport: enabled, healthy, its
 /// address and port matchers pass, and (UDP) it does not send a PROXY header, which takes TCP only.
 fn eligible(backend: &Backend, transport: Transport, peer: SocketAddr, local: SocketAddr) -> bool {
-    let tcp_only = backend.config.proxy_protocol.is_some();
+    let tcp_only = backend.config.proxy_protocol.is_some() || backend.config.target_is_unix();
     backend.is_enabled()
         && backend.stats.health.is_up()
         && !(transport == Transport::Udp && tcp_only)

@@ -11,7 +11,6 @@ use arc_swap::ArcSwap;
 use pmmux_plugin_api::ffi::TcpAction;
 use pmmux_plugin_api::Property;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tracing::{field::Empty, Instrument};
 
 use crate::config::Strategy;
@@ -25,6 +24,7 @@ use crate::tcp::error::{ConnError, Op, Peer, SideError};
 use crate::tcp::preview::{self, Outcome};
 use crate::tcp::relay::{self, Transferred};
 use crate::tcp::session;
+use crate::tcp::stream::{Client, Stream, UNIX_PLACEHOLDER};
 
 /// What every connection of one listener shares.
 pub(crate) struct ListenerContext {
@@ -37,10 +37,13 @@ pub(crate) struct ListenerContext {
     /// The listener's turn counter for `round-robin`, `weighted` and `random`.
     pub turns: Arc<std::sync::atomic::AtomicU64>,
     /// The local address of every connection, when the listener is bound to one IP address (saves
-    /// a `getsockname` per connection); `None` for wildcard listeners.
+    /// a `getsockname` per connection); `None` for wildcard listeners. A Unix listener's is
+    /// [`UNIX_PLACEHOLDER`].
     pub local: Option<SocketAddr>,
     /// Sources whose connections start with a PROXY header (`accept_proxy_protocol`).
     pub accept_proxy_protocol: Arc<[ipnet::IpNet]>,
+    /// On a Unix listener, the peers whose connections start with a PROXY header.
+    pub trusted_peers: Arc<[crate::config::listen::PeerTrust]>,
     /// The listener's counters.
     pub metrics: Arc<ListenerMetrics>,
 }
@@ -48,8 +51,12 @@ pub(crate) struct ListenerContext {
 /// Handles one accepted connection to the end; `admitted` (its limit slots) is held until then.
 /// The connection's span is at debug level: at info, the one line a connection writes is built
 /// from its access record on the log's writer thread, at no formatting cost here.
-pub(crate) async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, admitted: Admitted) {
-    let trusted = proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, peer);
+pub(crate) async fn handle(stream: Stream, peer: Client, ctx: Arc<ListenerContext>, admitted: Admitted) {
+    let trusted = match (&peer, &stream) {
+        (Client::Ip(a), _) => proxy_protocol::io::is_trusted(&ctx.accept_proxy_protocol, *a),
+        (Client::Unix(_), Stream::Unix(s)) => proxy_protocol::io::is_trusted_peer(&ctx.trusted_peers, s),
+        (Client::Unix(_), Stream::Tcp(_)) => false,
+    };
     let span = if trusted {
         // `peer` becomes the client the PROXY header names; `via` is the front that sent it.
         tracing::debug_span!("conn", peer = Empty, via = %peer, listener = %ctx.name, backend = Empty, plugin = Empty)
@@ -58,8 +65,8 @@ pub(crate) async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Listene
     };
     let started = Instant::now();
     let mut end = End {
-        client: peer,
-        via: trusted.then_some(peer),
+        client: peer.clone(),
+        via: trusted.then(|| peer.clone()),
         backend: None,
         properties: RVec::new(),
         transferred: Transferred::default(),
@@ -86,8 +93,8 @@ pub(crate) async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Listene
 
 /// What the access record of a connection says, filled in as the connection goes.
 struct End {
-    client: SocketAddr,
-    via: Option<SocketAddr>,
+    client: Client,
+    via: Option<Client>,
     backend: Option<Arc<Backend>>,
     properties: RVec<Property>,
     transferred: Transferred,
@@ -101,15 +108,19 @@ impl End {
 }
 
 async fn handle_inner(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: Stream,
+    peer: Client,
     trusted: bool,
     ctx: &ListenerContext,
     mut admitted: Admitted,
     end: &mut End,
 ) {
     let started = Instant::now();
-    let local = match ctx.local.map_or_else(|| stream.local_addr(), Ok) {
+    let real_local = match &stream {
+        Stream::Tcp(s) => ctx.local.map_or_else(|| s.local_addr(), Ok),
+        Stream::Unix(_) => Ok(UNIX_PLACEHOLDER),
+    };
+    let mut local = match real_local {
         Ok(a) => a,
         Err(e) => {
             ctx.metrics.unrouted(crate::ops::metrics::ConnOutcome::Aborted);
@@ -121,9 +132,13 @@ async fn handle_inner(
     let mut preview = Vec::new();
     let peer = if trusted {
         match accept_proxy_header(&stream, peer, &registry, &ctx.name).await {
-            Ok((client, rest)) => {
-                end.client = client;
+            Ok((client, dest, rest)) => {
+                end.client = client.clone();
                 preview = rest;
+                // A Unix listener has no IP address of its own: the one the front names stands in.
+                if let (Some(dest), Stream::Unix(_)) = (dest, &stream) {
+                    local = dest;
+                }
                 client
             }
             Err(outcome) => {
@@ -134,19 +149,26 @@ async fn handle_inner(
     } else {
         peer
     };
-    if crate::routing::offenders::is_refused(peer.ip()) {
+    if !peer.is_unix() && crate::routing::offenders::is_refused(peer.routing_addr().ip()) {
         ctx.metrics.unrouted(crate::ops::metrics::ConnOutcome::RefusedLimit);
         tracing::debug!("client refused for a while after repeated plugin errors; closed");
         end.outcome = access_log::Outcome::RefusedLimit;
         return close_gracefully(stream).await;
     }
-    let mut router = Router::new(Arc::clone(&registry), strategy, Arc::clone(&ctx.name), peer, local)
-        .with_turns(Arc::clone(&ctx.turns));
+    let mut router = Router::new(
+        Arc::clone(&registry),
+        strategy,
+        Arc::clone(&ctx.name),
+        peer.routing_addr(),
+        local,
+    )
+    .with_turns(Arc::clone(&ctx.turns))
+    .with_unix_client(peer.is_unix());
     let previewed = preview::run(&mut stream, &mut router, &mut preview).await;
     admitted.preview_done();
     ctx.metrics
         .previewed(&previewed, started.elapsed(), registry.on_timeout.is_some());
-    let routed = match choose(previewed, &registry, &router, &ctx.name, preview.len()) {
+    let routed = match choose(previewed, &registry, &router, (&end.client, &ctx.name), preview.len()) {
         Ok(routed) => routed,
         Err(outcome) => {
             if outcome == access_log::Outcome::NoMatch {
@@ -170,7 +192,7 @@ async fn handle_inner(
         Err(e) => {
             let side = e.blame().label();
             let ms = Millis(started.elapsed());
-            tracing::warn!(%peer, listener = %ctx.name, backend = end.backend_name(), error = %e, side, ms = %ms, "connection failed");
+            tracing::warn!(peer = %end.client, listener = %ctx.name, backend = end.backend_name(), error = %e, side, ms = %ms, "connection failed");
             end.outcome = access_log::Outcome::Failed {
                 side,
                 error: e.to_string(),
@@ -180,25 +202,27 @@ async fn handle_inner(
     }
 }
 
-/// Reads the PROXY header a trusted front sends first: the client it names and the bytes after it,
-/// or the outcome to record (logged) when the header is refused.
+/// Reads the PROXY header a trusted front sends first: the client it names, the IP address that
+/// client reached if named, and the bytes after the header, or the outcome to record (logged) when
+/// the header is refused.
 async fn accept_proxy_header(
-    stream: &TcpStream,
-    front: SocketAddr,
+    stream: &Stream,
+    front: Client,
     registry: &Registry,
     listener: &str,
-) -> Result<(SocketAddr, Vec<u8>), access_log::Outcome> {
+) -> Result<(Client, Option<SocketAddr>, Vec<u8>), access_log::Outcome> {
     // Boxed: the header read's state stays out of every connection's task.
     let read = Box::pin(proxy_protocol::io::read_header(stream, registry.routing.probe_timeout)).await;
     let span = tracing::Span::current();
     match read {
         Ok(accepted) => {
             let client = accepted.client(front);
-            span.record("peer", tracing::field::display(client));
-            Ok((client, accepted.rest))
+            span.record("peer", tracing::field::display(&client));
+            let dest = accepted.header.dest.filter(|_| matches!(client, Client::Ip(_)));
+            Ok((client, dest, accepted.rest))
         }
         Err(e) => {
-            span.record("peer", tracing::field::display(front));
+            span.record("peer", tracing::field::display(&front));
             tracing::info!(peer = %front, listener, error = %e, "PROXY header refused; closed");
             Err(access_log::Outcome::ProxyHeaderRefused(e.to_string()))
         }
@@ -216,16 +240,15 @@ struct Routed {
 }
 
 /// Turns the preview's outcome into the backend to use, or the outcome to record (logged) when
-/// the connection is to be closed. The lines at info name the peer and listener: the connection's
-/// span is at debug.
+/// the connection is to be closed. The lines at info name the peer and listener: the
+/// connection's span is at debug.
 fn choose(
     previewed: std::io::Result<Outcome>,
     registry: &Registry,
     router: &Router,
-    listener: &str,
+    (peer, listener): (&Client, &str),
     preview_len: usize,
 ) -> Result<Routed, access_log::Outcome> {
-    let peer = router.peer();
     match previewed {
         Err(e) => {
             tracing::debug!(error = %e, side = "client", "client error while previewing");
@@ -269,7 +292,7 @@ fn choose(
 /// router ranks (up to `max_failovers`). Counts the outcome on the backend that ended it, and
 /// notes that backend and its properties in `end`.
 async fn relay_with_failover(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     router: &mut Router,
     preview: &mut Vec<u8>,
     routed: Routed,
@@ -339,7 +362,7 @@ const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 /// Closes a connection pmmux refuses with a FIN rather than a reset: closing a socket with unread
 /// bytes makes the kernel send RST, so read and drop what the client still sends, bounded in bytes
 /// and time.
-async fn close_gracefully(mut stream: TcpStream) {
+async fn close_gracefully(mut stream: Stream) {
     use tokio::io::AsyncWriteExt;
     let _ = stream.shutdown().await;
     let drain = async {
@@ -357,7 +380,7 @@ async fn close_gracefully(mut stream: TcpStream) {
 }
 
 async fn dispatch(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     router: &Router,
     backend: &Backend,
     properties: &[Property],
@@ -393,15 +416,19 @@ async fn dispatch(
     };
     let target = target.ok_or(ConnError::NoTarget)?;
     let timeout = router.registry().routing.connect_timeout;
+    // A client that came over a Unix socket has no address to send from: a plain connection.
+    let source = (backend.config.transparent && !router.unix_client())
+        .then(|| crate::ops::transparent::source_of(router.peer()));
     // A PROXY header goes before the preview: nothing is sent with the connect then.
     let first = if backend.config.proxy_protocol.is_some() {
         &[][..]
     } else {
         preview
     };
-    let (mut upstream, sent) = relay::connect(&target, timeout, first).await?;
+    let (mut upstream, sent) = Stream::connect_from(&target, timeout, source, first).await?;
     if let Some(version) = backend.config.proxy_protocol {
-        proxy_protocol::io::send_header(&mut upstream, version, &router.conn_info(properties))
+        let conn = router.conn_info(properties);
+        proxy_protocol::io::send_header(&mut upstream, version, &conn, router.unix_client())
             .await
             .map_err(|source| ConnError::ProxyHeader {
                 target: target.clone(),
@@ -421,7 +448,7 @@ fn timeouts(router: &Router, backend: &Backend) -> relay::Timeouts {
 }
 
 /// The built-in `noop`: read and drop everything until the client closes or is idle for `idle`.
-async fn discard(stream: &mut TcpStream, already: u64, idle: std::time::Duration) -> Result<Transferred, ConnError> {
+async fn discard(stream: &mut Stream, already: u64, idle: std::time::Duration) -> Result<Transferred, ConnError> {
     let mut buf = [0u8; 4096];
     let mut up = already;
     loop {
@@ -484,6 +511,7 @@ mod tests {
             turns: Arc::default(),
             local: None,
             accept_proxy_protocol: Arc::from(Vec::new()),
+            trusted_peers: Arc::from(Vec::new()),
             metrics: Arc::new(crate::ops::metrics::ListenerMetrics::new(Arc::default())),
         });
         let limits = Arc::new(crate::ops::limits::ListenerLimits::new(
@@ -491,7 +519,7 @@ mod tests {
             &Default::default(),
         ));
         let admitted = limits.admit(limits.reserve().unwrap(), addr.ip()).unwrap();
-        let task = super::handle(client, addr, ctx, admitted);
+        let task = super::handle(super::Stream::Tcp(client), super::Client::Ip(addr), ctx, admitted);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "the per-connection future grew to {size} bytes");
     }

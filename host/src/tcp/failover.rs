@@ -7,9 +7,9 @@
 //! `routing.max_failovers` further backends are tried. Each failure also counts toward the failed
 //! backend's health failure threshold when it is health-checked (passive health).
 
+use crate::tcp::stream::Stream;
 use abi_stable::std_types::RVec;
 use pmmux_plugin_api::Property;
-use tokio::net::TcpStream;
 
 use crate::routing::registry::Backend;
 use crate::routing::router::{Decision, Router};
@@ -38,7 +38,7 @@ pub(crate) fn connect_failure(result: &Result<Transferred, ConnError>) -> Option
 /// reached `routing.max_failovers`). `silent` connections (routed by the probe timeout) never fail
 /// over.
 pub(crate) async fn next(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     router: &mut Router,
     backend: &Backend,
     e: &RelayError,

@@ -13,12 +13,13 @@ use std::sync::Arc;
 mod backoff;
 
 use arc_swap::ArcSwap;
-use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket, UnixListener};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::config::listen::ListenAddr;
 use crate::config::ListenerConfig;
 use crate::control::upgrade::inherit;
 use crate::control::upgrade::parent::Offer;
@@ -28,6 +29,8 @@ use crate::ops::limits::{Limits, ListenerLimits};
 use crate::ops::metrics::{ConnOutcome, ListenerMetrics, Metrics};
 use crate::routing::registry::Registry;
 use crate::tcp::connection::{self, ListenerContext};
+use crate::tcp::stream::{Client, Stream, UNIX_PLACEHOLDER};
+use crate::tcp::unix::SocketFile;
 use crate::udp::driver::{self, UdpContext, UdpHandover, UdpStats};
 use backoff::AcceptBackoff;
 
@@ -39,20 +42,53 @@ const BACKLOG: u32 = 4096;
 enum Socket {
     Tcp(Arc<TcpListener>),
     Udp(Arc<UdpSocket>, Arc<UdpStats>),
+    /// A Unix stream socket (transport "tcp": it carries what a TCP listener does), with its file.
+    Unix(Arc<UnixListener>, Arc<SocketFile>),
 }
 
 impl Socket {
-    fn local_addr(&self) -> io::Result<SocketAddr> {
+    fn local_addr(&self) -> io::Result<ListenAddr> {
         match self {
-            Socket::Tcp(s) => s.local_addr(),
-            Socket::Udp(s, _) => s.local_addr(),
+            Socket::Tcp(s) => s.local_addr().map(ListenAddr::Ip),
+            Socket::Udp(s, _) => s.local_addr().map(ListenAddr::Ip),
+            Socket::Unix(s, _) => s
+                .local_addr()?
+                .as_pathname()
+                .map(|p| ListenAddr::Unix(p.to_owned()))
+                .ok_or_else(|| io::Error::other("a Unix listener without a path")),
         }
     }
 
     fn transport(&self) -> &'static str {
         match self {
-            Socket::Tcp(_) => "tcp",
+            Socket::Tcp(_) | Socket::Unix(..) => "tcp",
             Socket::Udp(..) => "udp",
+        }
+    }
+
+    /// The socket as connections are accepted from it (`None` for UDP).
+    fn acceptor(&self) -> Option<Acceptor> {
+        match self {
+            Socket::Tcp(s) => Some(Acceptor::Tcp(Arc::clone(s))),
+            Socket::Unix(s, _) => Some(Acceptor::Unix(Arc::clone(s))),
+            Socket::Udp(..) => None,
+        }
+    }
+}
+
+/// A socket connections are accepted from.
+pub(crate) enum Acceptor {
+    /// TCP.
+    Tcp(Arc<TcpListener>),
+    /// A Unix stream socket.
+    Unix(Arc<UnixListener>),
+}
+
+impl Acceptor {
+    async fn accept(&self) -> io::Result<(Stream, Client)> {
+        match self {
+            Acceptor::Tcp(l) => l.accept().await.map(|(s, peer)| (Stream::Tcp(s), Client::Ip(peer))),
+            Acceptor::Unix(l) => l.accept().await.map(|(s, peer)| (Stream::Unix(s), Client::unix(&peer))),
         }
     }
 }
@@ -82,7 +118,7 @@ pub struct ListenerSet {
     runtime: Handle,
     registry: Arc<ArcSwap<Registry>>,
     tracker: TaskTracker,
-    running: BTreeMap<(SocketAddr, &'static str), Running>,
+    running: BTreeMap<(ListenAddr, &'static str), Running>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
 }
@@ -128,22 +164,25 @@ impl ListenerSet {
     /// Binds `cfg` (TCP and/or UDP) and starts serving it. With both transports and port 0, UDP
     /// binds the port TCP got. A socket inherited for the configured address (from the process
     /// this one upgrades, or from systemd: [`crate::control::upgrade::inherit`]) is used instead of binding.
-    pub fn add(&mut self, cfg: &ListenerConfig) -> io::Result<SocketAddr> {
+    pub fn add(&mut self, cfg: &ListenerConfig) -> io::Result<ListenAddr> {
         let _in_runtime = self.runtime.enter();
-        let mut bound = cfg.address;
+        let mut bound = match &cfg.address {
+            ListenAddr::Ip(a) => *a,
+            ListenAddr::Unix(path) => return self.add_unix(cfg, path),
+        };
         if cfg.tcp {
-            let listener = match inherit::take_tcp(cfg.address) {
+            let listener = match inherit::take_tcp(&cfg.address) {
                 Some(fd) => adopt_tcp(fd)?,
                 None => bind_tcp(cfg)?,
             };
             let socket = Socket::Tcp(Arc::new(listener));
-            bound = socket.local_addr()?;
+            bound = socket.local_addr()?.ip().unwrap_or(bound);
             let ops = self.new_ops(cfg);
             self.start(cfg.clone(), socket, ops, UdpHandover::default());
         }
         if cfg.udp {
             let mut handover = UdpHandover::default();
-            let udp = match inherit::take_udp(cfg.address) {
+            let udp = match inherit::take_udp(&cfg.address) {
                 Some((fd, tunnel)) => tunnel.map(Tunnel::new).transpose().map(|t| {
                     handover.from_old = t;
                     std::net::UdpSocket::from(fd)
@@ -157,15 +196,34 @@ impl ListenerSet {
             let socket = match udp {
                 Ok(s) => Socket::Udp(Arc::new(s), Arc::default()),
                 Err(e) => {
-                    self.remove(cfg.address);
+                    self.remove(&cfg.address);
                     return Err(e);
                 }
             };
-            bound = socket.local_addr()?;
+            bound = socket.local_addr()?.ip().unwrap_or(bound);
             let ops = self.new_ops(cfg);
             self.start(cfg.clone(), socket, ops, handover);
         }
-        Ok(bound)
+        Ok(ListenAddr::Ip(bound))
+    }
+
+    /// [`ListenerSet::add`] for a Unix listener: the socket handed over by the process this one
+    /// upgrades (whose file this process removes when it closes), or one systemd made (left to
+    /// systemd), else a new one bound at `path` ([`crate::tcp::unix::bind`]).
+    fn add_unix(&mut self, cfg: &ListenerConfig, path: &std::path::Path) -> io::Result<ListenAddr> {
+        let (listener, file) = match inherit::take_tcp_from(&cfg.address) {
+            Some((fd, source)) => {
+                let std = std::os::unix::net::UnixListener::from(fd);
+                std.set_nonblocking(true)?;
+                crate::tcp::unix::apply(path, &cfg.unix)?;
+                (std, SocketFile::at(path, source == inherit::Source::Upgrade))
+            }
+            None => crate::tcp::unix::bind(path, &cfg.unix, BACKLOG as i32)?,
+        };
+        let socket = Socket::Unix(Arc::new(UnixListener::from_std(listener)?), Arc::new(file));
+        let ops = self.new_ops(cfg);
+        self.start(cfg.clone(), socket, ops, UdpHandover::default());
+        Ok(cfg.address.clone())
     }
 
     fn start(&mut self, config: ListenerConfig, socket: Socket, ops: ListenerOps, mut handover: UdpHandover) {
@@ -176,9 +234,12 @@ impl ListenerSet {
         let (stop, stopped) = watch::channel(false);
         let registry = Arc::clone(&self.registry);
         let mut to_new = None;
-        let task = match &socket {
-            Socket::Tcp(tcp) => {
-                let local = tcp.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+        let task = match (&socket, socket.acceptor()) {
+            (_, Some(acceptor)) => {
+                let local = match &acceptor {
+                    Acceptor::Tcp(tcp) => tcp.local_addr().ok().filter(|a| !a.ip().is_unspecified()),
+                    Acceptor::Unix(_) => Some(UNIX_PLACEHOLDER),
+                };
                 let ctx = ListenerContext {
                     name,
                     registry,
@@ -186,17 +247,18 @@ impl ListenerSet {
                     turns: Arc::clone(&ops.turns),
                     local,
                     accept_proxy_protocol: Arc::from(config.accept_proxy_protocol.clone()),
+                    trusted_peers: Arc::from(config.unix.trusted.clone()),
                     metrics: Arc::clone(&ops.metrics),
                 };
                 self.runtime.spawn(accept_loop(
-                    Arc::clone(tcp),
+                    acceptor,
                     Arc::new(ctx),
                     Arc::clone(&ops.limits),
                     stopped,
                     self.tracker.clone(),
                 ))
             }
-            Socket::Udp(udp, stats) => {
+            (Socket::Udp(udp, stats), _) => {
                 let ctx = UdpContext {
                     name,
                     registry,
@@ -210,9 +272,10 @@ impl ListenerSet {
                 self.runtime
                     .spawn(driver::serve(Arc::clone(udp), Arc::new(ctx), stopped, handover))
             }
+            (Socket::Tcp(_) | Socket::Unix(..), None) => unreachable!("stream sockets have an acceptor"),
         };
         self.running.insert(
-            (config.address, socket.transport()),
+            (config.address.clone(), socket.transport()),
             Running {
                 config,
                 socket,
@@ -224,17 +287,18 @@ impl ListenerSet {
         );
     }
 
-    fn keys_of(&self, address: SocketAddr) -> Vec<(SocketAddr, &'static str)> {
-        self.running.keys().filter(|(a, _)| *a == address).copied().collect()
+    fn keys_of(&self, address: &ListenAddr) -> Vec<(ListenAddr, &'static str)> {
+        self.running.keys().filter(|(a, _)| a == address).cloned().collect()
     }
 
-    /// Stops listening on `address` (every transport); open connections go on. Returns whether it
-    /// was listening.
-    pub fn remove(&mut self, address: SocketAddr) -> bool {
+    /// Stops listening on `address` (every transport; a Unix socket's file is removed); open
+    /// connections go on. Returns whether it was listening.
+    pub fn remove(&mut self, address: &ListenAddr) -> bool {
         let keys = self.keys_of(address);
         for key in &keys {
             if let Some(r) = self.running.remove(key) {
                 let _ = r.stop.send(true);
+                r.socket.remove_file();
             }
         }
         !keys.is_empty()
@@ -242,18 +306,23 @@ impl ListenerSet {
 
     /// Applies a new name or strategy to a running listener without closing its sockets.
     pub fn reconfigure(&mut self, cfg: &ListenerConfig) {
-        for key in self.keys_of(cfg.address) {
+        for key in self.keys_of(&cfg.address) {
             if let Some(r) = self.running.remove(&key) {
                 let _ = r.stop.send(true);
                 r.task.abort();
                 r.ops.limits.configure(&cfg.limits);
+                if let Some(path) = cfg.address.unix() {
+                    if let Err(e) = crate::tcp::unix::apply(path, &cfg.unix) {
+                        tracing::error!(listener = %cfg.name, address = %cfg.address, error = %e, "socket file mode or owner not changed");
+                    }
+                }
                 self.start(cfg.clone(), r.socket, r.ops, UdpHandover::default());
             }
         }
     }
 
     /// The bound address of each listening socket (the configured one may have port 0).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+    pub fn local_addrs(&self) -> Vec<ListenAddr> {
         self.running
             .values()
             .filter_map(|r| r.socket.local_addr().ok())
@@ -261,7 +330,7 @@ impl ListenerSet {
     }
 
     /// Name, bound address and transport of each listening socket.
-    pub fn bound(&self) -> Vec<(String, SocketAddr, &'static str)> {
+    pub fn bound(&self) -> Vec<(String, ListenAddr, &'static str)> {
         self.running
             .values()
             .filter_map(|r| Some((r.config.name.clone(), r.socket.local_addr().ok()?, r.socket.transport())))
@@ -270,10 +339,12 @@ impl ListenerSet {
 
     /// Each listening socket's configured address, transport and bound address (they differ in
     /// the port when the configured one is 0).
-    pub fn bound_by_config(&self) -> Vec<(SocketAddr, &'static str, SocketAddr)> {
+    pub fn bound_by_config(&self) -> Vec<(ListenAddr, &'static str, ListenAddr)> {
         self.running
             .iter()
-            .filter_map(|((configured, transport), r)| Some((*configured, *transport, r.socket.local_addr().ok()?)))
+            .filter_map(|((configured, transport), r)| {
+                Some((configured.clone(), *transport, r.socket.local_addr().ok()?))
+            })
             .collect()
     }
 
@@ -283,7 +354,7 @@ impl ListenerSet {
             .values()
             .filter_map(|r| match &r.socket {
                 Socket::Udp(s, stats) => Some((r.config.name.clone(), s.local_addr().ok()?, Arc::clone(stats))),
-                Socket::Tcp(_) => None,
+                Socket::Tcp(_) | Socket::Unix(..) => None,
             })
             .collect()
     }
@@ -292,7 +363,7 @@ impl ListenerSet {
     pub fn tcp_ops(&self) -> Vec<(String, Arc<ListenerLimits>, Arc<ListenerMetrics>)> {
         self.running
             .values()
-            .filter(|r| matches!(r.socket, Socket::Tcp(_)))
+            .filter(|r| matches!(r.socket, Socket::Tcp(_) | Socket::Unix(..)))
             .map(|r| {
                 (
                     r.config.name.clone(),
@@ -303,13 +374,15 @@ impl ListenerSet {
             .collect()
     }
 
-    /// Tells every listener to stop; await the returned tasks to know they have.
+    /// Tells every listener to stop (and removes the files of Unix sockets this process made);
+    /// await the returned tasks to know they have.
     pub fn stop_all(&mut self) -> Vec<JoinHandle<()>> {
         let running = std::mem::take(&mut self.running);
         running
             .into_values()
             .map(|r| {
                 let _ = r.stop.send(true);
+                r.socket.remove_file();
                 r.task
             })
             .collect()
@@ -323,23 +396,24 @@ impl ListenerSet {
                 let (kind, sock) = match &r.socket {
                     Socket::Tcp(s) => (Kind::Tcp, socket2::SockRef::from(&**s).try_clone()?),
                     Socket::Udp(s, _) => (Kind::Udp, socket2::SockRef::from(&**s).try_clone()?),
+                    Socket::Unix(s, _) => (Kind::Tcp, socket2::SockRef::from(&**s).try_clone()?),
                 };
                 Ok(Offer {
                     kind,
-                    address: r.config.address,
+                    address: r.config.address.clone(),
                     fd: sock.into(),
                 })
             })
             .collect()
     }
 
-    /// A new process has taken over: TCP listeners stop accepting (their sockets live on in the
-    /// new process) and UDP drivers get their flow tunnels (`tunnels`, by configured address) and
+    /// A new process has taken over: TCP and Unix listeners stop accepting (their sockets, and a
+    /// Unix socket's file, live on in the new process) and UDP drivers get their flow tunnels (`tunnels`, by configured address) and
     /// serve their remaining flows through them. Returns the TCP accept tasks, and each UDP
     /// driver's task with its stop switch (for the drain timeout).
     pub fn hand_over(
         &mut self,
-        mut tunnels: std::collections::HashMap<SocketAddr, OwnedFd>,
+        mut tunnels: std::collections::HashMap<ListenAddr, OwnedFd>,
     ) -> (Vec<JoinHandle<()>>, Vec<DrainingUdp>) {
         let (mut tcp, mut udp) = (Vec::new(), Vec::new());
         for (_, r) in std::mem::take(&mut self.running) {
@@ -360,6 +434,15 @@ impl ListenerSet {
     }
 }
 
+impl Socket {
+    /// Removes a Unix socket's file (when this process owns it); nothing for other sockets.
+    fn remove_file(&self) {
+        if let Socket::Unix(_, file) = self {
+            file.remove();
+        }
+    }
+}
+
 /// A UDP driver serving its last flows after a takeover, with the switch that stops it.
 pub type DrainingUdp = (watch::Sender<bool>, JoinHandle<()>);
 
@@ -376,7 +459,8 @@ fn adopt_tcp(fd: OwnedFd) -> io::Result<TcpListener> {
 /// system call per connection (relayed bytes are forwarded as they come, never held for batching).
 /// TCP keepalive ([`crate::tcp::relay::keepalive`]) is set there too, and inherited the same way.
 pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
-    let socket = if cfg.address.is_ipv4() {
+    let address = cfg.address.ip().ok_or_else(|| io::Error::other("not an IP listener"))?;
+    let socket = if address.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
@@ -385,7 +469,7 @@ pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     socket.set_reuseport(cfg.reuse_port)?;
     socket.set_nodelay(true)?;
     socket2::SockRef::from(&socket).set_tcp_keepalive(&crate::tcp::relay::keepalive())?;
-    socket.bind(cfg.address)?;
+    socket.bind(address)?;
     socket.listen(BACKLOG)
 }
 
@@ -406,7 +490,7 @@ fn bind_udp(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSo
 /// the per-IP and preview limits are checked after it. Accept errors back off (see
 /// [`AcceptBackoff`]), logged once per episode.
 pub(crate) async fn accept_loop(
-    listener: Arc<TcpListener>,
+    listener: Acceptor,
     ctx: Arc<ListenerContext>,
     limits: Arc<ListenerLimits>,
     mut shutdown: watch::Receiver<bool>,
@@ -437,14 +521,14 @@ pub(crate) async fn accept_loop(
                 if let Some((errors, lasted)) = backoff.success(std::time::Instant::now()) {
                     tracing::info!(listener = %ctx.name, errors, ms = lasted.as_millis(), "accepting again after accept errors");
                 }
-                match limits.admit(slot, peer.ip()) {
+                match limits.admit(slot, peer.routing_addr().ip()) {
                     Ok(admitted) => {
                         tracker.spawn(connection::handle(stream, peer, Arc::clone(&ctx), admitted));
                     }
                     Err(kind) => {
                         // Closed at once, nothing read: a FIN for a client that has sent nothing yet.
                         drop(stream);
-                        limits.refused(kind, &ctx.name, peer);
+                        limits.refused(kind, &ctx.name, &peer);
                         ctx.metrics.unrouted(ConnOutcome::RefusedLimit);
                         let outcome = crate::ops::access_log::Outcome::RefusedLimit;
                         crate::ops::access_log::record(crate::ops::access_log::Record::unrouted(

@@ -4,9 +4,9 @@
 
 use std::io;
 
+use crate::tcp::stream::Stream;
 use bytes::BufMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
 use crate::routing::router::{Decision, Router};
@@ -26,7 +26,7 @@ pub enum Outcome {
 }
 
 /// Reads into `buf` until the router decides; `buf` holds the previewed bytes afterwards.
-pub(crate) async fn run(stream: &mut TcpStream, router: &mut Router, buf: &mut Vec<u8>) -> io::Result<Outcome> {
+pub(crate) async fn run(stream: &mut Stream, router: &mut Router, buf: &mut Vec<u8>) -> io::Result<Outcome> {
     let routing = &router.registry().routing;
     let (limit, deadline) = (routing.preview_limit, Instant::now() + routing.probe_timeout);
     // Backends that need no bytes (built-in pass, or matchers alone) decide before the client speaks.

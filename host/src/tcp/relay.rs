@@ -12,10 +12,10 @@
 //! size after a handful of reads. Buffers are never zero-filled (reads go into spare capacity).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{lookup_host, TcpSocket, TcpStream};
@@ -71,7 +71,9 @@ impl Cut {
     }
 }
 
+use crate::ops::transparent;
 use crate::tcp::error::{Op, Peer, SideError};
+use crate::tcp::stream::Stream;
 
 /// First buffer size per direction.
 pub(crate) const MIN_RELAY_BUFFER: usize = 4 * 1024;
@@ -152,16 +154,19 @@ impl Activity {
 }
 
 /// Connects to `target` (`host:port`), trying each resolved address until the timeout, and sends
-/// `first` (the previewed bytes) as soon as the connection takes them. Returns the stream and how
-/// many bytes of `first` it sent.
+/// `first` (the previewed bytes) as soon as the connection takes them; from `source` when given:
+/// the client's address and port, for a transparent backend (only the target's addresses of the
+/// client's family are tried, and `first` waits for the relay). Returns the stream, set up with
+/// TCP_NODELAY and keepalive, and how many bytes of `first` it sent.
 ///
 /// On loopback and fast networks the handshake is done by the time `connect` returns, so the bytes
 /// are sent at once: no wait for writability and no `SO_ERROR` query (tokio's connect does both),
 /// two system calls and a reactor round trip less per connection. A refused connection fails that
 /// send and counts as a connect failure (failover applies), as it would have otherwise.
-pub(crate) async fn connect(
+pub(crate) async fn connect_from(
     target: &str,
     connect_timeout: Duration,
+    source: Option<SocketAddr>,
     first: &[u8],
 ) -> Result<(TcpStream, usize), RelayError> {
     let attempt = async {
@@ -173,14 +178,35 @@ pub(crate) async fn connect(
         // three allocations, which every connection would pay).
         let mut last = None;
         for addr in addrs {
-            match connect_one(addr, first).await {
+            let connected = match source {
+                None => connect_one(addr, first).await,
+                Some(from) if !transparent::same_family(from, addr) => continue,
+                Some(from) => match transparent::tcp_socket(from).await {
+                    Ok(socket) => socket.connect(addr).await.map(|s| {
+                        let _ = s.set_nodelay(true);
+                        let _ = socket2::SockRef::from(&s).set_tcp_keepalive(&keepalive());
+                        (s, 0)
+                    }),
+                    Err(e) => Err(io::Error::new(
+                        e.kind(),
+                        format!("transparent: cannot bind the client's address {from}: {e}"),
+                    )),
+                },
+            };
+            match connected {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
         }
         Err(RelayError::Connect {
             target: target.to_owned(),
-            source: last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")),
+            source: last.unwrap_or_else(|| match source {
+                Some(from) => io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("transparent: no address of the client's family ({from})"),
+                ),
+                None => io::Error::new(io::ErrorKind::NotFound, "no address"),
+            }),
         })
     };
     match timeout(connect_timeout, attempt).await {
@@ -236,15 +262,15 @@ async fn connect_one(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, u
 /// until both directions are closed, or until the connection has been quiet for longer than
 /// `timeouts` allow (then `cut` says which).
 pub(crate) async fn relay(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    client: &mut Stream,
+    upstream: &mut Stream,
     preview: &[u8],
     sent: usize,
     target: &str,
     timeouts: Timeouts,
 ) -> Result<Transferred, RelayError> {
-    // The client socket inherited TCP_NODELAY and keepalive from its listener, the upstream got
-    // them in `connect_one`.
+    // The client socket inherited TCP_NODELAY and keepalive from its listener, a TCP upstream got
+    // them in `connect_from`.
     upstream
         .write_all(&preview[sent.min(preview.len())..])
         .await

@@ -1,11 +1,11 @@
 //! Serving: drives a plugin's sans-I/O session. The host feeds it client bytes (the preview first)
 //! and writes back whatever it puts in the output buffer, until it asks to close or the client leaves.
 
+use crate::tcp::stream::Stream;
 use abi_stable::std_types::{RResult, RSlice, RVec};
 use pmmux_plugin_api::ffi::SessionBox;
 use pmmux_plugin_api::SessionCtl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::tcp::error::{ConnError, Op, Peer, SideError};
 use crate::tcp::relay::{Cut, Transferred};
@@ -16,7 +16,7 @@ const CHUNK: usize = 16 * 1024;
 /// Runs `session` over `client`, starting with `preview`. A client that sends nothing for `idle`
 /// is closed (`cut` says so).
 pub(crate) async fn serve(
-    client: &mut TcpStream,
+    client: &mut Stream,
     mut session: SessionBox,
     preview: &[u8],
     idle: std::time::Duration,
@@ -54,7 +54,7 @@ pub(crate) async fn serve(
 }
 
 /// Writes what the session put in `out` to the client, counts it and empties `out`.
-async fn flush(client: &mut TcpStream, out: &mut RVec<u8>, moved: &mut Transferred) -> Result<(), ConnError> {
+async fn flush(client: &mut Stream, out: &mut RVec<u8>, moved: &mut Transferred) -> Result<(), ConnError> {
     if !out.is_empty() {
         client
             .write_all(out)

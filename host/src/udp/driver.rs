@@ -153,7 +153,7 @@ impl Flow {
         access_log::record(Record {
             ended: std::time::SystemTime::now(),
             transport: Transport::Udp,
-            client,
+            client: access_log::Client::Ip(client),
             via: None,
             listener: Arc::clone(listener),
             backend: Some(Arc::clone(&self.backend)),
@@ -427,11 +427,17 @@ impl Driver {
     /// Queues the datagram on the flow's upstream socket (sent with the batch's others to it),
     /// opening the socket (and its reply reader) on first use.
     async fn forward(&mut self, id: FlowId, target: &str, message: &[u8], client: SocketAddr) -> io::Result<()> {
-        let has_upstream = self.flows.get(id).is_some_and(|f| f.upstream.is_some());
-        if !has_upstream {
-            let (upstream, peer) = open_upstream(target).await?;
+        let Some(flow) = self.flows.get(id) else { return Ok(()) };
+        if flow.upstream.is_none() {
+            // A transparent backend's flow leaves from the client's own address and port.
+            let source = flow
+                .backend
+                .config
+                .transparent
+                .then(|| crate::ops::transparent::source_of(client));
+            let (upstream, peer) = open_upstream(target, source).await?;
             self.batcher.enable_gro(&upstream);
-            let down = self.flows.get(id).map(|f| Arc::clone(&f.down)).unwrap_or_default();
+            let down = Arc::clone(&flow.down);
             let reader = tokio::spawn(relay_replies(
                 Arc::clone(&upstream),
                 Arc::clone(&self.socket),
@@ -466,16 +472,26 @@ impl Driver {
     }
 }
 
-/// A connected socket towards `target`, bound to an ephemeral port of the same address family,
-/// and the address it is connected to.
-async fn open_upstream(target: &str) -> io::Result<(Arc<UdpSocket>, SocketAddr)> {
+/// A connected socket towards `target`, bound to an ephemeral port of the same address family, or
+/// with `source` (a transparent backend) to the client's address and port; and the address it
+/// is connected to.
+async fn open_upstream(target: &str, source: Option<SocketAddr>) -> io::Result<(Arc<UdpSocket>, SocketAddr)> {
+    use crate::ops::transparent;
+    let fits = |a: &SocketAddr| source.is_none_or(|from| transparent::same_family(from, *a));
     let addr = match target.parse::<SocketAddr>() {
         Ok(a) => a,
         Err(_) => lookup_host(target)
             .await?
-            .next()
+            .find(fits)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "target resolves to no address"))?,
     };
+    if let Some(from) = source {
+        if !fits(&addr) {
+            let msg = format!("transparent: {target} has no address of the client's family ({from})");
+            return Err(io::Error::new(io::ErrorKind::NotFound, msg));
+        }
+        return transparent::udp_socket(from, addr).await.map(|s| (Arc::new(s), addr));
+    }
     let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
         .parse()
         .map_err(io::Error::other)?;

@@ -44,6 +44,10 @@ impl Backend for Echo {
     fn handle_message(&self, _client: &ConnInfo<'_>, message: &[u8]) -> UdpAction {
         UdpAction::Reply(message.to_vec())
     }
+
+    fn needs_target(&self) -> bool {
+        false
+    }
 }
 
 /// One echoed TCP connection: writes back what it reads, keeps no state.

@@ -103,6 +103,10 @@ impl Backend for HttpResponse {
     fn open(&self, _conn: &ConnInfo<'_>, _preview: &[u8]) -> Handling {
         Handling::Serve(Box::new(self.session()))
     }
+
+    fn needs_target(&self) -> bool {
+        false
+    }
 }
 
 export_plugin! {

@@ -15,6 +15,12 @@
 //!   contradictory). HTTP/2 upgraded from HTTP/1.1 (`Upgrade: h2c`) starts as an HTTP/1.1 request
 //!   and is routed as one.
 //!
+//! The verdict is taken at the first complete line that names the host (the request line for an
+//! absolute-form or CONNECT target, else the first `Host` field): lines after it never change it,
+//! so a request is routed the same however its head was cut into TCP segments. A second `Host`
+//! field or a malformed one after the first reaches the chosen server, which must refuse it (RFC
+//! 9112 §3.2: 400).
+//!
 //! Health check (when the backend has one configured in the host): `HEAD / HTTP/1.0` with the
 //! first `host` param that is not a wildcard as `Host`; healthy when the status line's code is
 //! below 500 (see [`health_verdict`]).

@@ -2,7 +2,7 @@
 //! and thousands of random and mutated inputs.
 
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::{assert_no_params, assert_verdict_stable, spec, Rng};
+use pmmux_plugin_testkit::{assert_no_params, assert_verdict_stable, only_property, spec, Rng};
 use pmmux_redis::{parse, Parse, Redis};
 
 // See tests/data/README.md: redis-cli 7.0.15 (Debian 12).
@@ -20,14 +20,7 @@ fn redis() -> Redis {
 }
 
 fn command(detection: Detection) -> String {
-    match detection {
-        Detection::Match(props) => {
-            assert_eq!(props.len(), 1);
-            assert_eq!(props[0].key.as_str(), "redis.command");
-            props[0].value.to_string()
-        }
-        other => panic!("expected a match, got {other:?}"),
-    }
+    only_property(detection, "redis.command")
 }
 
 #[test]

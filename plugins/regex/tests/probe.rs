@@ -9,7 +9,7 @@
 //!   (OpenSSL 3.0.22).
 
 use pmmux_plugin_api::{Backend, Detection};
-use pmmux_plugin_testkit::{conn_port, random_prefix_or_mutant, spec, Rng};
+use pmmux_plugin_testkit::{conn_port, only_property, random_prefix_or_mutant, spec, Rng};
 use pmmux_regex::{RegexProbe, MAX_PATTERNS};
 
 const CURL_HTTP: &[u8] = include_bytes!("data/curl_http.bin");
@@ -25,16 +25,8 @@ fn probe(params_toml: &str) -> RegexProbe {
     backend(params_toml).unwrap_or_else(|e| panic!("params {params_toml:?}: {e}"))
 }
 
-/// The `regex.pattern` of a match; panics on anything else.
 fn pattern_of(detection: Detection) -> String {
-    match detection {
-        Detection::Match(props) => {
-            assert_eq!(props.len(), 1);
-            assert_eq!(props[0].key.as_str(), "regex.pattern");
-            props[0].value.to_string()
-        }
-        other => panic!("expected a match, got {other:?}"),
-    }
+    only_property(detection, "regex.pattern")
 }
 
 /// sslh-style patterns for the three captured protocols, in this order.

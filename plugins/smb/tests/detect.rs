@@ -2,7 +2,7 @@
 //! random and mutated inputs.
 
 use pmmux_plugin_api::Detection;
-use pmmux_plugin_testkit::{assert_verdict_stable, spec, Rng};
+use pmmux_plugin_testkit::{assert_verdict_stable, only_property, spec, Rng};
 use pmmux_smb::{parse, Parse, Smb};
 
 // See tests/data/README.md: smbclient 4.17.12 (Debian 12).
@@ -20,14 +20,7 @@ fn smb(params_toml: &str) -> Smb {
 }
 
 fn dialect(detection: Detection) -> String {
-    match detection {
-        Detection::Match(props) => {
-            assert_eq!(props.len(), 1);
-            assert_eq!(props[0].key.as_str(), "smb.dialect");
-            props[0].value.to_string()
-        }
-        other => panic!("expected a match, got {other:?}"),
-    }
+    only_property(detection, "smb.dialect")
 }
 
 fn patched(base: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {

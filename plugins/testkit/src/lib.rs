@@ -151,6 +151,15 @@ pub fn props(detection: Detection) -> Vec<(String, String)> {
     }
 }
 
+/// The value of the one property a `Match` carries, which must be `key`; panics (fails the test)
+/// on any other verdict or property set.
+pub fn only_property(detection: Detection, key: &str) -> String {
+    match props(detection).as_slice() {
+        [(k, v)] if k == key => v.clone(),
+        other => panic!("expected a match with exactly `{key}`, got {other:?}"),
+    }
+}
+
 /// Expected properties, written as `&[("tls.sni", "a.example")]`, in the form [`props`] returns.
 pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect()

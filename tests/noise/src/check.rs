@@ -92,3 +92,33 @@ pub fn assert_noise(detector: &Detector, transport: Transport, expect: Expect<'_
     );
     rate
 }
+
+/// A plugin's two noise tests, `tcp_noise` and `udp_noise`: `noise_tests!(detector, STRICT);`
+/// holds both hooks of `detector()` to the bound on random inputs and to matching no other
+/// protocol's capture (a [`Bound::CatchAll`] to matching all of them).
+#[macro_export]
+macro_rules! noise_tests {
+    ($detector:expr, $random:expr) => {
+        #[test]
+        fn tcp_noise() {
+            $crate::check::assert_noise_of(&$detector(), $crate::check::Transport::Tcp, $random);
+        }
+
+        #[test]
+        fn udp_noise() {
+            $crate::check::assert_noise_of(&$detector(), $crate::check::Transport::Udp, $random);
+        }
+    };
+}
+
+/// [`assert_noise`] with no other protocol's capture allowed (what [`noise_tests!`] runs).
+pub fn assert_noise_of(detector: &Detector, transport: Transport, random: Bound) -> Rate {
+    assert_noise(
+        detector,
+        transport,
+        Expect {
+            random,
+            other_captures: &[],
+        },
+    )
+}

@@ -1,31 +1,9 @@
 //! `tls`: its TCP and UDP hooks over noise.
-use pmmux_noise::check::{Transport, STRICT};
-use pmmux_noise::{assert_noise, build, Detector, Expect};
+use pmmux_noise::check::STRICT;
+use pmmux_noise::{build, noise_tests, Detector};
 
 fn detector() -> Detector {
     build("tls", "", pmmux_tls::Tls::new)
 }
 
-#[test]
-fn udp_noise() {
-    assert_noise(
-        &detector(),
-        Transport::Udp,
-        Expect {
-            random: STRICT,
-            other_captures: &[],
-        },
-    );
-}
-
-#[test]
-fn tcp_noise() {
-    assert_noise(
-        &detector(),
-        Transport::Tcp,
-        Expect {
-            random: STRICT,
-            other_captures: &[],
-        },
-    );
-}
+noise_tests!(detector, STRICT);

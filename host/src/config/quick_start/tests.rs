@@ -85,7 +85,7 @@ fn a_binding_builds_a_listener_with_public_port() {
     let l: Vec<_> = c
         .listeners
         .iter()
-        .map(|l| (l.address.port(), l.public_port, l.listen))
+        .map(|l| (l.address.ip().unwrap().port(), l.public_port, l.listen))
         .collect();
     assert_eq!(
         l,
@@ -199,7 +199,7 @@ fn builds_a_config() {
     .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "command line: backend `a`: target `nohost` is not host:port"
+        "command line: backend `a`: target `nohost` is not host:port or unix:/PATH"
     );
     let e = build(
         &["1".into()],

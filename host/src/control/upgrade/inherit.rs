@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::Kind;
+use crate::config::listen::ListenAddr;
 
 /// Where the pool's sockets came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub enum Source {
 #[derive(Debug)]
 struct Entry {
     kind: Kind,
-    address: SocketAddr,
+    address: ListenAddr,
     fd: OwnedFd,
     /// UDP only, upgrade only: this process's end of the flow tunnel to the old process.
     tunnel: Option<OwnedFd>,
@@ -69,27 +69,37 @@ pub fn from_systemd() -> bool {
     pool().iter().any(|e| e.source == Source::Systemd)
 }
 
-/// Takes the TCP listening socket inherited for `address`, if any.
-pub fn take_tcp(address: SocketAddr) -> Option<OwnedFd> {
-    take(Kind::Tcp, address).map(|(fd, _)| fd)
+/// Takes the TCP (or Unix stream) listening socket inherited for `address`, if any.
+pub fn take_tcp(address: &ListenAddr) -> Option<OwnedFd> {
+    take_tcp_from(address).map(|(fd, _)| fd)
+}
+
+/// As [`take_tcp`], with where the socket came from.
+pub fn take_tcp_from(address: &ListenAddr) -> Option<(OwnedFd, Source)> {
+    take_entry(Kind::Tcp, address).map(|e| (e.fd, e.source))
 }
 
 /// Takes the UDP socket inherited for `address` (and the flow tunnel, after an upgrade).
-pub fn take_udp(address: SocketAddr) -> Option<(OwnedFd, Option<OwnedFd>)> {
+pub fn take_udp(address: &ListenAddr) -> Option<(OwnedFd, Option<OwnedFd>)> {
     take(Kind::Udp, address)
 }
 
 /// Takes the admin endpoint's listening socket: the one handed over as such, or a systemd TCP socket
 /// bound to `address`.
-pub fn take_admin(address: SocketAddr) -> Option<OwnedFd> {
-    take(Kind::Admin, address)
-        .or_else(|| take(Kind::Tcp, address).filter(|_| from_systemd()))
+pub fn take_admin(address: std::net::SocketAddr) -> Option<OwnedFd> {
+    let address = ListenAddr::Ip(address);
+    take(Kind::Admin, &address)
+        .or_else(|| take(Kind::Tcp, &address).filter(|_| from_systemd()))
         .map(|(fd, _)| fd)
 }
 
-fn take(kind: Kind, address: SocketAddr) -> Option<(OwnedFd, Option<OwnedFd>)> {
+fn take(kind: Kind, address: &ListenAddr) -> Option<(OwnedFd, Option<OwnedFd>)> {
+    take_entry(kind, address).map(|e| (e.fd, e.tunnel))
+}
+
+fn take_entry(kind: Kind, address: &ListenAddr) -> Option<Entry> {
     let mut pool = pool();
-    let i = pool.iter().position(|e| e.kind == kind && e.address == address)?;
+    let i = pool.iter().position(|e| e.kind == kind && e.address == *address)?;
     let e = pool.swap_remove(i);
     tracing::info!(
         address = %address,
@@ -98,7 +108,7 @@ fn take(kind: Kind, address: SocketAddr) -> Option<(OwnedFd, Option<OwnedFd>)> {
         from = match e.source { Source::Upgrade => "the old process", Source::Systemd => "systemd" },
         "using an inherited socket instead of binding"
     );
-    Some((e.fd, e.tunnel))
+    Some(e)
 }
 
 /// Closes every inherited socket no listener took, naming each (call once the listeners are up).
@@ -138,7 +148,7 @@ pub fn init_systemd() -> Result<usize, InheritError> {
         let (kind, address) = describe(&owned).map_err(|why| InheritError::NotASocket {
             var: "LISTEN_FDS",
             fd,
-            expected: "TCP or UDP",
+            expected: "TCP, UDP or Unix stream",
             why,
         })?;
         entries.push(Entry {
@@ -155,9 +165,10 @@ pub fn init_systemd() -> Result<usize, InheritError> {
 }
 
 /// Adds the sockets named by the old process's `PMMUX_UPGRADE` items (see [`super::Handover`]).
-pub(super) fn adopt(items: &HashMap<(Kind, SocketAddr), (RawFd, Option<RawFd>)>) -> Result<(), InheritError> {
+pub(super) fn adopt(items: &HashMap<(Kind, ListenAddr), (RawFd, Option<RawFd>)>) -> Result<(), InheritError> {
     let mut entries = Vec::new();
-    for (&(kind, address), &(fd, tunnel)) in items {
+    for ((kind, address), &(fd, tunnel)) in items {
+        let (kind, address) = (*kind, address.clone());
         let owned = own(fd)?;
         let tunnel = tunnel.map(own).transpose()?;
         match describe(&owned) {
@@ -211,15 +222,21 @@ fn set_cloexec(fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// The transport and bound address of an inherited socket; TCP ones must be listening.
-fn describe(fd: &OwnedFd) -> Result<(Kind, SocketAddr), String> {
+/// The transport and bound address of an inherited socket; TCP ones must be listening. A Unix
+/// stream socket counts as TCP (it serves a `unix:` listener), named by its path.
+fn describe(fd: &OwnedFd) -> Result<(Kind, ListenAddr), String> {
     let sock = socket2::SockRef::from(fd);
-    let address = sock
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .as_socket()
-        .ok_or("it is not an IPv4 or IPv6 socket")?;
+    let local = sock.local_addr().map_err(|e| e.to_string())?;
+    let address = match (local.as_socket(), local.as_pathname()) {
+        (Some(a), _) => ListenAddr::Ip(a),
+        (None, Some(path)) => ListenAddr::Unix(path.to_owned()),
+        (None, None) => return Err("it is neither an IP socket nor a Unix socket with a path".into()),
+    };
+    let unix = matches!(address, ListenAddr::Unix(_));
     let kind = match sock.r#type().map_err(|e| e.to_string())? {
+        socket2::Type::DGRAM if unix => {
+            return Err("a Unix datagram socket (pmmux serves Unix stream sockets only)".into())
+        }
         socket2::Type::STREAM if sock.is_listener().unwrap_or(false) => Kind::Tcp,
         socket2::Type::STREAM => return Err("a stream socket that is not listening".into()),
         socket2::Type::DGRAM => Kind::Udp,
@@ -237,10 +254,16 @@ mod tests {
     fn describes_listening_tcp_and_udp_and_refuses_a_connected_stream() {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = tcp.local_addr().unwrap();
-        assert_eq!(describe(&OwnedFd::from(tcp)).unwrap(), (Kind::Tcp, addr));
+        assert_eq!(
+            describe(&OwnedFd::from(tcp)).unwrap(),
+            (Kind::Tcp, ListenAddr::Ip(addr))
+        );
         let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
         let addr = udp.local_addr().unwrap();
-        assert_eq!(describe(&OwnedFd::from(udp)).unwrap(), (Kind::Udp, addr));
+        assert_eq!(
+            describe(&OwnedFd::from(udp)).unwrap(),
+            (Kind::Udp, ListenAddr::Ip(addr))
+        );
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         assert!(describe(&OwnedFd::from(c)).unwrap_err().contains("not listening"));
@@ -249,20 +272,37 @@ mod tests {
     #[test]
     fn adopted_sockets_are_taken_by_kind_and_address_once() {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let configured: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let configured = ListenAddr::Ip("127.0.0.1:0".parse().unwrap());
         let fd = tcp.into_raw_fd();
-        let items = HashMap::from([((Kind::Tcp, configured), (fd, None))]);
+        let items = HashMap::from([((Kind::Tcp, configured.clone()), (fd, None))]);
         adopt(&items).unwrap();
-        assert!(take_udp(configured).is_none());
-        let got = take_tcp(configured).expect("the adopted socket");
+        assert!(take_udp(&configured).is_none());
+        let got = take_tcp(&configured).expect("the adopted socket");
         assert_eq!(got.as_raw_fd(), fd);
-        assert!(take_tcp(configured).is_none());
+        assert!(take_tcp(&configured).is_none());
+    }
+
+    #[test]
+    fn a_unix_stream_listener_is_described_by_its_path_and_taken_as_tcp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.sock");
+        let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let configured = ListenAddr::Unix(path.clone());
+        assert_eq!(describe(&OwnedFd::from(unix)).unwrap(), (Kind::Tcp, configured.clone()));
+        let again = std::os::unix::net::UnixListener::bind(dir.path().join("v.sock")).unwrap();
+        let fd = again.into_raw_fd();
+        let items = HashMap::from([((Kind::Tcp, configured.clone()), (fd, None))]);
+        adopt(&items).unwrap();
+        let (got, source) = take_tcp_from(&configured).expect("the adopted socket");
+        assert_eq!((got.as_raw_fd(), source), (fd, Source::Upgrade));
+        let dgram = std::os::unix::net::UnixDatagram::bind(dir.path().join("d.sock")).unwrap();
+        assert!(describe(&OwnedFd::from(dgram)).unwrap_err().contains("datagram"));
     }
 
     #[test]
     fn a_udp_socket_named_as_tcp_is_refused() {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let configured: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let configured = ListenAddr::Ip("127.0.0.1:1".parse().unwrap());
         let items = HashMap::from([((Kind::Tcp, configured), (udp.into_raw_fd(), None))]);
         let e = adopt(&items).unwrap_err().to_string();
         assert!(e.contains("is not a tcp socket: it is a udp socket"), "{e}");

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -78,7 +77,7 @@ pub struct Offer {
     /// What it serves.
     pub kind: Kind,
     /// The configured address (port 0 stays 0: the new process's configuration names it so).
-    pub address: SocketAddr,
+    pub address: crate::config::listen::ListenAddr,
     /// The duplicate.
     pub fd: OwnedFd,
 }
@@ -132,7 +131,7 @@ pub struct Launched {
     child: Child,
     control: socket2::Socket,
     /// Per UDP listener (configured address): the old process's end of its flow tunnel.
-    tunnels: HashMap<SocketAddr, OwnedFd>,
+    tunnels: HashMap<crate::config::listen::ListenAddr, OwnedFd>,
     started: Instant,
 }
 
@@ -142,7 +141,7 @@ pub struct HandedOver {
     /// The new process's PID.
     pub new_pid: u32,
     /// Per UDP listener (configured address): the old process's end of its flow tunnel.
-    pub tunnels: HashMap<SocketAddr, OwnedFd>,
+    pub tunnels: HashMap<crate::config::listen::ListenAddr, OwnedFd>,
     /// From start to ready.
     pub took: Duration,
     control: socket2::Socket,
@@ -171,7 +170,7 @@ pub fn launch(offers: Vec<Offer>, env: &[(String, String)]) -> Result<Launched, 
     for offer in offers {
         let tunnel_fd = if offer.kind == Kind::Udp {
             let (old_end, new_end) = tunnel::pair().map_err(UpgradeError::Prepare)?;
-            tunnels.insert(offer.address, old_end);
+            tunnels.insert(offer.address.clone(), old_end);
             let raw = new_end.as_raw_fd();
             keep.push(new_end);
             Some(raw)

@@ -90,7 +90,7 @@ pub async fn on_sigusr2(
                 let fd = unsafe { BorrowedFd::borrow_raw(a.fd) }.try_clone_to_owned()?;
                 offers.push(Offer {
                     kind: Kind::Admin,
-                    address: a.address,
+                    address: a.address.into(),
                     fd,
                 });
             }

@@ -11,9 +11,11 @@ pub fn json(w: &mut String, r: &Record) -> fmt::Result {
     write_time(w, r.ended)?;
     w.push_str("\",\"transport\":\"");
     w.push_str(transport(r));
-    write!(w, "\",\"client\":\"{}\",\"via\":", r.client)?;
-    match r.via {
-        Some(v) => write!(w, "\"{v}\"")?,
+    w.push_str("\",\"client\":");
+    json_str(w, &r.client.to_string());
+    w.push_str(",\"via\":");
+    match &r.via {
+        Some(v) => json_str(w, &v.to_string()),
         None => w.push_str("null"),
     }
     w.push_str(",\"listener\":");
@@ -61,9 +63,11 @@ pub fn text(w: &mut String, r: &Record) -> fmt::Result {
     write_time(w, r.ended)?;
     w.push_str(" transport=");
     w.push_str(transport(r));
-    write!(w, " client={}", r.client)?;
-    if let Some(v) = r.via {
-        write!(w, " via={v}")?;
+    w.push_str(" client=");
+    text_value(w, &r.client.to_string());
+    if let Some(v) = &r.via {
+        w.push_str(" via=");
+        text_value(w, &v.to_string());
     }
     w.push_str(" listener=");
     text_value(w, &r.listener);
@@ -114,10 +118,10 @@ pub fn text(w: &mut String, r: &Record) -> fmt::Result {
 pub fn closed_line(w: &mut String, r: &Record) -> fmt::Result {
     write_time(w, r.ended)?;
     w.push_str("  INFO conn{peer=");
-    push_addr(w, r.client);
-    if let Some(v) = r.via {
+    push_client(w, &r.client);
+    if let Some(v) = &r.via {
         w.push_str(" via=");
-        push_addr(w, v);
+        push_client(w, v);
     }
     w.push_str(" listener=");
     push_escaped(w, &r.listener);
@@ -152,6 +156,16 @@ pub fn closed_line(w: &mut String, r: &Record) -> fmt::Result {
     }
     w.push('\n');
     Ok(())
+}
+
+/// A client as its `Display` shows it, an IP one without the formatting machinery.
+fn push_client(w: &mut String, c: &super::Client) {
+    match c {
+        super::Client::Ip(a) => push_addr(w, *a),
+        other => {
+            let _ = write!(w, "{other}");
+        }
+    }
 }
 
 /// What `{:?}` prints for a string, copying it as it is when nothing needs escaping.

@@ -18,8 +18,8 @@ fn sample(outcome: Outcome) -> Record {
         // 2000-02-29T12:34:56.789012Z
         ended: UNIX_EPOCH + Duration::new(951_827_696, 789_012_000),
         transport: Transport::Tcp,
-        client: "192.0.2.7:5555".parse().unwrap(),
-        via: Some("127.0.0.1:40000".parse().unwrap()),
+        client: Client::Ip("192.0.2.7:5555".parse().unwrap()),
+        via: Some(Client::Ip("127.0.0.1:40000".parse().unwrap())),
         listener: Arc::from("front \"a\""),
         backend: Some(pass_backend()),
         properties: vec![
@@ -135,7 +135,7 @@ fn records_reach_the_file_which_is_reopened_after_a_rotation() {
     };
     configure(Some(&config)).unwrap();
     record(Record::unrouted(
-        "192.0.2.1:1".parse().unwrap(),
+        Client::Ip("192.0.2.1:1".parse().unwrap()),
         &Arc::from("l"),
         Outcome::RefusedLimit,
     ));
@@ -162,7 +162,7 @@ fn records_reach_the_file_which_is_reopened_after_a_rotation() {
         std::thread::sleep(Duration::from_millis(5));
     }
     record(Record::unrouted(
-        "192.0.2.2:2".parse().unwrap(),
+        Client::Ip("192.0.2.2:2".parse().unwrap()),
         &Arc::from("l"),
         Outcome::NoMatch,
     ));

@@ -1,4 +1,4 @@
-//! One health check's I/O: a TCP connect to the backend's target within the timeout, or, when the
+//! One health check's I/O: a connect to the backend's target (TCP, or a `unix:` socket) within the timeout, or, when the
 //! backend's plugin gives a [`HealthProbe`], its bytes sent over TCP or UDP and the answer fed to
 //! the plugin's `health_verdict` until it decides (bounded by [`MAX_ANSWER`] and the timeout).
 
@@ -11,7 +11,7 @@ use tokio::net::{lookup_host, UdpSocket};
 
 use super::state::Outcome;
 use crate::routing::registry::{Backend, BackendKind};
-use crate::tcp::relay;
+use crate::tcp::stream::Stream;
 
 /// Most answer bytes a check reads before giving up on a verdict.
 pub(crate) const MAX_ANSWER: usize = 64 * 1024;
@@ -29,7 +29,7 @@ pub(crate) async fn check(backend: &Backend, target: &str, timeout: Duration) ->
     let ms = timeout.as_millis();
     let run = async {
         match probe {
-            None => relay::connect(target, timeout, &[])
+            None => Stream::connect(target, timeout)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
@@ -57,7 +57,7 @@ fn verdict(backend: &Backend, answer: &[u8], closed: bool) -> Option<Outcome> {
 }
 
 async fn tcp(backend: &Backend, target: &str, timeout: Duration, probe: &HealthProbe) -> Outcome {
-    let (mut stream, _) = relay::connect(target, timeout, &[]).await.map_err(|e| e.to_string())?;
+    let mut stream = Stream::connect(target, timeout).await.map_err(|e| e.to_string())?;
     if !probe.send.is_empty() {
         stream
             .write_all(&probe.send)
@@ -89,6 +89,11 @@ async fn tcp(backend: &Backend, target: &str, timeout: Duration, probe: &HealthP
 }
 
 async fn udp(backend: &Backend, target: &str, probe: &HealthProbe) -> Outcome {
+    if crate::config::listen::is_unix_target(target) {
+        return Err(format!(
+            "upstream {target}: a UDP probe cannot reach a Unix stream socket"
+        ));
+    }
     let addr = lookup_host(target)
         .await
         .map_err(|e| format!("upstream {target}: cannot resolve: {e}"))?

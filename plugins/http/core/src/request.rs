@@ -40,8 +40,9 @@ pub const MAX_HEAD: usize = 64 * 1024;
 pub enum Probe {
     /// Consistent with an HTTP request so far, but the request line or the host is not known yet.
     NeedMore,
-    /// Not an HTTP/1.x request: an unknown method, a malformed request line or header field, an
-    /// unsupported version, several `Host` fields, or a head larger than [`MAX_HEAD`].
+    /// Not an HTTP/1.x request: an unknown method, a malformed request line or header field before
+    /// the host is known, an unsupported version, or a head larger than [`MAX_HEAD`] that names no
+    /// host in its first [`MAX_HEAD`] bytes.
     NotHttp,
     /// The request line is complete and the host is known (or the head is complete without one).
     Request(RequestInfo),
@@ -113,13 +114,22 @@ pub fn method_prefix(bytes: &[u8]) -> Option<bool> {
     }
 }
 
-/// Examines the bytes previewed so far. Deterministic and cheap on the common path (a whole head in
-/// the first segment); an incomplete head costs one extra parse of its complete lines.
+/// Examines the bytes previewed so far. The verdict is taken at the first complete line that makes
+/// the host known (the request line for absolute-form and CONNECT targets, else the first `Host`
+/// field) and later lines never change it, so it does not depend on how the client's bytes were
+/// cut into TCP segments: a malformed field or a second `Host` after the first is the server's to
+/// refuse (RFC 9112 §3.2 requires it to answer 400), as it would be for a request whose head
+/// arrived in two segments. Deterministic and cheap on the common path (the head in the first
+/// segment); a head without a host is judged once complete.
 pub fn probe(preview: &[u8]) -> Probe {
     match method_prefix(preview) {
         None => return Probe::NotHttp,
         Some(false) => return Probe::NeedMore,
         Some(true) => {}
+    }
+    let window = &preview[..preview.len().min(MAX_HEAD)];
+    if let Some(end) = host_known_at(window) {
+        return probe_partial(&window[..end]);
     }
     let mut headers = [EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -130,6 +140,38 @@ pub fn probe(preview: &[u8]) -> Probe {
         Ok(Status::Partial) => probe_partial(preview),
         Err(_) => Probe::NotHttp,
     }
+}
+
+/// The end (just past its `\n`) of the first complete line of `head` that names the host: the
+/// request line when its target is absolute-form or the method is CONNECT, else the first header
+/// line whose field name is `Host` (any case). `None` when no complete line does before the head
+/// ends (an empty line) or the bytes do.
+fn host_known_at(head: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    let mut first = true;
+    while let Some(offset) = head[start..].iter().position(|&b| b == b'\n') {
+        let end = start + offset + 1;
+        let line = head[start..end - 1]
+            .strip_suffix(b"\r")
+            .unwrap_or(&head[start..end - 1]);
+        if first {
+            let mut parts = line.split(|&b| b == b' ');
+            let (method, target) = (parts.next()?, parts.next()?);
+            let absolute = std::str::from_utf8(target).is_ok_and(|t| absolute_form(t).is_some());
+            if method == b"CONNECT" || absolute {
+                return Some(end);
+            }
+            first = false;
+        } else if line.is_empty() {
+            return None;
+        } else if let Some(colon) = line.iter().position(|&b| b == b':') {
+            if line[..colon].eq_ignore_ascii_case(b"host") {
+                return Some(end);
+            }
+        }
+        start = end;
+    }
+    None
 }
 
 /// An incomplete head: decide from its complete lines if they already name the host.

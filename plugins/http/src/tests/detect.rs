@@ -4,6 +4,7 @@
 use super::*;
 use crate::{detect, probe, Http, Probe, RequestFilter, StringOrList, MAX_HEAD, MAX_HEADERS};
 use pmmux_plugin_api::Backend;
+use pmmux_plugin_testkit::same_kind;
 
 fn any() -> RequestFilter {
     RequestFilter::default()
@@ -191,7 +192,6 @@ fn malformed_requests_are_no_match() {
         b"GET /\x01 HTTP/1.1\r\n",
         b"GET / HTTP/1.1\r\nHost a.example\r\n\r\n",
         b"GET / HTTP/1.1\r\nBad Name: x\r\n",
-        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: \xc3\x28\r\n\r\n",
         b"GET / HTTP/1.1\r\nX-Folded: a\r\n b\r\nHost: a\r\n\r\n",
         b"GET / HTTP/1.1\rHost: a\r\n\r\n",
@@ -235,4 +235,40 @@ fn the_backend_uses_its_params() {
     assert_eq!(http.detect(&conn(), &CURL_GET[..10]), Detection::NeedMore);
     let any = Http::new(&spec("")).expect("no params");
     assert!(matches!(any.detect(&conn(), WRK_GET), Detection::Match(_)));
+}
+
+/// Fuzz finding: a head whose fields after `Host` were malformed matched when its first segment
+/// ended after the `Host` line but not when it came whole, so routing depended on segmentation.
+/// The verdict is now taken at the `Host` line: every prefix says `NeedMore` or the same.
+#[test]
+fn the_verdict_does_not_depend_on_how_the_head_is_cut() {
+    let heads: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nBad Name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\nHost: c\r\n\r\n",
+        b"CONNECT a.example:443 HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-Pad: 1\r\nBad Name: x\r\nHost: a.example\r\n\r\n",
+        b"GET / HTTP/1.0\r\nUser-Agent: x\r\n\r\n",
+    ];
+    for head in heads {
+        let whole = detect(head, &any());
+        for cut in 1..head.len() {
+            let early = detect(&head[..cut], &any());
+            assert!(
+                early == Detection::NeedMore || same_kind(&early, &whole),
+                "{:?}: {early:?} on {cut} bytes, {whole:?} on all",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+    // A second Host or a bad field after the first Host: routed by the first (the server refuses).
+    for head in &heads[..3] {
+        let d = detect(head, &hosts(&["a.example"]));
+        assert!(
+            matches!(&d, Detection::Match(p) if p.iter().any(|p| p.value() == "a.example")),
+            "{d:?}"
+        );
+    }
+    assert_eq!(detect(heads[5], &any()), Detection::NoMatch, "a bad field before Host");
 }

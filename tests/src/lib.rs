@@ -83,7 +83,10 @@ pub use net::{
     free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_has_tcp_connection, pid_listens_tcp,
     tcp_listening, wait_for_port,
 };
-pub use paths::{artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, target_dir, workspace_root};
+pub use paths::{
+    artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, socket_activated, target_dir,
+    workspace_root,
+};
 pub use pmmux::{Pmmux, StartOptions, PMMUX_START_TIMEOUT, PMMUX_STOP_GRACE};
 pub use process::{
     cpu_time, descendants, is_zombie, process_exists, run, run_cmd, run_with_input, ChildGuard, OutputExt,

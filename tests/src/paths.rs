@@ -106,3 +106,16 @@ pub fn find_tool(name: &str, debian_package: &str) -> PathBuf {
             )
         })
 }
+
+/// `systemd-socket-activate --listen=…` for each of `listens`, running the built `pmmux --config
+/// CONFIG --log-level debug` in `dir` on the first connection, its output logged to
+/// `dir/pmmux.log`.
+pub fn socket_activated(listens: &[String], config: &Path, dir: &Path) -> crate::process::ChildGuard {
+    let mut cmd = std::process::Command::new(find_tool("systemd-socket-activate", "systemd"));
+    cmd.args(listens.iter().map(|l| format!("--listen={l}")))
+        .arg(pmmux_bin())
+        .args(["--config", &config.to_string_lossy(), "--log-level", "debug"])
+        .current_dir(dir);
+    crate::process::ChildGuard::spawn_logged("systemd-socket-activate", cmd, &dir.join("pmmux.log"))
+        .expect("start systemd-socket-activate")
+}

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -13,7 +12,6 @@ use pmmux_e2e::*;
 
 #[test]
 fn socket_activated_pmmux_serves_curl_on_the_inherited_socket_and_keeps_it_across_an_upgrade() {
-    let activate = find_tool("systemd-socket-activate", "systemd");
     let web = HttpServer::start("web-a");
     let (port, unused) = (free_port(), free_port());
     let dir = temp_dir("socket-activation");
@@ -31,14 +29,8 @@ fn socket_activated_pmmux_serves_curl_on_the_inherited_socket_and_keeps_it_acros
         ),
     )
     .expect("write the config");
-    let mut cmd = Command::new(activate);
-    cmd.arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!("--listen=127.0.0.1:{unused}"))
-        .arg(pmmux_bin())
-        .args(["--config", &config.to_string_lossy(), "--log-level", "debug"])
-        .current_dir(dir.path());
-    let mut guard = ChildGuard::spawn_logged("systemd-socket-activate", cmd, &dir.path().join("pmmux.log"))
-        .expect("start systemd-socket-activate");
+    let listens = [format!("127.0.0.1:{port}"), format!("127.0.0.1:{unused}")];
+    let mut guard = socket_activated(&listens, &config, dir.path());
     // Seen in /proc, not by connecting: the first connection is what starts pmmux.
     assert!(
         eventually(SERVER_START_TIMEOUT, || tcp_listening(loopback(port))),

@@ -191,25 +191,19 @@ fn exercise(lab: &TproxyLab, args: &[&str]) -> Pmmux {
     assert!(pm.wait_for_log("pmmux started", PMMUX_START_TIMEOUT), "{}", pm.log());
     assert!(pm.log().contains("transparent backends"), "{}", pm.log());
 
-    // TCP: the server saw the client's own address and port; the reply came back.
-    let (me, answer) = tcp_from_client(lab, TRANSPARENT_PORT);
-    assert_eq!(answer, format!("{me} hello over tcp"), "{}", pm.log());
-    // The control: without `transparent`, the server sees the router.
-    let (me, answer) = tcp_from_client(lab, PLAIN_PORT);
-    assert!(
-        answer.starts_with("10.91.2.1:") && answer.ends_with(" hello over tcp"),
-        "{answer}"
-    );
-    assert!(!answer.starts_with(&me.to_string()));
-
-    // UDP likewise.
-    let (me, answer) = udp_from_client(lab, TRANSPARENT_PORT);
-    assert_eq!(answer, format!("{me} hello over udp"), "{}", pm.log());
-    let (_, answer) = udp_from_client(lab, PLAIN_PORT);
-    assert!(
-        answer.starts_with("10.91.2.1:") && answer.ends_with(" hello over udp"),
-        "{answer}"
-    );
+    type FromClient = fn(&TproxyLab, u16) -> (SocketAddr, String);
+    for (proto, from_client) in [("tcp", tcp_from_client as FromClient), ("udp", udp_from_client)] {
+        // The server saw the client's own address and port; the reply came back.
+        let (me, answer) = from_client(lab, TRANSPARENT_PORT);
+        assert_eq!(answer, format!("{me} hello over {proto}"), "{}", pm.log());
+        // The control: without `transparent`, the server sees the router.
+        let (me, answer) = from_client(lab, PLAIN_PORT);
+        assert!(
+            answer.starts_with("10.91.2.1:") && answer.ends_with(&format!(" hello over {proto}")),
+            "{answer}"
+        );
+        assert!(!answer.starts_with(&me.to_string()));
+    }
 
     // The upstream on pmmux's own host: the same, with its replies marked by source port.
     let (me, answer) = tcp_from_client(lab, SAME_HOST_PORT);

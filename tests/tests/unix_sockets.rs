@@ -417,7 +417,6 @@ fn reload_adds_and_removes_a_unix_listener_and_an_upgrade_hands_it_over() {
 
 #[test]
 fn a_socket_activated_unix_listener_is_matched_by_path_and_its_file_left_to_systemd() {
-    let activate = find_tool("systemd-socket-activate", "systemd");
     let web = HttpServer::start("web-a");
     let dir = temp_dir("unix-activation");
     let path = dir.path().join("act.sock");
@@ -428,13 +427,7 @@ fn a_socket_activated_unix_listener_is_matched_by_path_and_its_file_left_to_syst
         pass_at(&path, &web.addr().to_string()).replace("[[backend]]", "mode = \"0600\"\n[[backend]]"),
     )
     .expect("write the config");
-    let mut cmd = std::process::Command::new(activate);
-    cmd.arg(format!("--listen={}", path.display()))
-        .arg(pmmux_bin())
-        .args(["--config", &config.to_string_lossy(), "--log-level", "debug"])
-        .current_dir(dir.path());
-    let mut guard = ChildGuard::spawn_logged("systemd-socket-activate", cmd, &dir.path().join("pmmux.log"))
-        .expect("start systemd-socket-activate");
+    let mut guard = socket_activated(&[path.display().to_string()], &config, dir.path());
     assert!(
         eventually(SERVER_START_TIMEOUT, || path.exists()),
         "systemd-socket-activate did not bind {}",

@@ -62,6 +62,7 @@ mkdir -p logs
 failed=()
 for target in "${targets[@]}"; do
   log="logs/$target.log"
+  started=$(date +%s)
   # -timeout: an input that takes 10 s is a hang (nothing from a client may hang the host);
   # -rss_limit_mb: a memory blow-up is a crash too.
   # shellcheck disable=SC2086
@@ -69,10 +70,11 @@ for target in "${targets[@]}"; do
     "$target" -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     ${PMMUX_FUZZ_ARGS:-} >"$log" 2>&1
   status=$?
+  took=$(($(date +%s) - started))
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
   if [ "$status" -eq 0 ]; then
-    echo "fuzz: $target: ${execs:-?} execs in ${secs} s, ${cov:-cov: ?}, no crash"
+    echo "fuzz: $target: ${execs:-?} execs in ${took} s, ${cov:-cov: ?}, no crash"
   else
     failed+=("$target")
     echo "fuzz: $target: CRASH after ${execs:-?} execs (exit $status); last lines of $log:"

@@ -139,14 +139,18 @@ fn quick_start_finds_the_built_plugins_and_routes_a_waiting_client_with_on_timeo
     pm.terminate(PMMUX_STOP_GRACE);
 }
 
-/// `pmmux check-config FILE`: its exit code and standard error.
-fn check_config(file: &Path) -> (Option<i32>, String) {
+/// Writes `text` to `file` and runs `pmmux check-config FILE`, which must exit 1: its standard
+/// error.
+fn failing_check_config(file: &Path, text: &str) -> String {
+    fs::write(file, text).expect("write config");
     let out = run(
         pmmux_bin().to_str().expect("utf-8"),
         &["check-config", file.to_str().expect("utf-8")],
         CLIENT_TIMEOUT,
     );
-    (out.status.code(), out.stderr_str())
+    let err = out.stderr_str();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
 }
 
 #[test]
@@ -160,17 +164,14 @@ fn check_config_lists_four_different_mistakes_at_once_and_exits_1() {
     let file = dir.path().join("pmmux.toml");
     // 1. an unset {{env}} (which used to hide every other problem), 2. an unknown protocol, 3. a
     // wrong-typed param, 4. on_timeout naming no backend.
-    fs::write(
+    let err = failing_check_config(
         &file,
         "plugin_dir = \"plugins\"\n\n[[listener]]\naddress = \"{{env:PMMUX_E2E_UNSET_LISTEN}}\"\n\n\
          [[backend]]\nname = \"web\"\nprotocol = \"https\"\ntarget = \"127.0.0.1:8080\"\n\n\
          [[backend]]\nname = \"tls-a\"\nprotocol = \"tls\"\ntarget = \"127.0.0.1:9443\"\n[backend.params]\nsni = 42\n\n\
          [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n[routing]\non_timeout = \"sssh\"\n",
-    )
-    .expect("write config");
-    let (code, err) = check_config(&file);
+    );
     eprintln!("{err}");
-    assert_eq!(code, Some(1), "{err}");
     let f = file.display();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 5, "{err}");
@@ -196,39 +197,30 @@ fn check_config_lists_four_different_mistakes_at_once_and_exits_1() {
     assert_eq!(lines[4], format!("{f}: 4 problems"));
 
     // A missing plugin folder, a forwarding backend set, no backend at all: each named.
-    fs::write(
+    let err = failing_check_config(
         &file,
         "plugin_dir = \"nowhere\"\n[[listener]]\naddress = \"127.0.0.1:1\"\n[[backend]]\nname = \"a\"\nprotocol = \"tls\"\ntarget = \"127.0.0.1:2\"\n",
-    )
-    .expect("write config");
-    let (code, err) = check_config(&file);
-    assert_eq!(code, Some(1), "{err}");
+    );
     assert!(
         err.contains("nowhere does not exist, and backends need plugins"),
         "{err}"
     );
-    fs::write(
+    let err = failing_check_config(
         &file,
         "plugin_dir = \"plugins\"\n[[listener]]\naddress = \"127.0.0.1:1\"\n",
-    )
-    .expect("write config");
-    let (code, err) = check_config(&file);
-    assert_eq!(code, Some(1), "{err}");
+    );
     assert!(
         err.contains("no [[backend]]: every connection would be closed"),
         "{err}"
     );
 
     // A forwarding backend without a target is named (echo serves clients itself: no target needed).
-    fs::write(
+    let err = failing_check_config(
         &file,
         "plugin_dir = \"plugins\"\n[[listener]]\naddress = \"127.0.0.1:1\"\n\
          [[backend]]\nname = \"echo\"\nprotocol = \"echo\"\n\
          [[backend]]\nname = \"tls-a\"\nprotocol = \"tls\"\n",
-    )
-    .expect("write config");
-    let (code, err) = check_config(&file);
-    assert_eq!(code, Some(1), "{err}");
+    );
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(
         lines,

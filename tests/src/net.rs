@@ -2,34 +2,88 @@
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+/// Ports this test process has handed out already: the kernel may pick the same free port twice
+/// in a row, and two callers given one port (a listener and the admin endpoint, or a "dead"
+/// target and a live server) make a test fail for no reason of its own.
+static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// Bind to port 0 with `bind` until the kernel picks a port not handed out before in this process.
+fn fresh_port(what: &str, bind: impl Fn() -> std::io::Result<u16>) -> u16 {
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..64 {
+        let port = bind().unwrap_or_else(|e| panic!("bind {what}: {e}"));
+        if !handed.contains(&port) {
+            handed.push(port);
+            return port;
+        }
+    }
+    panic!("bind {what}: the kernel kept returning ports already handed out")
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close), and not
+/// handed out before by this process.
 ///
 /// Another process may take it before it is used again; servers in this crate therefore retry
-/// with a new port when their bind fails (see the server modules).
+/// with a new port when their bind fails (see the server modules). For a port where nothing
+/// must listen, use [`RefusedPort`], which holds the port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    fresh_port("127.0.0.1:0", || {
+        TcpListener::bind("127.0.0.1:0")?.local_addr().map(|a| a.port())
+    })
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("bind udp 127.0.0.1:0")
-        .port()
+    fresh_port("udp 127.0.0.1:0", || {
+        UdpSocket::bind("127.0.0.1:0")?.local_addr().map(|a| a.port())
+    })
 }
 
 /// A TCP port on [::1] that was free a moment ago.
 pub fn free_port_v6() -> u16 {
-    TcpListener::bind("[::1]:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind [::1]:0 (is IPv6 loopback configured?)")
-        .port()
+    fresh_port("[::1]:0 (is IPv6 loopback configured?)", || {
+        TcpListener::bind("[::1]:0")?.local_addr().map(|a| a.port())
+    })
+}
+
+/// A TCP port on 127.0.0.1 that refuses every connection for as long as this value lives: a
+/// socket is bound to it and never listens, so no other process can take the port and a connect
+/// gets a reset (ECONNREFUSED). The target for "the upstream is down" tests.
+#[derive(Debug)]
+pub struct RefusedPort {
+    /// Bound, never listening: holds the port.
+    _socket: socket2::Socket,
+    /// The port it holds.
+    port: u16,
+}
+
+impl RefusedPort {
+    /// Reserve a port on 127.0.0.1 that refuses connections.
+    pub fn new() -> RefusedPort {
+        let bind = || -> std::io::Result<(socket2::Socket, u16)> {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+            let port = socket.local_addr()?.as_socket().map_or(0, |a| a.port());
+            Ok((socket, port))
+        };
+        let (socket, port) = bind().expect("bind a refusing socket on 127.0.0.1:0");
+        RefusedPort { _socket: socket, port }
+    }
+
+    /// The reserved port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Default for RefusedPort {
+    fn default() -> Self {
+        RefusedPort::new()
+    }
 }
 
 /// `127.0.0.1:port`.

@@ -384,7 +384,8 @@ fn tls_sni_property_regexes_choose_between_two_tls_servers() {
 
 #[test]
 fn health_checkers_follow_configuration_reloads_and_keep_their_state_by_name() {
-    let closed = free_port(); // nothing listens here: connects are refused
+    let refused = RefusedPort::new(); // bound, never listening: connects are refused
+    let closed = refused.port();
     let other = TcpEcho::start();
     let config = |port: u16, admin: u16, backends: &str| {
         format!(
@@ -469,7 +470,8 @@ fn a_panic_in_a_plugin_health_hook_counts_as_unhealthy_and_the_host_keeps_servin
 
 #[test]
 fn failover_is_capped_by_max_failovers_and_ends_at_a_lower_tier() {
-    let (dead1, dead2) = (free_port(), free_port()); // nothing listens: connects are refused
+    let (refused1, refused2) = (RefusedPort::new(), RefusedPort::new()); // connects are refused
+    let (dead1, dead2) = (refused1.port(), refused2.port());
     let config = |port: u16, admin: u16, routing: &str| {
         format!(
             "{head}[reload]\nquiet_period_ms = 100\n[routing]\n{routing}\n\

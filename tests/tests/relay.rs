@@ -220,7 +220,8 @@ fn noop_reads_and_discards_until_the_client_closes() {
 
 #[test]
 fn a_refused_target_closes_the_client_and_is_logged() {
-    let dead = free_port(); // nothing listens there
+    let refused = RefusedPort::new(); // bound, never listening: connects are refused
+    let dead = refused.port();
     let (pm, port) = start_one(&[], |port| {
         format!(
             "{}[[backend]]\nname = \"down\"\nprotocol = \"pass\"\ntarget = \"127.0.0.1:{dead}\"\n",

@@ -89,6 +89,12 @@ pub struct ListenerConfig {
     /// SO_REUSEPORT: several processes (each setting it) share the address; the kernel spreads
     /// new connections and UDP clients over them.
     pub reuse_port: bool,
+    /// TCP_DEFER_ACCEPT (`defer_accept`; by default on unless `[routing] on_timeout` is set): the
+    /// kernel hands a TCP connection over only once its first bytes arrived (or, for a client that
+    /// stays silent, after about a second), so the preview reads them at once instead of waiting
+    /// for them: one wake-up and one readiness round trip less per connection. Off for
+    /// server-speaks-first services (`on_timeout`), whose clients wait for a greeting.
+    pub defer_accept: bool,
     /// Limits of this listener (`max_connections`, `max_connections_per_ip`).
     pub limits: crate::ops::limits::ListenerLimitsConfig,
     /// The public port to ask the NAT gateway to forward here (`public_port`); `None`: no mapping.

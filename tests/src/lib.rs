@@ -80,8 +80,8 @@ pub use haproxy::Haproxy;
 pub use http::{HttpServer, PROXY_PROTOCOL_PATH, SERVER_NAME_HEADER};
 pub use loopback_ns::LoopbackNs;
 pub use net::{
-    free_port, free_port_v6, free_udp_port, loopback, pid_bound_udp, pid_has_tcp_connection, pid_listens_tcp,
-    tcp_listening, wait_for_port, RefusedPort,
+    free_port, free_port_v6, free_udp_port, listener_sockopt, loopback, pid_bound_udp, pid_has_tcp_connection,
+    pid_listens_tcp, tcp_listening, wait_for_port, RefusedPort,
 };
 pub use paths::{
     artifact, debug_dir, find_tool, plugin_file_name, plugin_lib, pmmux_bin, socket_activated, target_dir,

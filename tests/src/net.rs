@@ -197,6 +197,40 @@ pub fn pid_listens_tcp(pid: u32, addr: SocketAddr) -> bool {
     pid_has_socket(pid, &socket_inodes("tcp", addr, Some("0A")))
 }
 
+/// An integer socket option (`level`, `name`) of the TCP socket process `pid` listens on at
+/// `addr`, read from a duplicate of its descriptor (`pidfd_getfd`, Linux 5.6+; needs the right to
+/// ptrace `pid`, which root has). `None` when no such socket or the kernel refuses.
+pub fn listener_sockopt(pid: u32, addr: SocketAddr, level: i32, name: i32) -> Option<i32> {
+    let inodes = socket_inodes("tcp", addr, Some("0A"));
+    let fd: i32 = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten().find_map(|fd| {
+        let target = fs::read_link(fd.path()).ok()?;
+        let inode = target
+            .to_str()?
+            .strip_prefix("socket:[")?
+            .strip_suffix(']')?
+            .parse::<u64>()
+            .ok()?;
+        inodes.contains(&inode).then(|| fd.file_name().to_str()?.parse().ok())?
+    })?;
+    // SAFETY: plain system calls on integers; every descriptor they return is closed below.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as i32;
+        if pidfd < 0 {
+            return None;
+        }
+        let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+        libc::close(pidfd);
+        if dup < 0 {
+            return None;
+        }
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let rc = libc::getsockopt(dup, level, name, std::ptr::addr_of_mut!(value).cast(), &mut len);
+        libc::close(dup);
+        (rc == 0).then_some(value)
+    }
+}
+
 /// Whether process `pid` holds a UDP socket bound to `addr` (or to its wildcard).
 pub fn pid_bound_udp(pid: u32, addr: SocketAddr) -> bool {
     pid_has_socket(pid, &socket_inodes("udp", addr, None))

@@ -47,9 +47,12 @@ fn stays_silent(s: &mut TcpStream, bound: Duration) -> bool {
     silent
 }
 
-/// Connects and asserts pmmux closes the connection at once without sending anything.
+/// Connects, sends a first byte (the kernel hands a connection to pmmux once its first bytes
+/// arrived: TCP_DEFER_ACCEPT) and asserts pmmux closes the connection at once without sending
+/// anything.
 fn assert_refused(port: u16) {
     let mut s = connect(loopback(port));
+    let _ = s.write_all(b"x");
     let (end, bytes, after) = wait_closed(&mut s, Duration::from_secs(5));
     assert_eq!(end, End::Closed, "a refused connection must be closed");
     assert!(bytes.is_empty(), "a refused connection gets no bytes");

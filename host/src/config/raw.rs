@@ -88,6 +88,7 @@ pub(super) struct RawListener {
     pub(super) accept_proxy_protocol: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub(super) reuse_port: bool,
+    pub(super) defer_accept: Option<bool>,
     pub(super) max_connections: Option<Spanned<usize>>,
     pub(super) max_connections_per_ip: Option<Spanned<usize>>,
     pub(super) public_port: Option<Spanned<crate::portmap::config::RawPublicPort>>,

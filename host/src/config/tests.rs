@@ -317,3 +317,23 @@ target = "unix:/"
     ];
     assert_eq!(got, want, "{got:#?}");
 }
+
+#[test]
+fn defer_accept_is_on_unless_silent_clients_are_routed_and_a_listener_may_say_otherwise() {
+    let on = parse_str(MINIMAL).expect("valid");
+    assert!(
+        on.listeners[0].defer_accept,
+        "no on_timeout: every routed client speaks first"
+    );
+    let with_timeout = format!("{MINIMAL}[routing]\non_timeout = \"all\"\n");
+    let off = parse_str(&with_timeout).expect("valid");
+    assert!(
+        !off.listeners[0].defer_accept,
+        "on_timeout: a silent client is routed, not held"
+    );
+    let explicit = MINIMAL.replace(
+        "address = \"127.0.0.1:8443\"\n",
+        "address = \"127.0.0.1:8443\"\ndefer_accept = false\n",
+    );
+    assert!(!parse_str(&explicit).expect("valid").listeners[0].defer_accept);
+}

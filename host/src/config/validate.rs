@@ -34,8 +34,11 @@ pub(super) fn validate(path: &Path, raw: RawConfig, report: &mut Report<'_>, loc
     }
     let mut listeners = Vec::new();
     let mut seen_addr = HashSet::new();
+    // Without an `on_timeout` backend a client that sends nothing is never routed: the kernel may
+    // hold each connection until its first bytes (see `ListenerConfig::defer_accept`).
+    let silent_routed = raw.routing.on_timeout.is_some();
     for l in raw.listeners {
-        listeners.extend(listener(l, &mut seen_addr, report));
+        listeners.extend(listener(l, &mut seen_addr, silent_routed, report));
     }
 
     let r = raw.routing;
@@ -150,6 +153,7 @@ pub fn check_target(target: &str) -> Result<(), String> {
 fn listener(
     l: RawListener,
     seen_addr: &mut HashSet<(listen::ListenAddr, &'static str)>,
+    silent_routed: bool,
     report: &mut Report<'_>,
 ) -> Option<ListenerConfig> {
     let span = Some(l.address.span());
@@ -210,6 +214,7 @@ fn listener(
         strategy: l.strategy,
         accept_proxy_protocol,
         reuse_port: l.reuse_port,
+        defer_accept: l.defer_accept.unwrap_or(!silent_routed),
         limits,
         public_port,
         listen,

@@ -236,6 +236,12 @@ impl ListenerSet {
         let mut to_new = None;
         let task = match (&socket, socket.acceptor()) {
             (_, Some(acceptor)) => {
+                if let Acceptor::Tcp(tcp) = &acceptor {
+                    // Applied at every (re)start: a reload that sets or clears `on_timeout` turns it.
+                    if let Err(e) = set_defer_accept(tcp, config.defer_accept) {
+                        tracing::warn!(listener = %config.name, error = %e, "cannot set TCP_DEFER_ACCEPT; connections are accepted before their first bytes");
+                    }
+                }
                 let local = match &acceptor {
                     Acceptor::Tcp(tcp) => tcp.local_addr().ok().filter(|a| !a.ip().is_unspecified()),
                     Acceptor::Unix(_) => Some(UNIX_PLACEHOLDER),
@@ -471,6 +477,35 @@ pub(crate) fn bind_tcp(cfg: &ListenerConfig) -> io::Result<TcpListener> {
     socket2::SockRef::from(&socket).set_tcp_keepalive(&crate::tcp::relay::keepalive())?;
     socket.bind(address)?;
     socket.listen(BACKLOG)
+}
+
+/// How long the kernel holds a connection whose client has not sent yet (TCP_DEFER_ACCEPT): past
+/// it, the connection is handed over anyway and the probe timeout applies as usual.
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
+/// Sets (or clears) TCP_DEFER_ACCEPT on a listening socket; a no-op where the option is Linux-only.
+fn set_defer_accept(listener: &TcpListener, on: bool) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        let secs: libc::c_int = if on { DEFER_ACCEPT_SECS } else { 0 };
+        // SAFETY: a valid socket descriptor, and a pointer to a c_int with its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                std::ptr::addr_of!(secs).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (listener, on);
+    Ok(())
 }
 
 /// Binds a UDP socket, with SO_REUSEPORT when asked (set before the bind, as the kernel needs).

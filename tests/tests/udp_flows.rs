@@ -203,7 +203,7 @@ fn a_dns_flow_survives_hot_reloads_of_its_plugin_and_new_clients_use_the_new_ver
         let new_me = format!("client={}", new.local_addr().expect("client address"));
         dns_a_via(&new, to, 0x7000 + id, "www.a.example", "10.1.0.1");
         // Log lines reach the file from the log's writer thread, shortly after the reply.
-        wait_log_line(&pm, &["UDP flow created", &new_me, "plugin=dns@1.0.0"]);
+        wait_log_count(&pm, &["UDP flow created", &new_me, "plugin=dns@1.0.0"], 1);
         assert_eq!(
             log_lines(&pm, &["UDP flow created", &new_me, "plugin=dns@1.0.0"]).len(),
             1

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use std::os::fd::{FromRawFd, IntoRawFd};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{lookup_host, TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
 
@@ -73,7 +73,7 @@ impl Cut {
 
 use crate::ops::transparent;
 use crate::tcp::error::{Op, Peer, SideError};
-use crate::tcp::stream::Stream;
+use crate::tcp::stream::{ReadHalf, Stream, WriteHalf};
 
 /// First buffer size per direction.
 pub(crate) const MIN_RELAY_BUFFER: usize = 4 * 1024;
@@ -330,12 +330,13 @@ async fn watchdog(activity: &Activity, timeouts: Timeouts) -> Cut {
 /// Copies until `from` reaches end of file, then shuts `to` down for writing (half-close), so the
 /// other direction goes on until its own end. The direction that ends last skips the shutdown: both
 /// sockets are closed right after, and a close sends the same FIN (its receive side was read to the
-/// end, so no RST) — one system call less per connection. Every read and write marks the relay
-/// active and publishes the direction's byte count. An error names the end that failed: `reader`
-/// for a read, the other end for a write.
+/// end, so no RST) — one system call less per connection. When the end arrived with the last bytes
+/// (a response and its FIN together), they leave in one packet ([`WriteHalf::try_write_more`]).
+/// Every read and write marks the relay active and publishes the direction's byte count. An error
+/// names the end that failed: `reader` for a read, the other end for a write.
 async fn copy_half(
-    mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
+    mut from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
     reader: Peer,
     activity: &Activity,
     moved: &AtomicU64,
@@ -353,12 +354,48 @@ async fn copy_half(
             }
             return Ok(());
         }
-        to.write_all(&buf).await.map_err(SideError::on(writer, Op::Write))?;
+        let (ended, failed) = peek_end(&from, &mut buf);
+        let last = ended && !activity.one_done.swap(true, Ordering::Relaxed);
+        let sent = if last {
+            match to.try_write_more(&buf) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(SideError::on(writer, Op::Write)(e)),
+                taken => taken.unwrap_or(0),
+            }
+        } else {
+            0
+        };
+        to.write_all(&buf[sent..])
+            .await
+            .map_err(SideError::on(writer, Op::Write))?;
         activity.touch();
-        total += n as u64;
+        total += buf.len() as u64;
         moved.store(total, Ordering::Relaxed);
+        if let Some(e) = failed {
+            return Err(SideError::on(reader, Op::Read)(e));
+        }
+        if ended {
+            if last {
+                to.shutdown().await.map_err(SideError::on(writer, Op::Write))?;
+            }
+            return Ok(());
+        }
         if n == buf.capacity() && buf.capacity() < MAX_RELAY_BUFFER {
             buf.reserve_exact(buf.capacity());
         }
+    }
+}
+
+/// After a short read into `buf`: whether `from` has reached its end already, and a read error
+/// to report once `buf` is forwarded. Costs no system call unless the socket was reported closed
+/// or readable again ([`ReadHalf::try_read_buf`]); bytes read meanwhile are appended to `buf`.
+fn peek_end(from: &ReadHalf<'_>, buf: &mut Vec<u8>) -> (bool, Option<io::Error>) {
+    if buf.len() == buf.capacity() {
+        return (false, None);
+    }
+    match from.try_read_buf(buf) {
+        Ok(0) => (true, None),
+        Ok(_) => (false, None),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => (false, None),
+        Err(e) => (false, Some(e)),
     }
 }

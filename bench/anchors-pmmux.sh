@@ -16,7 +16,8 @@
 # WRK_SECS, CLIENT_CPU, PROXY_CPU, SERVER_CPU, BASE_PORT, KEEP...); see its header.
 # What this script sets:
 #   PMMUX_CMD              the release pmmux on the generated {CONFIG}, default logging (info: one
-#                          line per connection), as shipped
+#                          line per connection), as shipped; set it to wrap that command (a profiler,
+#                          strace -c) or run another build
 #   PMMUX2_CMD             the same at --log-level warn (add PMMUX2 to PATHS): the log line's cost
 #   PMMUX_CONFIG_TEMPLATE  the shared script's default chain (ssh, tls, http, then pass, all to
 #                          {TARGET}) plus a short drain timeout, so a stop takes < 2 s
@@ -48,7 +49,7 @@ trap 'rm -rf "$PLUGINS"' EXIT
 cp "$TARGET_DIR"/release/libpmmux_*.so "$PLUGINS"/
 
 export PMMUX_PLUGIN_DIR=$PLUGINS
-export PMMUX_CMD="$TARGET_DIR/release/pmmux --config {CONFIG}"
+export PMMUX_CMD=${PMMUX_CMD:-"$TARGET_DIR/release/pmmux --config {CONFIG}"}
 export PMMUX2_CMD=${PMMUX2_CMD:-"$TARGET_DIR/release/pmmux --config {CONFIG} --log-level warn"}
 export PMMUX2_LABEL=${PMMUX2_LABEL:-"pmmux --log-level warn"}
 export PMMUX_UDP=${PMMUX_UDP:-1}

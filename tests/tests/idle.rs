@@ -2,7 +2,8 @@
 //! `[routing] idle_timeout_ms` is closed by pmmux (logged with its reason, counted in `/metrics` as
 //! `outcome="idle_timeout"`), a backend's own `idle_timeout_ms` overrides it, a connection that
 //! keeps talking is never cut, a half-closed one is closed after `half_closed_timeout_ms`, and both
-//! sockets of a relayed connection carry TCP keepalive (seen with `ss`).
+//! sockets of a relayed connection carry TCP keepalive (seen with `ss`; the upstream's from the
+//! relay's first second on).
 
 mod ops_common;
 
@@ -86,20 +87,36 @@ fn idle_and_half_closed_connections_are_closed_with_a_reason_and_counted_and_tal
         client_side.contains("timer:(keepalive"),
         "client socket without keepalive: {client_side}"
     );
-    let upstream_side = ss
-        .lines()
-        .filter(|l| l.contains(&echo.addr().to_string()))
-        // pmmux's side: the echo server's address is the peer (4th column), not the local one.
-        .filter(|l| {
-            l.split_whitespace()
-                .nth(3)
-                .is_some_and(|peer| peer == echo.addr().to_string())
-        })
-        .collect::<Vec<_>>();
-    assert!(
-        upstream_side.iter().any(|l| l.contains("timer:(keepalive")),
-        "upstream socket without keepalive: {upstream_side:#?}\n{ss}"
-    );
+    // The upstream socket gets it once the relay has lasted a second (the first probe is due after
+    // a minute; a shorter connection skips the system calls).
+    let upstream_keepalive = || {
+        let ss = run("ss", &["-tnoH", "state", "established"], Duration::from_secs(10)).expect_success("ss");
+        let upstream_side = ss
+            .lines()
+            .filter(|l| l.contains(&echo.addr().to_string()))
+            // pmmux's side: the echo server's address is the peer (4th column), not the local one.
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(3)
+                    .is_some_and(|peer| peer == echo.addr().to_string())
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        (
+            upstream_side.iter().any(|l| l.contains("timer:(keepalive")),
+            upstream_side,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut armed, mut upstream_side) = upstream_keepalive();
+    while !armed && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        (armed, upstream_side) = upstream_keepalive();
+    }
+    assert!(armed, "upstream socket without keepalive after 5 s: {upstream_side:#?}");
+    // (That took a second of the idle timeout: talk once to start the next part afresh.)
+    talker.write_all(b"y").expect("still open");
+    talker.read_exact(&mut one).expect("still echoing");
 
     // A connection that talks every 500 ms for twice the idle timeout is never cut.
     for i in 0..(2 * IDLE_MS / 500) {

@@ -5,7 +5,9 @@
 //! when no byte moved either way for its idle timeout ([`Timeouts::idle`]), or, once one side has
 //! finished sending, for the shorter half-closed timeout. Both sockets carry TCP keepalive
 //! ([`keepalive`]), so a peer that vanished without a FIN is found by the kernel even while the
-//! other side waits quietly.
+//! other side waits quietly: the client's from its listener, the upstream's armed by the watchdog
+//! once the relay has lasted [`KEEPALIVE_ARM`] (the first probe is due only after
+//! [`KEEPALIVE_IDLE`], so a short connection skips four system calls that could not matter).
 //!
 //! Each direction's buffer starts small and doubles whenever a read fills it, up to
 //! [`MAX_RELAY_BUFFER`]: an interactive or idle connection holds a few KiB, a bulk one reaches full
@@ -27,6 +29,9 @@ pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Probes unanswered after which the kernel declares the peer dead (so about 2 minutes in all).
 pub const KEEPALIVE_PROBES: u32 = 6;
+/// How long a relay runs before its upstream socket gets keepalive: well under
+/// [`KEEPALIVE_IDLE`], so the first probe comes at most this much later than it would otherwise.
+pub const KEEPALIVE_ARM: Duration = Duration::from_secs(1);
 
 /// The keepalive every client and upstream socket carries.
 pub fn keepalive() -> socket2::TcpKeepalive {
@@ -157,7 +162,7 @@ impl Activity {
 /// `first` (the previewed bytes) as soon as the connection takes them; from `source` when given:
 /// the client's address and port, for a transparent backend (only the target's addresses of the
 /// client's family are tried, and `first` waits for the relay). Returns the stream, set up with
-/// TCP_NODELAY and keepalive, and how many bytes of `first` it sent.
+/// TCP_NODELAY (keepalive comes later: [`KEEPALIVE_ARM`]), and how many bytes of `first` it sent.
 ///
 /// On loopback and fast networks the handshake is done by the time `connect` returns, so the bytes
 /// are sent at once: no wait for writability and no `SO_ERROR` query (tokio's connect does both),
@@ -184,7 +189,6 @@ pub(crate) async fn connect_from(
                 Some(from) => match transparent::tcp_socket(from).await {
                     Ok(socket) => socket.connect(addr).await.map(|s| {
                         let _ = s.set_nodelay(true);
-                        let _ = socket2::SockRef::from(&s).set_tcp_keepalive(&keepalive());
                         (s, 0)
                     }),
                     Err(e) => Err(io::Error::new(
@@ -218,7 +222,7 @@ pub(crate) async fn connect_from(
     }
 }
 
-/// One address: a non-blocking connect with TCP_NODELAY and keepalive set before it, then `first` sent at once
+/// One address: a non-blocking connect with TCP_NODELAY set before it, then `first` sent at once
 /// when the connection is already up, else after it is.
 async fn connect_one(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, usize)> {
     let socket = if addr.is_ipv4() {
@@ -229,8 +233,6 @@ async fn connect_one(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, u
     // Relayed bytes are forwarded as they come, never held for batching.
     socket.set_nodelay(true)?;
     let sock = socket2::SockRef::from(&socket);
-    // A vanished backend is found by the kernel even while the client waits quietly.
-    let _ = sock.set_tcp_keepalive(&keepalive());
     match sock.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -270,7 +272,11 @@ pub(crate) async fn relay(
     timeouts: Timeouts,
 ) -> Result<Transferred, RelayError> {
     // The client socket inherited TCP_NODELAY and keepalive from its listener, a TCP upstream got
-    // them in `connect_from`.
+    // TCP_NODELAY in `connect_from` and gets keepalive from the watchdog.
+    let keepalive_on = match &*upstream {
+        Stream::Tcp(s) => Some(std::os::fd::AsRawFd::as_raw_fd(s)),
+        Stream::Unix(_) => None,
+    };
     upstream
         .write_all(&preview[sent.min(preview.len())..])
         .await
@@ -298,7 +304,7 @@ pub(crate) async fn relay(
             done.map_err(RelayError::Io)?;
             None
         }
-        cut = watchdog(&activity, timeouts) => Some(cut),
+        cut = watchdog(&activity, timeouts, keepalive_on) => Some(cut),
     };
     Ok(Transferred {
         up: activity.up.load(Ordering::Relaxed) + preview.len() as u64,
@@ -309,9 +315,12 @@ pub(crate) async fn relay(
 
 /// Returns once the relay has been quiet for longer than its timeouts allow. Sleeps until the
 /// deadline the last activity gives, and never longer than the half-closed timeout, so a relay that
-/// becomes half-closed meanwhile is held to the shorter bound.
-async fn watchdog(activity: &Activity, timeouts: Timeouts) -> Cut {
+/// becomes half-closed meanwhile is held to the shorter bound. A relay that lasts [`KEEPALIVE_ARM`]
+/// gets keepalive on its TCP upstream socket (`keepalive_on`, a descriptor the caller keeps open for
+/// as long as this runs).
+async fn watchdog(activity: &Activity, timeouts: Timeouts, mut keepalive_on: Option<std::os::fd::RawFd>) -> Cut {
     let half_closed = timeouts.half_closed.min(timeouts.idle);
+    let arm_at = activity.start + KEEPALIVE_ARM;
     loop {
         let (limit, cut) = if activity.one_done.load(Ordering::Relaxed) {
             (half_closed, Cut::HalfClosed)
@@ -323,7 +332,19 @@ async fn watchdog(activity: &Activity, timeouts: Timeouts) -> Cut {
         if deadline <= now {
             return cut;
         }
-        tokio::time::sleep_until(deadline.min(now + half_closed)).await;
+        if let Some(fd) = keepalive_on.filter(|_| now >= arm_at) {
+            keepalive_on = None;
+            // SAFETY: the upstream stream outlives this future (both live in `relay`'s frame, and
+            // the select that polls this future ends before `relay` returns).
+            let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            // A vanished backend is found by the kernel even while the client waits quietly.
+            let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive());
+        }
+        let mut wake = deadline.min(now + half_closed);
+        if keepalive_on.is_some() {
+            wake = wake.min(arm_at);
+        }
+        tokio::time::sleep_until(wake).await;
     }
 }
 

@@ -384,7 +384,7 @@ async fn dispatch(
     router: &Router,
     backend: &Backend,
     properties: &[Property],
-    preview: &[u8],
+    preview: &mut Vec<u8>,
 ) -> Result<Transferred, ConnError> {
     let timeouts = timeouts(router, backend);
     let target = match &backend.kind {
@@ -423,7 +423,7 @@ async fn dispatch(
     let first = if backend.config.proxy_protocol.is_some() {
         &[][..]
     } else {
-        preview
+        preview.as_slice()
     };
     let (mut upstream, sent) = Stream::connect_from(&target, timeout, source, first).await?;
     if let Some(version) = backend.config.proxy_protocol {

@@ -11,7 +11,8 @@
 //!
 //! Each direction's buffer starts small and doubles whenever a read fills it, up to
 //! [`MAX_RELAY_BUFFER`]: an interactive or idle connection holds a few KiB, a bulk one reaches full
-//! size after a handful of reads. Buffers are never zero-filled (reads go into spare capacity).
+//! size after a handful of reads. The client's direction reuses the preview's buffer once it is
+//! replayed. Buffers are never zero-filled (reads go into spare capacity).
 
 use std::io;
 use std::net::SocketAddr;
@@ -262,11 +263,13 @@ async fn connect_one(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, u
 
 /// Replays what is left of `preview` (after the first `sent` bytes) to `upstream`, then relays
 /// until both directions are closed, or until the connection has been quiet for longer than
-/// `timeouts` allow (then `cut` says which).
+/// `timeouts` allow (then `cut` says which). Once replayed, the preview's buffer becomes the
+/// client-to-upstream relay buffer (`preview` is left empty): no second buffer for that direction,
+/// and no preview held for the connection's whole life.
 pub(crate) async fn relay(
     client: &mut Stream,
     upstream: &mut Stream,
-    preview: &[u8],
+    preview: &mut Vec<u8>,
     sent: usize,
     target: &str,
     timeouts: Timeouts,
@@ -284,6 +287,10 @@ pub(crate) async fn relay(
             target: target.to_owned(),
             source,
         })?;
+    let replayed = preview.len() as u64;
+    let mut up_buf = std::mem::take(preview);
+    up_buf.clear();
+    up_buf.reserve_exact(MIN_RELAY_BUFFER);
     let (client_read, client_write) = client.split();
     let (upstream_read, upstream_write) = upstream.split();
     let activity = Activity {
@@ -295,8 +302,22 @@ pub(crate) async fn relay(
     };
     let copy = async {
         tokio::try_join!(
-            copy_half(client_read, upstream_write, Peer::Client, &activity, &activity.up),
-            copy_half(upstream_read, client_write, Peer::Upstream, &activity, &activity.down)
+            copy_half(
+                client_read,
+                upstream_write,
+                up_buf,
+                Peer::Client,
+                &activity,
+                &activity.up
+            ),
+            copy_half(
+                upstream_read,
+                client_write,
+                Vec::with_capacity(MIN_RELAY_BUFFER),
+                Peer::Upstream,
+                &activity,
+                &activity.down
+            )
         )
     };
     let cut = tokio::select! {
@@ -307,7 +328,7 @@ pub(crate) async fn relay(
         cut = watchdog(&activity, timeouts, keepalive_on) => Some(cut),
     };
     Ok(Transferred {
-        up: activity.up.load(Ordering::Relaxed) + preview.len() as u64,
+        up: activity.up.load(Ordering::Relaxed) + replayed,
         down: activity.down.load(Ordering::Relaxed),
         cut,
     })
@@ -358,12 +379,12 @@ async fn watchdog(activity: &Activity, timeouts: Timeouts, mut keepalive_on: Opt
 async fn copy_half(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
+    mut buf: Vec<u8>,
     reader: Peer,
     activity: &Activity,
     moved: &AtomicU64,
 ) -> Result<(), SideError> {
     let writer = reader.other();
-    let mut buf: Vec<u8> = Vec::with_capacity(MIN_RELAY_BUFFER);
     let mut total = 0u64;
     loop {
         buf.clear();

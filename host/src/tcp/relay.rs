@@ -390,33 +390,35 @@ async fn copy_half(
         buf.clear();
         let n = from.read_buf(&mut buf).await.map_err(SideError::on(reader, Op::Read))?;
         activity.touch();
-        if n == 0 {
-            if !activity.one_done.swap(true, Ordering::Relaxed) {
-                to.shutdown().await.map_err(SideError::on(writer, Op::Write))?;
-            }
-            return Ok(());
-        }
-        let (ended, failed) = peek_end(&from, &mut buf);
-        let last = ended && !activity.one_done.swap(true, Ordering::Relaxed);
-        let sent = if last {
-            match to.try_write_more(&buf) {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(SideError::on(writer, Op::Write)(e)),
-                taken => taken.unwrap_or(0),
-            }
+        let (ended, failed) = if n == 0 {
+            (true, None)
         } else {
-            0
+            peek_end(&from, &mut buf)
         };
-        to.write_all(&buf[sent..])
-            .await
-            .map_err(SideError::on(writer, Op::Write))?;
-        activity.touch();
-        total += buf.len() as u64;
-        moved.store(total, Ordering::Relaxed);
+        // The direction that ends first shuts its writer down (half-close); the other one leaves
+        // the FIN to the close that follows.
+        let shuts_down = ended && !activity.one_done.swap(true, Ordering::Relaxed);
+        if !buf.is_empty() {
+            let sent = if shuts_down {
+                match to.try_write_more(&buf) {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(SideError::on(writer, Op::Write)(e)),
+                    taken => taken.unwrap_or(0),
+                }
+            } else {
+                0
+            };
+            to.write_all(&buf[sent..])
+                .await
+                .map_err(SideError::on(writer, Op::Write))?;
+            activity.touch();
+            total += buf.len() as u64;
+            moved.store(total, Ordering::Relaxed);
+        }
         if let Some(e) = failed {
             return Err(SideError::on(reader, Op::Read)(e));
         }
         if ended {
-            if last {
+            if shuts_down {
                 to.shutdown().await.map_err(SideError::on(writer, Op::Write))?;
             }
             return Ok(());

@@ -175,20 +175,23 @@ fn socket_inodes(proto: &str, addr: SocketAddr, state: Option<&str>) -> Vec<u64>
 }
 
 fn pid_has_socket(pid: u32, inodes: &[u64]) -> bool {
+    socket_fd(pid, inodes).is_some()
+}
+
+/// The number of a descriptor of process `pid` that is one of the sockets `inodes`.
+fn socket_fd(pid: u32, inodes: &[u64]) -> Option<i32> {
     if inodes.is_empty() {
-        return false;
+        return None;
     }
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.flatten().any(|fd| {
-        fs::read_link(fd.path()).ok().is_some_and(|target| {
-            let t = target.to_string_lossy();
-            t.strip_prefix("socket:[")
-                .and_then(|r| r.strip_suffix(']'))
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|n| inodes.contains(&n))
-        })
+    fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten().find_map(|fd| {
+        let target = fs::read_link(fd.path()).ok()?;
+        let inode = target
+            .to_str()?
+            .strip_prefix("socket:[")?
+            .strip_suffix(']')?
+            .parse::<u64>()
+            .ok()?;
+        inodes.contains(&inode).then(|| fd.file_name().to_str()?.parse().ok())?
     })
 }
 
@@ -201,17 +204,7 @@ pub fn pid_listens_tcp(pid: u32, addr: SocketAddr) -> bool {
 /// `addr`, read from a duplicate of its descriptor (`pidfd_getfd`, Linux 5.6+; needs the right to
 /// ptrace `pid`, which root has). `None` when no such socket or the kernel refuses.
 pub fn listener_sockopt(pid: u32, addr: SocketAddr, level: i32, name: i32) -> Option<i32> {
-    let inodes = socket_inodes("tcp", addr, Some("0A"));
-    let fd: i32 = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten().find_map(|fd| {
-        let target = fs::read_link(fd.path()).ok()?;
-        let inode = target
-            .to_str()?
-            .strip_prefix("socket:[")?
-            .strip_suffix(']')?
-            .parse::<u64>()
-            .ok()?;
-        inodes.contains(&inode).then(|| fd.file_name().to_str()?.parse().ok())?
-    })?;
+    let fd = socket_fd(pid, &socket_inodes("tcp", addr, Some("0A")))?;
     // SAFETY: plain system calls on integers; every descriptor they return is closed below.
     unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as i32;
